@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Regenerate every table and figure of the report into reports/.
+#
+#   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
+#                [--data-root PATH] [--runs-dir DIR] [--reports-dir DIR] [NOTEBOOK...]
+#
+# Defaults: the cpu profile on the embedded synthetic data, every notebook in notebooks/.
+# On first use it creates .venv, installs requirements.txt and registers the Jupyter
+# kernel "seqseg"; later runs start at once. SEQSEG_PYTHON=/path/to/python skips the venv
+# and runs with that interpreter's environment instead.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+profile=cpu
+dataset=synthetic
+data_root=""
+runs_dir="$PWD/runs"
+reports_dir="$PWD/reports"
+notebooks=()
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --dataset) dataset="$2"; shift 2 ;;
+    --data-root) data_root="$(cd "$2" && pwd)"; shift 2 ;;
+    --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "run_all.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) notebooks+=("$1"); shift ;;
+  esac
+done
+case "$profile" in smoke|cpu|paper) ;; *)
+  echo "run_all.sh: unknown profile '$profile'; valid: smoke, cpu, paper" >&2; exit 2 ;;
+esac
+case "$dataset" in synthetic|cityscapes|camvid) ;; *)
+  echo "run_all.sh: unknown dataset '$dataset'; valid: synthetic, cityscapes, camvid" >&2; exit 2 ;;
+esac
+if [ ${#notebooks[@]} -eq 0 ]; then
+  notebooks=(notebooks/[0-9][0-9]_*.ipynb)
+fi
+
+# -- environment ------------------------------------------------------------------------
+if [ -n "${SEQSEG_PYTHON:-}" ]; then
+  python="$SEQSEG_PYTHON"
+else
+  python="$PWD/.venv/bin/python"
+  stamp=".venv/.requirements.sha256"
+  wanted="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  if [ ! -x "$python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "== setting up .venv (first use: installs requirements.txt, a few minutes)"
+    [ -x "$python" ] || python3 -m venv .venv
+    "$python" -m pip install --quiet --upgrade pip
+    "$python" -m pip install --quiet -r requirements.txt
+    "$python" -m ipykernel install --sys-prefix --name seqseg --display-name "Python (seqseg)"
+    echo "$wanted" > "$stamp"
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Plain progress lines in the log (a widget bar would stay frozen at 0% here).
+export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
+export MPLBACKEND=Agg
+
+# -- notebooks --------------------------------------------------------------------------
+mkdir -p "$reports_dir/notebooks"
+marker="$(mktemp)"
+trap 'rm -f "$marker"' EXIT
+parameters=(-p profile "$profile" -p dataset "$dataset" -p runs_dir "$runs_dir"
+            -p reports_dir "$reports_dir")
+[ -n "$data_root" ] && parameters+=(-p data_root "$data_root")
+total=${#notebooks[@]}
+index=0
+for notebook in "${notebooks[@]}"; do
+  index=$((index + 1))
+  [ -f "$notebook" ] || { echo "run_all.sh: no notebook $notebook" >&2; exit 2; }
+  name="$(basename "$notebook" .ipynb)"
+  output="$reports_dir/notebooks/${name}_${dataset}_${profile}.ipynb"
+  echo "== [$index/$total] $name (profile $profile, dataset $dataset)"
+  start=$SECONDS
+  if ! "$python" -m papermill "$notebook" "$output" "${parameters[@]}" \
+        --kernel python3 --cwd "$(dirname "$notebook")" --log-output --no-progress-bar; then
+    echo "== FAILED: $name; the executed notebook with the error is $output" >&2
+    exit 1
+  fi
+  echo "== done: $name in $((SECONDS - start)) s"
+done
+
+echo "== wrote:"
+find "$reports_dir" -type f -newer "$marker" | sort | sed 's/^/   /'

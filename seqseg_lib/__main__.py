@@ -1,0 +1,5 @@
+import sys
+
+from seqseg_lib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""CamVid (Brostow et al., 2008) in the SegNet layout: ``train/`` with ``trainannot/``, etc.
+
+Annotations are single-channel PNGs with class indices 0..10 and 11 for "Unlabelled",
+which becomes ``IGNORE_INDEX``. ``root`` may also come from ``CAMVID_ROOT``.
+"""
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from seqseg_lib.data.io import (
+    check_max_value,
+    check_same_size,
+    image_to_tensor,
+    pair_files,
+    read_png,
+    resolve_root,
+)
+from seqseg_lib.data.labels import CAMVID, IGNORE_INDEX
+from seqseg_lib.data.transforms import item_generator, resize_and_crop
+
+SPLITS = ("train", "val", "test")
+VOID = 11
+
+
+class CamVid(Dataset):
+    """Items are dicts: ``image`` float32 [3, H, W] in [0, 1], ``labels`` int64 [H, W]
+    (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes.
+    """
+
+    label_space = CAMVID
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "train",
+        resize: tuple[int, int] | None = (140, 187),
+        crop: tuple[int, int] | None = (128, 176),
+        train: bool | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(SPLITS)}")
+        self.root = resolve_root(root, "CAMVID_ROOT", "CamVid")
+        image_dir, label_dir = self.root / split, self.root / f"{split}annot"
+        for folder in (image_dir, label_dir):
+            if not folder.is_dir():
+                raise ValueError(
+                    f"{str(self.root)!r} is not a CamVid root (SegNet layout): "
+                    f"the folder {folder.name}/ is missing"
+                )
+        images = {p.name: p for p in image_dir.glob("*.png")}
+        labels = {p.name: p for p in label_dir.glob("*.png")}
+        self.files = [(images[k], labels[k]) for k in pair_files(images, labels, str(image_dir))][
+            :limit
+        ]
+        if not self.files:
+            raise ValueError(f"no .png images found in {str(image_dir)!r}")
+        self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
+        self.train = split == "train" if train is None else train
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        image_path, label_path = self.files[index]
+        image, labels = read_png(image_path, "RGB"), read_png(label_path)
+        if labels.ndim != 2:
+            raise ValueError(f"{str(label_path)!r} should be single-channel, got {labels.shape}")
+        check_same_size(image, labels, image_path, label_path)
+        check_max_value(labels, VOID, label_path, "class indices")
+        labels = np.where(labels == VOID, IGNORE_INDEX, labels).astype(np.int64)
+        sample = {"image": image_to_tensor(image), "labels": torch.from_numpy(labels)}
+        generator = item_generator(self.seed, self.epoch, index) if self.train else None
+        sample = resize_and_crop(sample, self.resize, self.crop, generator)
+        return sample | {"name": image_path.stem}

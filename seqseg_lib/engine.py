@@ -1,0 +1,461 @@
+"""The training engine: train, evaluate, checkpoint, resume. It knows nothing about models.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON
+line per epoch: train and validation loss terms and metrics) and ``checkpoint.pt`` (model,
+optimizer, schedulers, RNG states, running metrics and position). Running ``train`` again on
+a directory with a checkpoint continues from it; an uninterrupted run and a resumed one end
+with the same weights on CPU, bit for bit:
+
+- the data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, and augmentation
+  draws from generators seeded by ``(seed, epoch, index)`` (``data/transforms.py``);
+- the global RNG (dropout) is saved and restored with the step;
+- checkpoints are written to a temporary file, then renamed: a crash while writing leaves
+  the previous checkpoint intact.
+"""
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
+from torch.utils.data import DataLoader, Sampler
+
+from seqseg_lib.config import Config
+from seqseg_lib.experiments import get_experiment
+from seqseg_lib.progress import Progress
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def set_determinism(device: torch.device) -> None:
+    """Deterministic kernels where PyTorch has them.
+
+    CPU kernels used here are deterministic for a fixed thread count. On CUDA we set
+    cuDNN to deterministic, disable its autotuner and ask for deterministic algorithms with
+    ``warn_only=True``: a few CUDA kernels (e.g. the backward of some interpolations and
+    ``index_put`` with accumulation) have no deterministic version and only warn.
+    """
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation seeded by ``(seed, epoch)``, started at ``start`` (to resume mid-epoch)."""
+
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        return iter(order[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def _loader_generator(seed: int, epoch: int) -> torch.Generator:
+    """A DataLoader draws its workers' base seed when an iterator starts; from its own
+    generator, that draw leaves the global RNG (dropout) alone, so resuming does not shift it."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
+
+
+def build_schedulers(optimizer: torch.optim.Optimizer, config: Config):
+    """Per-epoch learning-rate steps as chained ``MultiStepLR`` (one per milestone, its gamma
+    the ratio of consecutive rates), and an optional per-step linear warm-up."""
+    milestones, previous = [], config.lr
+    for epoch, lr in config.lr_milestones:
+        milestones.append(MultiStepLR(optimizer, [epoch], gamma=lr / previous))
+        previous = lr
+    epoch_scheduler = ChainedScheduler(milestones or [MultiStepLR(optimizer, [], gamma=1.0)])
+    step_scheduler = None
+    if config.warmup_steps:
+        step_scheduler = LinearLR(optimizer, 1e-3, 1.0, total_iters=config.warmup_steps)
+    return epoch_scheduler, step_scheduler
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same folder, flushed, then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain values only, nothing executed."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
+        raise ValueError(
+            f"refusing to load checkpoint {str(path)!r}: it is not a checkpoint of tensors and "
+            f"plain values written by seqseg ({type(error).__name__}: {str(error)[:300]})"
+        ) from None
+
+
+def prepare_run_dir(config: Config, run_dir: Path) -> None:
+    """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_path = run_dir / CONFIG
+    if saved_path.exists():
+        saved = Config.from_dict(json.loads(saved_path.read_text()))
+        differences = saved.differences(config)
+        if differences:
+            raise ValueError(
+                f"run directory {str(run_dir)!r} was made with another config; refusing to "
+                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
+            )
+    saved_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-epoch records of a run directory's ``metrics.jsonl``."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
+    """Drop records of epochs not covered by the checkpoint (written after it, then killed)."""
+    records = [r for r in read_metrics(run_dir) if r["epoch"] < epoch]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    (run_dir / METRICS).write_text(text)
+
+
+class Trainer:
+    """Holds what a run needs; ``fit`` trains to the end (or ``max_steps``) and returns the
+    per-epoch records."""
+
+    def __init__(self, config: Config, run_dir: str | os.PathLike) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        prepare_run_dir(config, self.run_dir)
+        self.device = resolve_device(config.device)
+        set_determinism(self.device)
+        self.experiment = get_experiment(config.experiment)
+        torch.manual_seed(config.seed)
+        self.model = self.experiment.build_model(config).to(self.device)
+        self.train_set, self.val_set = self.experiment.build_datasets(config)
+        self.criterion = self.experiment.build_criterion(config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
+        self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+        self.running = self._new_running()
+        self.resumed = self._restore()
+
+    # -- state -------------------------------------------------------------------------
+    def _new_running(self) -> dict[str, Any]:
+        evaluator = self.experiment.build_evaluator(self.config, self.train_set)
+        return {"evaluator": evaluator, "loss_sums": {}, "num_batches": 0, "num_images": 0}
+
+    def state_dict(self) -> dict[str, Any]:
+        running = self.running
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch_scheduler": self.epoch_scheduler.state_dict(),
+            "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
+            "position": dict(self.position),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "running": {
+                "evaluator": running["evaluator"].state_dict(),
+                "loss_sums": dict(running["loss_sums"]),
+                "num_batches": running["num_batches"],
+                "num_images": running["num_images"],
+            },
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
+
+    def _restore(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = load_checkpoint(path, self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch_scheduler.load_state_dict(state["epoch_scheduler"])
+        if self.step_scheduler is not None:
+            self.step_scheduler.load_state_dict(state["step_scheduler"])
+        self.position = dict(state["position"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        running = state["running"]
+        self.running["evaluator"].load_state_dict(running["evaluator"])
+        self.running.update({k: running[k] for k in ("loss_sums", "num_batches", "num_images")})
+        _keep_metrics_before(self.run_dir, self.position["epoch"])
+        return True
+
+    # -- loops -------------------------------------------------------------------------
+    def autocast(self):
+        if not self.config.amp:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def fit(self) -> list[dict[str, Any]]:
+        config = self.config
+        with Progress(config, self.position, len(self._loader(0))) as progress:
+            while self.position["epoch"] < config.epochs:
+                if not self._train_epoch(progress):
+                    self.save()  # stopped by max_steps
+                    break
+                record = self._end_epoch()
+                progress.epoch_done(record)
+        return read_metrics(self.run_dir)
+
+    def _loader(self, start: int) -> DataLoader:
+        epoch = self.position["epoch"]
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        sampler = EpochSampler(len(self.train_set), self.config.seed, epoch, start)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            drop_last=self.config.drop_last,
+            collate_fn=self.experiment.collate_fn,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=_loader_generator(self.config.seed, epoch),
+        )
+
+    def _train_epoch(self, progress: Progress) -> bool:
+        """Train to the end of the epoch; False if ``max_steps`` stopped it first."""
+        config, position = self.config, self.position
+        self.model.train()
+        start = position["step_in_epoch"] * config.batch_size
+        for images, targets in self._loader(start):
+            if config.max_steps is not None and position["global_step"] >= config.max_steps:
+                return False
+            self._train_step(images, targets)
+            position["step_in_epoch"] += 1
+            position["global_step"] += 1
+            progress.step(self.running)
+            if config.checkpoint_every and position["global_step"] % config.checkpoint_every == 0:
+                self.save()
+        return True
+
+    def _train_step(self, images, targets) -> None:
+        images, targets = to_device(images, self.device), to_device(targets, self.device)
+        with self.autocast():
+            outputs = self.model(images)
+            losses = self.criterion(outputs, targets)
+        weights = self.criterion.weight_dict
+        total = sum(weights[k] * losses[k] for k in losses if k in weights)
+        if not torch.isfinite(total):
+            values = {k: v.item() for k, v in losses.items()}
+            raise FloatingPointError(
+                f"non-finite loss at step {self.position['global_step'] + 1} (epoch "
+                f"{self.position['epoch']}, batch {self.position['step_in_epoch']}): {values}; "
+                f"the last checkpoint in {str(self.run_dir)!r} is left as it was"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        if self.step_scheduler is not None:
+            self.step_scheduler.step()  # constant once the warm-up is over
+        accumulate(self.running, losses, total, batch_size(images))
+        self.running["evaluator"].update(detach(outputs), targets)
+
+    def _end_epoch(self) -> dict[str, Any]:
+        running = self.running
+        n = max(running["num_batches"], 1)
+        train = {k: v / n for k, v in running["loss_sums"].items()}
+        train |= running["evaluator"].compute()
+        record = {
+            "epoch": self.position["epoch"],
+            "global_step": self.position["global_step"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train": train,
+            "val": self.validate(),
+        }
+        with open(self.run_dir / METRICS, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.epoch_scheduler.step()
+        self.position.update(epoch=self.position["epoch"] + 1, step_in_epoch=0)
+        self.running = self._new_running()
+        self.save()
+        return record
+
+    @torch.no_grad()
+    def validate(self, dataset=None) -> dict[str, Any]:
+        """Loss terms (mean over batches) and metrics on ``dataset`` (default: validation)."""
+        dataset = self.val_set if dataset is None else dataset
+        self.model.eval()
+        evaluator = self.experiment.build_evaluator(self.config, dataset)
+        sums, batches = {}, 0
+        loader = DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            collate_fn=self.experiment.collate_fn,
+            num_workers=self.config.num_workers,
+            generator=_loader_generator(self.config.seed, -1),
+        )
+        for images, targets in loader:
+            images, targets = to_device(images, self.device), to_device(targets, self.device)
+            with self.autocast():
+                outputs = self.model(images)
+                losses = self.criterion(outputs, targets)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            sums["loss"] = sums.get("loss", 0.0) + float(
+                sum(self.criterion.weight_dict[k] * v for k, v in losses.items())
+            )
+            evaluator.update(detach(outputs), targets)
+            batches += 1
+        self.model.train()
+        return {k: v / max(batches, 1) for k, v in sums.items()} | evaluator.compute()
+
+
+def accumulate(running: dict, losses: dict, total: torch.Tensor, num_images: int) -> None:
+    sums = running["loss_sums"]
+    for key, value in losses.items():
+        sums[key] = sums.get(key, 0.0) + value.item()
+    sums["loss"] = sums.get("loss", 0.0) + total.item()
+    running["num_batches"] += 1
+    running["num_images"] += num_images
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors, and tensors inside lists and dicts, moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def detach(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float()
+    if isinstance(value, dict):
+        return {k: detach(v) for k, v in value.items()}
+    return value
+
+
+def batch_size(images: Any) -> int:
+    return images.shape[0] if isinstance(images, torch.Tensor) else len(images)
+
+
+def train(config: Config, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Train ``config`` in ``run_dir`` (resuming from its checkpoint if any); return the
+    per-epoch records of ``metrics.jsonl``."""
+    return Trainer(config, run_dir).fit()
+
+
+def evaluate(run_dir: str | os.PathLike, split: str = "val") -> dict[str, Any]:
+    """Loss and metrics of a run directory's checkpoint on its validation (or train) split."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
+    config = Config.from_dict(json.loads((run_dir / CONFIG).read_text()))
+    trainer = Trainer(config, run_dir)
+    dataset = {"val": trainer.val_set, "train": trainer.train_set}[split]
+    return trainer.validate(dataset)
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """True when the run directory's checkpoint has completed every epoch."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists():
+        return False
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    return state["position"]["epoch"] >= state["config"]["epochs"]
+
+
+def run_name(config: Config, variant: str = "") -> str:
+    """The run directory name under ``runs_dir`` for a config (and an optional variant)."""
+    suffix = f"-{variant}" if variant else ""
+    return f"{config.experiment}{suffix}-{config.dataset}-{config.profile}-seed{config.seed}"
+
+
+def load_or_train(config: Config, runs_dir: str | os.PathLike, variant: str = "") -> Path:
+    """Train ``config`` in ``runs_dir/run_name(config)`` unless it already finished there
+    (an interrupted run resumes). Returns the run directory."""
+    run_dir = Path(runs_dir) / run_name(config, variant)
+    if not is_finished(run_dir):
+        train(config, run_dir)
+    return run_dir
+
+
+def load_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, Config]:
+    """The model of a run directory's checkpoint, in eval mode, with its config."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise ValueError(f"no checkpoint in {str(run_dir)!r}")
+    state = load_checkpoint(path, device)
+    config = Config.from_dict(state["config"])
+    model = get_experiment(config.experiment).build_model(config)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, indices: list[int], collate_fn) -> tuple:
+    """(images, targets, outputs) of ``model`` on the items ``indices`` of ``dataset``."""
+    device = next(model.parameters()).device
+    images, targets = collate_fn([dataset[i] for i in indices])
+    return images, targets, detach(model(images.to(device)))
+
+
+def measure_step_time(
+    config: Config, batch_size: int = 24, repeats: int = 5, device: str = "auto"
+) -> float:
+    """Median seconds of one training step (forward, loss, backward, Adam) on random
+    inputs of the config's crop size, after one warm-up step (Table 1's "Training Step")."""
+    device = resolve_device(device)
+    experiment = get_experiment(config.experiment)
+    torch.manual_seed(config.seed)
+    model = experiment.build_model(config).to(device).train()
+    criterion = experiment.build_criterion(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    height, width = config.crop
+    images = torch.rand(batch_size, 3, height, width, device=device)
+    targets = torch.randint(0, config.model["num_classes"], (batch_size, height, width))
+    targets = targets.to(device)
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        losses = criterion(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(sorted(times[1:])[len(times[1:]) // 2])
+
+
+def build_datasets(config: Config):
+    """The (train, validation) datasets of a config."""
+    return get_experiment(config.experiment).build_datasets(config)

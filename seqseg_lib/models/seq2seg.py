@@ -1,0 +1,95 @@
+"""Seq2Seg (Sec. 2.1-2.2): a BERT encoder over 16x16 patches and one transposed convolution.
+
+    images [B, 3, H, W]
+      -> flattened s x s patches          [B, N, 3 s^2]      N = (H/s)(W/s)
+      -> linear projection                [B, N, d_model]
+      -> BERT encoder (position embeddings added at its input)
+      -> sum of the hidden states         [B, N, d_model]    (skip=True)
+         or the last hidden state                            (skip=False)
+      -> reshape                          [B, d_model, H/s, W/s]
+      -> ConvTranspose2d(k=s, stride=s)   [B, C, H, W]
+
+Which hidden states are summed: the report sums "the hidden state vectors from all layers of
+the Transformer encoder". Hugging Face's ``hidden_states`` holds the embedding output (patch
+projection + position + token-type embeddings) followed by the output of each of the
+``num_layers`` layers; we sum all ``num_layers + 1`` of them, so the embedding output is
+included and the patch projection has a direct path to the output.
+"""
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from seqseg_lib.models.unet import check_divisible
+
+
+class Seq2Seg(nn.Module):
+    """``forward(images [B, 3, H, W]) -> logits [B, C, H, W]``; H, W multiples of ``patch_size``.
+
+    Defaults are the report's (Sec. 2.2) and give 50.79M parameters (Table 1: 50.8M): 34
+    classes (Cityscapes labelIds), BERT's pooler kept (unused, as in the report's
+    ``BertModel``), 512 position embeddings, a vocabulary of 1 (inputs go in as
+    ``inputs_embeds``, so the word table would be unused).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 34,
+        skip: bool = True,
+        patch_size: int = 16,
+        hidden_dim: int = 768,
+        num_layers: int = 6,
+        num_heads: int = 12,
+        ffn_dim: int = 3072,
+        in_channels: int = 3,
+        max_positions: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.skip = skip
+        self.patch_embed = nn.Linear(in_channels * patch_size**2, hidden_dim)
+        self.encoder = BertModel(
+            BertConfig(
+                vocab_size=1,
+                hidden_size=hidden_dim,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                intermediate_size=ffn_dim,
+                max_position_embeddings=max_positions,
+                hidden_dropout_prob=dropout,
+                attention_probs_dropout_prob=dropout,
+                attn_implementation="sdpa",
+            )
+        )
+        self.head = nn.ConvTranspose2d(hidden_dim, num_classes, patch_size, stride=patch_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens, grid = patchify(images, self.patch_size)  # (B, N, 3 s^2), (H/s, W/s)
+        check_sequence_length(tokens.shape[1], self.encoder.config.max_position_embeddings)
+        out = self.encoder(inputs_embeds=self.patch_embed(tokens), output_hidden_states=self.skip)
+        if self.skip:
+            hidden = torch.stack(out.hidden_states).sum(0)  # (B, N, D)
+        else:
+            hidden = out.last_hidden_state  # (B, N, D)
+        hidden = hidden.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
+        return self.head(hidden)  # (B, C, H, W)
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Split [B, C, H, W] into row-major flattened patches [B, N, C s^2]; also return the grid."""
+    check_divisible(images, patch_size)
+    batch, channels, height, width = images.shape
+    rows, cols = height // patch_size, width // patch_size
+    patches = images.reshape(batch, channels, rows, patch_size, cols, patch_size)
+    patches = patches.permute(0, 2, 4, 1, 3, 5)  # (B, H/s, W/s, C, s, s)
+    return patches.reshape(batch, rows * cols, channels * patch_size**2), (rows, cols)
+
+
+def check_sequence_length(length: int, max_positions: int) -> None:
+    """Raise ``ValueError`` when a sequence needs more position embeddings than exist."""
+    if length > max_positions:
+        raise ValueError(
+            f"the image gives {length} tokens but the encoder has only {max_positions} "
+            "position embeddings: use smaller images, a larger patch_size or max_positions"
+        )

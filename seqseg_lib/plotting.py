@@ -1,0 +1,102 @@
+"""Figures and tables for the notebooks: written into ``reports/`` with their provenance."""
+
+import datetime
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
+
+
+def provenance(profile: str, dataset: str, device: str, seed: int) -> dict[str, str]:
+    """Where numbers come from: stated beside every table and figure."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
+    return {
+        "profile": profile,
+        "dataset": dataset,
+        "device": f"{device} ({name or platform.machine()}, {torch.get_num_threads()} threads)",
+        "seed": str(seed),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def save_table(table: pd.DataFrame, name: str, reports_dir: str | Path, meta: dict) -> Path:
+    """Write ``tables/{name}.csv`` and ``tables/{name}.md`` (with the provenance above it)."""
+    folder = Path(reports_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv")
+    header = ", ".join(f"{k}: {v}" for k, v in meta.items())
+    (folder / f"{name}.md").write_text(f"{header}\n\n{table.to_markdown()}\n")
+    (folder / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return folder / f"{name}.md"
+
+
+def save_figure(figure: plt.Figure, name: str, reports_dir: str | Path, meta: dict) -> Path:
+    """Write ``figures/{name}.png`` with the provenance as a footer."""
+    folder = Path(reports_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    footer = ", ".join(f"{k}: {v}" for k, v in meta.items())
+    figure.text(0.01, 0.002, footer, fontsize=7, color="0.4", va="bottom")
+    path = folder / f"{name}.png"
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def colorize(eval_ids: torch.Tensor | np.ndarray, label_space: LabelSpace) -> np.ndarray:
+    """Evaluation ids [H, W] -> RGB uint8 [H, W, 3] in the dataset's palette, void black."""
+    ids = np.asarray(eval_ids)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: label_space.num_eval_classes] = np.array(label_space.palette, dtype=np.uint8)
+    palette[IGNORE_INDEX] = 0
+    return palette[np.clip(ids, 0, 255)]
+
+
+def show_image(axis: plt.Axes, image: torch.Tensor, title: str = "") -> None:
+    """Draw an image tensor [C, H, W] (C = 1 or 3, values in [0, 1]) without ticks."""
+    array = image.detach().cpu().permute(1, 2, 0).numpy().clip(0, 1)
+    axis.imshow(array[..., 0] if array.shape[-1] == 1 else array, cmap="gray")
+    axis.set_title(title, fontsize=8)
+    axis.set_axis_off()
+
+
+def plot_segmentations(
+    images: torch.Tensor, columns: dict[str, torch.Tensor], label_space: LabelSpace
+) -> plt.Figure:
+    """Figure 1: one row per image; the image, then each named map of evaluation ids [N, H, W]."""
+    rows, cols = images.shape[0], len(columns) + 1
+    height, width = images.shape[-2:]
+    size = (2.4 * cols * width / height, 2.4 * rows)
+    figure, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    for row in range(rows):
+        show_image(axes[row, 0], images[row], "input" if row == 0 else "")
+        for col, (title, maps) in enumerate(columns.items(), start=1):
+            axes[row, col].imshow(colorize(maps[row], label_space))
+            axes[row, col].set_title(title if row == 0 else "", fontsize=8)
+            axes[row, col].set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def plot_curves(histories: dict[str, list[dict[str, Any]]], keys=("loss", "accuracy")):
+    """Figure 2: per epoch, training faded and validation solid, one colour per model."""
+    figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, key in zip(axes[0], keys):
+        for colour, (name, records) in zip(colours, histories.items()):
+            epochs = [r["epoch"] + 1 for r in records]
+            axis.plot(epochs, [r["train"][key] for r in records], color=colour, alpha=0.35)
+            axis.plot(epochs, [r["val"][key] for r in records], color=colour, label=name)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(title="faded: train, solid: val", fontsize=8, title_fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,91 @@
+"""Training progress that reads well both in JupyterLab and in a headless log.
+
+``SEQSEG_PROGRESS`` picks the style: ``bar`` (``tqdm.auto``: a widget in JupyterLab, a text
+bar in a terminal), ``log`` (one plain line every ``SEQSEG_PROGRESS_INTERVAL`` seconds and at
+each epoch end, for papermill and ``nohup`` logs, where a widget would stay frozen at 0% and
+a text bar writes a line per refresh) or ``none``. Default: ``bar`` when the standard error is
+a terminal or a notebook kernel, else ``log``.
+"""
+
+import os
+import sys
+import time
+from typing import Any
+
+from tqdm.auto import tqdm
+
+
+def _style() -> str:
+    style = os.environ.get("SEQSEG_PROGRESS")
+    if style in ("bar", "log", "none"):
+        return style
+    if style:
+        raise ValueError(f"SEQSEG_PROGRESS={style!r}; valid: bar, log, none")
+    in_kernel = "ipykernel" in sys.modules
+    return "bar" if in_kernel or sys.stderr.isatty() else "log"
+
+
+class Progress:
+    """Progress of a run: ``step(running)`` after each step, ``epoch_done(record)``."""
+
+    def __init__(self, config: Any, position: dict, steps_per_epoch: int) -> None:
+        self.config, self.position = config, position
+        self.style = _style() if config.progress else "none"
+        self.steps_per_epoch = steps_per_epoch
+        self.interval = float(os.environ.get("SEQSEG_PROGRESS_INTERVAL", "30"))
+        self.bar = None
+        self.last_print = self.start = time.monotonic()
+        self.start_step = position["global_step"]
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def _rate(self) -> float:
+        images = (self.position["global_step"] - self.start_step) * self.config.batch_size
+        return images / max(time.monotonic() - self.start, 1e-9)
+
+    def step(self, running: dict) -> None:
+        loss = running["loss_sums"].get("loss", 0.0) / max(running["num_batches"], 1)
+        epoch, step = self.position["epoch"], self.position["step_in_epoch"]
+        if self.style == "bar":
+            if self.bar is None or self.bar.n > step:
+                self._new_bar(epoch)
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self._rate():.1f}")
+        elif self.style == "log" and time.monotonic() - self.last_print >= self.interval:
+            self.last_print = time.monotonic()
+            print(
+                f"[{self.config.experiment}] epoch {epoch + 1}/{self.config.epochs} "
+                f"step {step}/{self.steps_per_epoch} loss {loss:.4f} "
+                f"{self._rate():.1f} img/s",
+                flush=True,
+            )
+
+    def _new_bar(self, epoch: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"{self.config.experiment} epoch {epoch + 1}/{self.config.epochs}",
+            leave=False,
+        )
+
+    def epoch_done(self, record: dict) -> None:
+        if self.style == "none":
+            return
+        train, val = record["train"], record["val"]
+        message = (
+            f"[{self.config.experiment}] epoch {record['epoch'] + 1}/{self.config.epochs} "
+            f"train loss {train['loss']:.4f} val loss {val['loss']:.4f}"
+        )
+        for key in ("accuracy", "miou"):
+            if key in val:
+                message += f" val {key} {val[key]:.4f}"
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(message, flush=True)

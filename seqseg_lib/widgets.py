@@ -1,0 +1,205 @@
+"""Interactive inspection of object queries (Figures 4, 5 and 7-9) with ipywidgets 8.
+
+``QueryInspector(model, dataset)`` shows, for one image: the input, its ground-truth instances
+and each query's mask with its best class and confidence; queries matched to a ground-truth
+instance (``HungarianMatcher``, as in training) carry that instance's label. Controls: an
+image slider, an easy/hard toggle when ``dataset`` is a dict of datasets, a confidence
+threshold (queries below it are greyed, or hidden with ``hide_below=True``) and a page slider
+for models with many queries (the 100 of the Hungarian U-Net, Sec. 4).
+
+Nothing blocks and nothing needs a browser: the figure is rendered to PNG bytes (Agg, no
+pyplot state) into an ``ipywidgets.Image``, and the current state is exposed as attributes
+(``image_index``, ``dataset_key``, ``shown_queries``, ``titles``, ``png``) for tests and
+headless notebooks.
+"""
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import nn
+
+from seqseg_lib.matcher import HungarianMatcher, resize_masks
+
+COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5
+
+
+def instance_targets(item: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The default ``target_fn``: an item's ``labels`` [N] and ``masks`` [N, H, W] if it has
+    instance masks (Scattered MNIST), else None (no ground truth shown or matched)."""
+    if "masks" not in item or item["labels"].dim() != 1:
+        return None
+    return {"labels": item["labels"], "masks": item["masks"]}
+
+
+class QueryInspector:
+    """Per-query masks of ``model`` on one image of ``dataset`` at a time.
+
+    ``model(images [1, C, H, W]) -> {"pred_logits": [1, Q, K + 1], "pred_masks": [1, Q, h,
+    w]}``; ``dataset[i]["image"]`` is [C, H, W]; ``dataset`` may be a dict of datasets
+    (e.g. ``{"easy": ..., "hard": ...}``). ``class_names`` names the K classes (default the
+    digits 0-9). A query's confidence is its best class probability with "no object" left out
+    of the max (the evaluator's detection score). ``target_fn(item)`` gives the ground truth
+    ``{"labels", "masks"}`` or None.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        class_names: Sequence[str] | None = None,
+        threshold: float = 0.5,
+        queries_per_page: int = 20,
+        hide_below: bool = False,
+        matcher: HungarianMatcher | None = None,
+        target_fn: Callable[[dict], dict | None] = instance_targets,
+    ) -> None:
+        self.model = model
+        self.datasets = dict(dataset) if isinstance(dataset, dict) else {"": dataset}
+        if not self.datasets or any(len(d) == 0 for d in self.datasets.values()):
+            raise ValueError("QueryInspector needs at least one non-empty dataset")
+        if queries_per_page <= 0:
+            raise ValueError(f"queries_per_page must be positive, got {queries_per_page}")
+        self.class_names = list(class_names or [str(d) for d in range(10)])
+        self.queries_per_page, self.hide_below = queries_per_page, hide_below
+        self.matcher = matcher or HungarianMatcher()
+        self.target_fn = target_fn
+        self._cache: dict[tuple[str, int], tuple[dict, dict | None]] = {}
+        self.shown_queries: list[int] = []
+        self.titles: list[str] = []
+        self.matched: dict[int, int] = {}  # query -> ground-truth index
+        self.png = b""
+        self._build_controls(threshold)
+        self.refresh()
+        for control in self._controls():
+            control.observe(lambda change: self.refresh(), names="value")
+
+    # -- controls ------------------------------------------------------------------------
+    def _build_controls(self, threshold: float) -> None:
+        first = next(iter(self.datasets))
+        self.mode_toggle = widgets.ToggleButtons(options=list(self.datasets), value=first)
+        self.image_slider = widgets.IntSlider(
+            value=0, min=0, max=len(self.datasets[first]) - 1, description="image"
+        )
+        self.threshold_slider = widgets.FloatSlider(
+            value=threshold, min=0.0, max=1.0, step=0.01, description="threshold"
+        )
+        self.page_slider = widgets.IntSlider(value=0, min=0, max=0, description="page")
+        self.image_widget = widgets.Image(format="png")
+        rows = [self.image_slider, self.threshold_slider, self.page_slider, self.image_widget]
+        if len(self.datasets) > 1:
+            rows.insert(0, self.mode_toggle)
+        self.widget = widgets.VBox(rows)
+
+    def _controls(self) -> list[widgets.Widget]:
+        return [self.mode_toggle, self.image_slider, self.threshold_slider, self.page_slider]
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def dataset_key(self) -> str:
+        return self.mode_toggle.value
+
+    @property
+    def image_index(self) -> int:
+        return self.image_slider.value
+
+    # -- state ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, key: str, index: int) -> tuple[dict, dict | None]:
+        """The model's outputs for one image (CPU, batch dimension dropped) and its targets."""
+        if (key, index) not in self._cache:
+            item = self.datasets[key][index]
+            was_training = self.model.training
+            self.model.eval()
+            device = next(self.model.parameters()).device
+            outputs = self.model(item["image"][None].to(device))
+            self.model.train(was_training)
+            outputs = {k: outputs[k][0].float().cpu() for k in ("pred_logits", "pred_masks")}
+            outputs["image"] = item["image"]
+            self._cache[key, index] = (outputs, self.target_fn(item))
+        return self._cache[key, index]
+
+    def refresh(self) -> None:
+        """Recompute the shown queries, titles and figure from the controls' values."""
+        dataset = self.datasets[self.dataset_key]
+        self.image_slider.max = len(dataset) - 1
+        outputs, target = self.predict(self.dataset_key, self.image_index)
+        num_classes = outputs["pred_logits"].shape[-1] - 1
+        if len(self.class_names) < num_classes:
+            raise ValueError(
+                f"the model predicts {num_classes} classes but {len(self.class_names)} class "
+                "names were given"
+            )
+        confidence, classes = outputs["pred_logits"].softmax(-1)[:, :-1].max(-1)  # (Q,), (Q,)
+        self.matched = self._match(outputs, target)
+        candidates = list(range(len(confidence)))
+        if self.hide_below:
+            threshold = self.threshold_slider.value
+            candidates = [q for q in candidates if confidence[q] >= threshold]
+        pages = max(1, math.ceil(len(candidates) / self.queries_per_page))
+        self.page_slider.max = pages - 1
+        self.page_slider.disabled = pages == 1
+        start = min(self.page_slider.value, pages - 1) * self.queries_per_page
+        self.shown_queries = candidates[start : start + self.queries_per_page]
+        self.titles = [self._title(q, confidence, classes, target) for q in self.shown_queries]
+        self.png = self._render(outputs, target, confidence)
+        self.image_widget.value = self.png
+
+    def _match(self, outputs: dict, target: dict | None) -> dict[int, int]:
+        if target is None or len(target["labels"]) == 0:
+            return {}
+        batched = {k: outputs[k][None] for k in ("pred_logits", "pred_masks")}
+        (src, tgt), = self.matcher(batched, [target])
+        return dict(zip(src.tolist(), tgt.tolist()))
+
+    def _title(self, query: int, confidence, classes, target) -> str:
+        title = f"q{query}: {self.class_names[classes[query]]} {confidence[query]:.2f}"
+        if query in self.matched:
+            title += f"\nGT {self.class_names[target['labels'][self.matched[query]]]}"
+        return title
+
+    # -- figure --------------------------------------------------------------------------
+    def _render(self, outputs: dict, target: dict | None, confidence: torch.Tensor) -> bytes:
+        """Input, ground truth, then the shown queries' mask probabilities, as PNG bytes."""
+        panels = 2 + len(self.shown_queries)
+        rows = math.ceil(panels / COLUMNS)
+        figure = Figure(figsize=(1.7 * COLUMNS, 1.9 * rows))
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(rows, COLUMNS, squeeze=False).ravel()
+        for axis in axes:
+            axis.set_axis_off()
+        image = outputs["image"].permute(1, 2, 0).numpy().clip(0, 1)  # (H, W, C)
+        axes[0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        axes[0].set_title("input", fontsize=7)
+        self._draw_targets(axes[1], target, image.shape[:2])
+        size = tuple(image.shape[:2])
+        probs = resize_masks(outputs["pred_masks"], size).sigmoid()  # (Q, H, W)
+        threshold = self.threshold_slider.value
+        for axis, query, title in zip(axes[2:], self.shown_queries, self.titles):
+            confident = bool(confidence[query] >= threshold)
+            axis.imshow(probs[query].numpy(), cmap="viridis" if confident else "Greys", vmin=0, vmax=1)
+            axis.set_title(title, fontsize=7, color="black" if confident else "0.6")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        return buffer.getvalue()
+
+    def _draw_targets(self, axis, target: dict | None, size: tuple[int, int]) -> None:
+        if target is None:
+            axis.set_title("no ground truth", fontsize=7)
+            return
+        instance_map = np.zeros(size)  # 0 background, k + 1 the k-th instance
+        for k, mask in enumerate(target["masks"].bool()):
+            instance_map[mask.numpy()] = k + 1
+        axis.imshow(np.zeros(size), cmap="gray", vmin=0, vmax=1)  # black background
+        shown = np.ma.masked_equal(instance_map, 0)
+        axis.imshow(shown, cmap="tab10", vmin=0, vmax=10, interpolation="nearest")
+        labels = " ".join(self.class_names[int(label)] for label in target["labels"])
+        axis.set_title(f"GT: {labels}", fontsize=7)

@@ -1,0 +1,27 @@
+"""Shared fixtures. Real data in ``../shared/data`` is optional: tests using it skip."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("SEQSEG_PROGRESS", "none")
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    root = Path(os.environ.get("CAMVID_ROOT", SHARED_DATA / "camvid"))
+    if not (root / "train").is_dir():
+        pytest.skip(f"CamVid not found at {root} (set CAMVID_ROOT to run this test)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    root = SHARED_DATA / "mnist"
+    if not any(root.glob("t10k-images-idx3-ubyte*")):
+        pytest.skip(f"MNIST IDX files not found in {root}")
+    return root

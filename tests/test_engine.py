@@ -1,0 +1,174 @@
+"""Training engine: learning, checkpoints, resume, determinism, refusals."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from seqseg_lib import engine
+from seqseg_lib.config import build_config
+
+SEMANTIC = ["seq2seg", "seq2seg-noskip", "unet"]
+
+
+def smoke(experiment="unet", **overrides):
+    return build_config(experiment, "smoke", **overrides)
+
+
+def weights(run_dir):
+    return engine.load_checkpoint(run_dir / engine.CHECKPOINT)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("experiment", SEMANTIC)
+def test_smoke_training_lowers_the_loss(tmp_path, experiment):
+    config = smoke(experiment, epochs=4)
+    records = engine.train(config, tmp_path)
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+    assert records[-1]["train"]["loss"] < records[0]["train"]["loss"]
+    assert {"loss", "loss_bce", "accuracy", "miou", "iou"} <= records[-1]["val"].keys()
+    saved = json.loads((tmp_path / engine.CONFIG).read_text())
+    assert saved == config.to_dict()
+
+
+def test_learning_rate_schedule_follows_the_milestones(tmp_path):
+    config = smoke(epochs=4, lr=1e-3, lr_milestones=((1, 5e-4), (3, 1e-4)))
+    records = engine.train(config, tmp_path)
+    assert [r["lr"] for r in records] == pytest.approx([1e-3, 5e-4, 5e-4, 1e-4])
+
+
+def test_paper_schedules_are_the_reports():
+    unet = build_config("unet", "paper")
+    assert (unet.epochs, unet.lr, unet.lr_milestones) == (30, 1e-3, ((10, 5e-4), (20, 1e-4)))
+    s2s = build_config("seq2seg", "paper", "cityscapes")
+    assert (s2s.epochs, s2s.lr, s2s.lr_milestones) == (45, 1e-4, ((15, 5e-5), (30, 1e-5)))
+    noskip = build_config("seq2seg-noskip", "paper")
+    assert (noskip.lr, noskip.lr_milestones) == (5e-5, ((15, 1e-5), (30, 5e-6)))
+    assert s2s.batch_size == 24 and s2s.drop_last and s2s.crop == (128, 256)
+    assert s2s.resize == (140, 280) and s2s.model == {"num_classes": 34, "skip": True}
+    assert 2975 // s2s.batch_size == 123  # minibatches per epoch on Cityscapes (Sec. 2.2)
+
+
+def test_resume_after_max_steps_is_bit_identical(tmp_path):
+    config = smoke("seq2seg", epochs=2)  # dropout on: the RNG state must be restored
+    engine.train(config, tmp_path / "straight")
+    engine.train(config.__class__(**{**config.__dict__, "max_steps": 3}), tmp_path / "split")
+    assert engine.load_checkpoint(tmp_path / "split" / engine.CHECKPOINT)["position"] == {
+        "epoch": 1,
+        "step_in_epoch": 1,
+        "global_step": 3,
+    }
+    records = engine.train(config, tmp_path / "split")
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    straight = engine.read_metrics(tmp_path / "straight")
+    assert records == straight
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
+    a = engine.train(smoke(), tmp_path / "a")
+    b = engine.train(smoke(), tmp_path / "b")
+    c = engine.train(smoke(seed=1), tmp_path / "c")
+    assert a == b and a != c
+
+
+def test_finished_run_is_not_trained_again(tmp_path):
+    engine.train(smoke(), tmp_path)
+    before = (tmp_path / engine.CHECKPOINT).stat().st_mtime_ns
+    assert engine.is_finished(tmp_path)
+    engine.load_or_train(smoke(), tmp_path.parent, variant="")  # other dir name: trains
+    engine.train(smoke(), tmp_path)
+    assert (tmp_path / engine.CHECKPOINT).stat().st_mtime_ns == before
+
+
+def test_a_run_directory_with_another_config_is_refused(tmp_path):
+    engine.train(smoke(max_steps=1), tmp_path)
+    engine.train(smoke(max_steps=2, checkpoint_every=1), tmp_path)  # run control may change
+    with pytest.raises(ValueError, match=r"lr: 0\.01 != 0\.5.*batch_size|batch_size.*lr"):
+        engine.train(smoke(lr=0.5, batch_size=2), tmp_path)
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    config = smoke(checkpoint_every=1)
+    engine.train(smoke(checkpoint_every=1, max_steps=2), tmp_path)
+    good = weights(tmp_path)
+    original = engine.Trainer._train_step
+
+    def poisoned(self, images, targets):
+        if self.position["global_step"] == 2:
+            images = images * float("nan")
+        return original(self, images, targets)
+
+    monkeypatch.setattr(engine.Trainer, "_train_step", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
+        engine.train(config, tmp_path)
+    assert_same_weights(weights(tmp_path), good)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_checkpoints_with_arbitrary_objects_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"model": _Payload()}, handle)
+    with pytest.raises(ValueError, match="refusing to load checkpoint"):
+        engine.load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+    torch.save({"position": object.__new__(_Payload)}, tmp_path / "evil2.pt")
+    with pytest.raises(ValueError, match="evil2.pt"):
+        engine.load_checkpoint(tmp_path / "evil2.pt")
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
+    engine.train(smoke(max_steps=2), tmp_path)
+    good = weights(tmp_path)
+
+    def half_write(state, handle):
+        handle.write(b"PK\x03\x04 truncated")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(engine.torch, "save", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        engine.train(smoke(max_steps=3), tmp_path)
+    monkeypatch.undo()
+    assert_same_weights(weights(tmp_path), good)
+    engine.train(smoke(), tmp_path)  # and the run resumes from it
+    assert engine.is_finished(tmp_path)
+
+
+def test_evaluate_reports_the_checkpoint_metrics(tmp_path):
+    records = engine.train(smoke(), tmp_path)
+    result = engine.evaluate(tmp_path)
+    assert result["accuracy"] == pytest.approx(records[-1]["val"]["accuracy"])
+    with pytest.raises(ValueError, match="not a run directory"):
+        engine.evaluate(tmp_path / "nothing")
+
+
+def test_measure_step_time_is_positive():
+    assert engine.measure_step_time(smoke(), batch_size=2, repeats=1, device="cpu") > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"experiment": "segformer"}, "unknown experiment 'segformer'; valid: seq2seg"),
+        ({"profile": "gpu"}, "unknown profile 'gpu'; valid: smoke, cpu, paper"),
+        ({"dataset": "ade20k"}, "valid: synthetic, cityscapes, camvid"),
+        ({"max_steps": 0}, "max_steps must be a positive integer"),
+        ({"max_steps": 2.5}, "max_steps must be a positive integer"),
+        ({"learning_rate": 1}, "valid config fields"),
+    ],
+)
+def test_bad_names_are_refused_with_the_valid_ones(kwargs, message):
+    args = {"experiment": "unet", "profile": "smoke"} | kwargs
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        build_config(args.pop("experiment"), args.pop("profile"), **args)

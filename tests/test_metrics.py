@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from seqseg_lib.data.labels import CAMVID, CITYSCAPES, IGNORE_INDEX
+from seqseg_lib.losses import SemanticCriterion
+from seqseg_lib.metrics import SemanticEvaluator, confusion_matrix, scores
+
+
+def test_scores_by_hand():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 2]])
+    result = scores(confusion_matrix(pred, target, 3))
+    # 6 valid pixels, 4 right.
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    # class 0: tp 1, fn 1, fp 1 -> 1/3; class 1: tp 2, fp 1 -> 2/3; class 2: tp 1, fn 1 -> 1/2
+    assert result["iou"] == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert result["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_absent_classes_are_left_out_of_the_mean():
+    target = torch.tensor([0, 0, 1])
+    result = scores(confusion_matrix(target, target, 4))
+    assert result["miou"] == 1.0 and math.isnan(result["iou"][3])
+
+
+def test_predictions_outside_the_evaluation_classes_count_as_wrong():
+    target = torch.tensor([0, 1])
+    pred = torch.tensor([0, IGNORE_INDEX])  # e.g. a void labelId predicted
+    result = scores(confusion_matrix(pred, target, 2))
+    assert result["accuracy"] == 0.5 and result["iou"] == [1.0, 0.0]
+
+
+def test_against_torchmetrics_on_random_maps():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 11, (4, 20, 30), generator=generator)
+    target[:, :3] = IGNORE_INDEX
+    pred = torch.randint(0, 11, (4, 20, 30), generator=generator)
+    pred[target == 3] = 3  # some structure
+    ours = scores(confusion_matrix(pred, target, 11))
+    iou = MulticlassJaccardIndex(11, average="macro", ignore_index=IGNORE_INDEX)
+    accuracy = MulticlassAccuracy(11, average="micro", ignore_index=IGNORE_INDEX)
+    assert ours["miou"] == pytest.approx(float(iou(pred, target)), abs=1e-6)
+    assert ours["accuracy"] == pytest.approx(float(accuracy(pred, target)), abs=1e-6)
+
+
+def test_cityscapes_evaluator_maps_label_ids_to_train_ids():
+    # labelIds: 7 road (trainId 0), 26 car (13), 0 unlabeled (ignored).
+    labels = torch.tensor([[[7, 7, 26, 0]]])
+    logits = torch.zeros(1, 34, 1, 4)
+    logits[0, 7, 0, :2] = 1  # road, road
+    logits[0, 26, 0, 2] = 1  # car
+    logits[0, 5, 0, 3] = 1  # a void class on an ignored pixel: not counted
+    evaluator = SemanticEvaluator(CITYSCAPES)
+    evaluator.update(logits, labels)
+    result = evaluator.compute()
+    assert result["accuracy"] == 1.0 and result["miou"] == 1.0
+    assert len(result["iou"]) == 19
+
+
+def test_cityscapes_label_space_comes_from_cityscapesscripts():
+    from cityscapesscripts.helpers.labels import id2label
+
+    for label_id in range(34):
+        expected = id2label[label_id].trainId
+        expected = IGNORE_INDEX if expected in (-1, 255) else expected
+        assert CITYSCAPES.eval_lut[label_id] == expected
+    assert CITYSCAPES.eval_names[13] == "car" and CITYSCAPES.num_eval_classes == 19
+    assert CAMVID.num_eval_classes == 11
+
+
+def test_evaluator_state_round_trip():
+    evaluator = SemanticEvaluator(CAMVID)
+    evaluator.update(torch.randn(2, 11, 4, 4), torch.randint(0, 11, (2, 4, 4)))
+    other = SemanticEvaluator(CAMVID)
+    other.load_state_dict(evaluator.state_dict())
+    assert other.compute() == evaluator.compute()
+
+
+def test_bce_on_one_hot_by_hand():
+    logits = torch.tensor([[[[0.0]], [[2.0]]]])  # [B=1, C=2, 1, 1]
+    labels = torch.tensor([[[1]]])
+    loss = SemanticCriterion()(logits, labels)["loss_bce"]
+    expected = (math.log(2) + math.log1p(math.exp(-2))) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_ignored_pixels_take_no_part_in_the_loss():
+    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
+    labels = torch.tensor([[[0, 1], [IGNORE_INDEX, IGNORE_INDEX]]])
+    loss = SemanticCriterion()(logits, labels)["loss_bce"]
+    loss.backward()
+    assert torch.all(logits.grad[0, :, 1] == 0) and torch.any(logits.grad[0, :, 0] != 0)
+    only_valid = SemanticCriterion()(logits[..., :1, :], labels[:, :1])["loss_bce"]
+    assert float(loss) == pytest.approx(float(only_valid))

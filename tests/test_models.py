@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from seqseg_lib.models import Seq2Seg, UNet
+from seqseg_lib.models.seq2seg import patchify
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_seq2seg_has_the_reports_parameter_count():
+    count = num_parameters(Seq2Seg())
+    assert abs(count - 50.8e6) / 50.8e6 < 0.005, count  # Table 1
+
+
+def test_unet_has_the_reports_parameter_count():
+    count = num_parameters(UNet())
+    assert abs(count - 7.8e6) / 7.8e6 < 0.01, count  # Table 1
+
+
+def test_skip_and_no_skip_have_the_same_parameters():
+    assert num_parameters(Seq2Seg(skip=False)) == num_parameters(Seq2Seg(skip=True))
+
+
+def small_seq2seg(**kwargs) -> Seq2Seg:
+    args = dict(num_classes=5, patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, ffn_dim=64)
+    return Seq2Seg(**(args | kwargs))
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_seq2seg_shapes(skip):
+    model = small_seq2seg(skip=skip).eval()
+    assert model(torch.randn(2, 3, 32, 48)).shape == (2, 5, 32, 48)
+
+
+def test_skip_changes_the_output():
+    torch.manual_seed(0)
+    with_skip = small_seq2seg(skip=True).eval()
+    without = small_seq2seg(skip=False).eval()
+    without.load_state_dict(with_skip.state_dict())
+    images = torch.randn(1, 3, 16, 16)
+    assert not torch.allclose(with_skip(images), without(images))
+
+
+def test_skip_sums_the_embedding_output_and_every_layer():
+    torch.manual_seed(0)
+    model = small_seq2seg(skip=True).eval()
+    seen = []
+    model.head.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    images = torch.randn(1, 3, 16, 16)
+    model(images)
+    patches, _ = patchify(images, 8)  # (1, 4, 192)
+    out = model.encoder(inputs_embeds=model.patch_embed(patches), output_hidden_states=True)
+    assert len(out.hidden_states) == 3  # embeddings + 2 layers
+    expected = sum(out.hidden_states).transpose(1, 2).reshape(1, 32, 2, 2)
+    torch.testing.assert_close(seen[0], expected)
+
+
+def test_unet_shapes():
+    assert UNet(num_classes=7, base_width=4)(torch.randn(2, 3, 32, 48)).shape == (2, 7, 32, 48)
+
+
+@pytest.mark.parametrize("model", [small_seq2seg(), UNet(base_width=4)], ids=["seq2seg", "unet"])
+def test_sizes_not_multiple_of_the_patch_are_refused(model):
+    with pytest.raises(ValueError, match="multiples of"):
+        model(torch.randn(1, 3, 30, 48))
+
+
+def test_too_many_patches_are_refused():
+    model = small_seq2seg(max_positions=16)
+    with pytest.raises(ValueError, match="position embeddings"):
+        model(torch.randn(1, 3, 40, 40))  # 25 patches
+
+
+def test_seq2seg_uses_sdpa_and_no_word_table():
+    model = Seq2Seg()
+    assert model.encoder.config._attn_implementation == "sdpa"
+    assert model.encoder.embeddings.word_embeddings.num_embeddings == 1
+    assert model.encoder.config.max_position_embeddings == 512
+
+
+# Seeded regressions: the output of a fixed model on a fixed input. The constants were
+# computed once with torch 2.13.0 (CPU); a change means the model's computation changed.
+@torch.no_grad()
+def seeded_output(model_fn) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = model_fn().eval()
+    return model(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+
+
+def test_seq2seg_seeded_regression():
+    out = seeded_output(small_seq2seg)
+    stats = torch.tensor([out.mean(), out.std(), out[0, 0, 0, 0]])
+    torch.testing.assert_close(stats, SEQ2SEG_REFERENCE, atol=1e-4, rtol=1e-4)
+
+
+def test_unet_seeded_regression():
+    out = seeded_output(lambda: UNet(num_classes=5, base_width=4))
+    stats = torch.tensor([out.mean(), out.std(), out[0, 0, 0, 0]])
+    torch.testing.assert_close(stats, UNET_REFERENCE, atol=1e-4, rtol=1e-4)
+
+
+SEQ2SEG_REFERENCE = torch.tensor([-0.002663, 0.539106, 0.740175])
+UNET_REFERENCE = torch.tensor([-0.094652, 0.290355, -0.317763])

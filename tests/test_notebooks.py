@@ -1,0 +1,99 @@
+"""Notebooks: stored without outputs, one parameters cell each, and every one executed
+headless by papermill under the smoke profile, writing the tables and figures it promises."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+from conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# What each notebook writes into reports_dir (names formatted with dataset and profile).
+PROMISED = {
+    "01_seq2seg_vs_unet": ["tables/table1_{tag}.csv", "tables/table1_{tag}.md"]
+    + ["figures/figure1_{tag}.png", "figures/figure2_{tag}.png"],
+    "02_skip_ablation": ["tables/table_skip_ablation_{tag}.csv"]
+    + ["figures/figure_skip_ablation_{tag}.png"],
+}
+
+
+def test_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS][:2] == ["01_seq2seg_vs_unet", "02_skip_ablation"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_source_notebooks_carry_no_outputs_and_one_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code), (
+        f"{path.name} has outputs: run `nbstripout {path.relative_to(REPO)}`"
+    )
+    tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+
+
+@pytest.fixture
+def kernel_env(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("SEQSEG_PROGRESS", "log")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_headless_under_smoke(path, tmp_path, kernel_env):
+    reports, runs = tmp_path / "reports", tmp_path / "runs"
+    parameters = {"profile": "smoke", "runs_dir": str(runs), "reports_dir": str(reports)}
+    papermill.execute_notebook(
+        str(path),
+        str(tmp_path / path.name),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(path.parent),
+        progress_bar=False,
+    )
+    for name in PROMISED.get(path.stem, []):
+        assert (reports / name.format(tag="synthetic_smoke")).is_file(), name
+    executed = json.loads((tmp_path / path.name).read_text())
+    text = json.dumps(executed)
+    assert "'profile': 'smoke'" in text and "'dataset': 'synthetic'" in text
+
+
+@pytest.mark.slow
+def test_run_all_fails_on_a_broken_notebook(tmp_path):
+    notebook = nbformat.read(NOTEBOOKS[0], as_version=4)
+    notebook.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('broken on purpose')"))
+    broken = REPO / "notebooks" / f"zz_broken_{os.getpid()}.ipynb"
+    nbformat.write(notebook, broken)
+    try:
+        result = subprocess.run(
+            ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", str(broken)]
+            + ["--reports-dir", str(tmp_path / "reports"), "--runs-dir", str(tmp_path / "runs")],
+            env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        broken.unlink()
+    assert result.returncode != 0
+    assert "broken on purpose" in result.stdout + result.stderr
+    assert "FAILED" in result.stderr
+
+
+def test_run_all_refuses_unknown_names():
+    for args, message in [
+        (["--profile", "gpu"], "valid: smoke, cpu, paper"),
+        (["--dataset", "ade"], "valid: synthetic, cityscapes, camvid"),
+    ]:
+        result = subprocess.run(
+            ["bash", str(REPO / "run_all.sh"), *args],
+            env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2 and message in result.stderr

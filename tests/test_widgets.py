@@ -1,0 +1,87 @@
+import pytest
+import torch
+from torch import nn
+
+from seqseg_lib.data.scattered_mnist import ScatteredMNIST
+from seqseg_lib.models.seq2seg_instance import Seq2SegInstance
+from seqseg_lib.widgets import QueryInspector
+
+
+def fake_digits():
+    digits = torch.zeros(10, 28, 28, dtype=torch.uint8)
+    for k in range(10):
+        digits[k, 6 + k : 14 + k, 8:20] = 255
+    return digits.numpy(), torch.arange(10).numpy()
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    digits, labels = fake_digits()
+    return {
+        mode: ScatteredMNIST("val", mode, num_images=4, digits=digits, digit_labels=labels)
+        for mode in ("easy", "hard")
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Seq2SegInstance(hidden_dim=32, num_layers=1, num_heads=2, ffn_dim=64)
+
+
+def test_controls_change_what_is_shown(model, datasets):
+    inspector = QueryInspector(model, datasets)
+    assert inspector.dataset_key == "easy" and inspector.image_index == 0
+    assert inspector.shown_queries == list(range(6))
+    assert inspector.png.startswith(b"\x89PNG") and inspector.image_widget.value == inspector.png
+    assert len(inspector.titles) == 6 and all(t.startswith("q") for t in inspector.titles)
+    # Every ground-truth digit is matched to one query, whose title names its label.
+    item = datasets["easy"][0]
+    assert len(inspector.matched) == len(item["labels"])
+    assert sum("GT" in t for t in inspector.titles) == len(item["labels"])
+    first_png = inspector.png
+    inspector.image_slider.value = 3
+    assert inspector.image_index == 3 and inspector.png != first_png
+    assert len(inspector.matched) == len(datasets["easy"][3]["labels"])
+    inspector.mode_toggle.value = "hard"
+    assert inspector.dataset_key == "hard"
+    assert len(inspector.matched) == len(datasets["hard"][3]["labels"])
+
+
+def test_threshold_hides_queries_when_asked(model, datasets):
+    inspector = QueryInspector(model, datasets["easy"], hide_below=True, threshold=0.0)
+    assert inspector.shown_queries == list(range(6))
+    assert len(inspector.widget.children) == 4, "no easy/hard toggle for a single dataset"
+    inspector.threshold_slider.value = 1.0
+    assert inspector.shown_queries == [] and inspector.titles == []
+    greyed = QueryInspector(model, datasets["easy"], threshold=1.0)
+    assert greyed.shown_queries == list(range(6)), "without hide_below, queries are greyed"
+
+
+class ManyQueries(nn.Module):
+    """Stands in for the Hungarian U-Net of Sec. 4: 100 queries, 19 classes + no object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, images):
+        generator = torch.Generator().manual_seed(0)
+        batch, _, height, width = images.shape
+        return {
+            "pred_logits": torch.randn(batch, 100, 20, generator=generator) * self.scale,
+            "pred_masks": torch.randn(batch, 100, height, width, generator=generator),
+        }
+
+
+def test_many_queries_are_paginated_with_class_names():
+    names = [f"class{k}" for k in range(19)]
+    images = [{"image": torch.rand(3, 32, 64)} for _ in range(2)]
+    inspector = QueryInspector(ManyQueries(), images, class_names=names, queries_per_page=20)
+    assert inspector.page_slider.max == 4
+    assert inspector.shown_queries == list(range(20))
+    inspector.page_slider.value = 4
+    assert inspector.shown_queries == list(range(80, 100))
+    assert all("class" in t for t in inspector.titles) and inspector.matched == {}
+    with pytest.raises(ValueError, match="class names"):
+        QueryInspector(ManyQueries(), images)  # 19 classes, 10 default names
