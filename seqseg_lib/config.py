@@ -110,6 +110,8 @@ def build_config(
     ``dataset`` None takes the experiment's embedded default. Names are checked and a
     ``ValueError`` lists the valid ones.
     """
+    import seqseg_lib.experiments  # noqa: F401  (registers every experiment's presets)
+
     check_choice("experiment", experiment, list(DATASETS))
     check_choice("profile", profile, PROFILES)
     dataset = dataset or DATASETS[experiment][0]
@@ -194,12 +196,12 @@ def _cpu_semantic(experiment, epochs, lr, milestones) -> dict[str, Any]:
 
     Seq2Seg keeps the report's sequence of 128 tokens (8x16 patches of 8x8 pixels on a
     64x128 crop), with a narrower, shallower encoder; U-Net keeps its four levels at a quarter
-    of the width. Epochs and milestones are scaled by the same factor as the report's.
+    Epochs and milestones are scaled by the same factor as the report's.
     """
     scale = 1 / 3
     scaled = tuple((max(1, round(e * scale)), v) for e, v in milestones)
     if experiment == "unet":
-        model = {"base_width": 16}
+        model = {"base_width": 32}
     else:
         model = {"patch_size": 8, "hidden_dim": 256, "num_layers": 4, "num_heads": 4}
         model["ffn_dim"] = 1024

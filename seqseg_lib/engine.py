@@ -459,3 +459,8 @@ def measure_step_time(
 def build_datasets(config: Config):
     """The (train, validation) datasets of a config."""
     return get_experiment(config.experiment).build_datasets(config)
+
+
+def build_criterion(config: Config) -> torch.nn.Module:
+    """The criterion of a config (its ``matcher``, for set prediction)."""
+    return get_experiment(config.experiment).build_criterion(config)

@@ -69,3 +69,8 @@ EXPERIMENTS: dict[str, Experiment] = dict.fromkeys(SEMANTIC_EXPERIMENTS, SEMANTI
 
 def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[check_choice("experiment", name, list(EXPERIMENTS))]
+
+
+# The set-prediction experiments register themselves (Sec. 3 and 4); imported last because
+# they build on the definitions above.
+from seqseg_lib import instance_experiment, panoptic_experiment  # noqa: E402, F401

@@ -74,8 +74,12 @@ class InstanceEvaluator:
         soft = F.interpolate(outputs["pred_masks"], size, mode="bilinear", align_corners=False)
         soft = soft.sigmoid()  # (B, Q, H, W)
         self._update_matched(probs, soft, targets, indices)
+        scores, classes = probs[..., : self.num_classes].max(-1)  # (B, Q): "no object" left out
         for b, target in enumerate(targets):
-            self._update_detections(probs[b], soft[b] > 0.5, target)
+            binary = soft[b] > 0.5  # (Q, H, W)
+            self._update_detections(scores[b], classes[b], binary, target)
+            if self.with_ap:
+                self.records.append(ap_record(scores[b], classes[b], binary, target))
 
     def _update_matched(self, probs, soft, targets, indices) -> None:
         """Accuracy and Dice of the matched queries, the whole batch at once."""
@@ -91,9 +95,8 @@ class InstanceEvaluator:
         counts["dice_loss"] += float(dice_loss(pred, masks).sum())
         counts["dice_hard"] += float((1 - dice_loss((pred > 0.5).float(), masks)).sum())
 
-    def _update_detections(self, probs, pred_masks, target) -> None:
+    def _update_detections(self, scores, classes, pred_masks, target) -> None:
         """Greedy matching of confident detections to ground truth (module docstring)."""
-        scores, classes = probs[:, : self.num_classes].max(-1)  # (Q,), (Q,)
         iou = mask_iou(pred_masks, target["masks"])  # (Q, T)
         same_class = classes[:, None] == target["labels"][None, :]  # (Q, T)
         iou = torch.where(same_class, iou, torch.zeros_like(iou))
@@ -109,17 +112,6 @@ class InstanceEvaluator:
             elif iou[query].numel() and iou[query].max() >= self.iou_threshold:
                 self.counts["duplicates"] += 1
         self.counts["detections"] += len(detected)
-        if self.with_ap:
-            self.records.append(
-                {
-                    "scores": scores.tolist(),
-                    "classes": classes.tolist(),
-                    "masks": [encode_mask(m) for m in pred_masks],
-                    "labels": target["labels"].tolist(),
-                    "gt_masks": [encode_mask(m) for m in target["masks"].bool()],
-                    "size": list(pred_masks.shape[-2:]),
-                }
-            )
 
     def compute(self) -> dict[str, float]:
         c = self.counts
@@ -153,6 +145,18 @@ def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     intersection = pred @ target.T  # (P, T)
     union = pred.sum(1)[:, None] + target.sum(1)[None, :] - intersection
     return intersection / union.clamp(min=1)
+
+
+def ap_record(scores, classes, pred_masks, target) -> dict[str, Any]:
+    """One image's predictions and ground truth in plain values, masks as RLE strings."""
+    return {
+        "scores": scores.tolist(),
+        "classes": classes.tolist(),
+        "masks": [encode_mask(m) for m in pred_masks],
+        "labels": target["labels"].tolist(),
+        "gt_masks": [encode_mask(m) for m in target["masks"].bool()],
+        "size": list(pred_masks.shape[-2:]),
+    }
 
 
 def encode_mask(mask: torch.Tensor) -> str:

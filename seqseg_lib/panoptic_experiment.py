@@ -81,15 +81,19 @@ def _paper() -> dict[str, Any]:
 
 def _cpu() -> dict[str, Any]:
     """2 CPU cores, under 20 minutes: half-resolution crops (64x128), the U-Net at half
-    width, 600 synthetic training and 150 validation scenes, batch 16, 10 epochs with the
-    report's schedule shape scaled by 1/3 (as the semantic ``cpu`` profiles). Matching stays
-    at 32x64, half the crop's resolution, not a quarter, so that small cars survive it."""
+    width (2.46M parameters), 600 synthetic training and 150 validation scenes, batch 16,
+    the report's 30 epochs and schedule. Matching stays at 32x64, half the crop's
+    resolution rather than a quarter, so that small cars survive it.
+
+    Measured (seed 0, one thread on a shared 2-core machine): 16 minutes; validation PQ
+    0.175 (things 0.013, stuff 0.263), mIoU 0.218, accuracy 0.79; car PQ 0.051, 51 of the
+    1,179 validation cars matched, two images with two cars matched at once: it separates
+    some car instances, but far from all (the median validation car covers 31 pixels).
+    """
     paper = _paper()
     return paper | {
         "model": paper["model"] | {"base_width": 16},
-        "epochs": 10,
         "batch_size": 16,
-        "lr_milestones": ((3, 5e-4), (7, 1e-4)),
         "resize": (70, 140),
         "crop": (64, 128),
         "num_train": 600,

@@ -100,3 +100,56 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], keys=("loss", "accur
     axes[0, 0].legend(title="faded: train, solid: val", fontsize=8, title_fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def colorize_segments(
+    segment_map: torch.Tensor,
+    categories: list[int],
+    isthing: list[bool],
+    label_space: LabelSpace,
+    seed: int = 0,
+) -> np.ndarray:
+    """A panoptic map [H, W] (0 void, ``s`` = segment ``s``) as RGB: stuff in the dataset's
+    palette, dimmed; each thing instance in its own random colour (Figure 6)."""
+    generator = np.random.default_rng(seed)
+    colours = np.zeros((len(categories) + 1, 3), dtype=np.uint8)
+    for s, (category, thing) in enumerate(zip(categories, isthing), start=1):
+        if thing:
+            colours[s] = generator.integers(40, 256, 3)
+        else:
+            colours[s] = (np.array(label_space.palette[category]) * 0.45).astype(np.uint8)
+    return colours[np.asarray(segment_map)]
+
+
+def plot_query_grid(
+    image: torch.Tensor,
+    pred_logits: torch.Tensor,
+    pred_masks: torch.Tensor,
+    class_names: tuple[str, ...] | list[str],
+    columns: int = 10,
+    matched: dict[int, str] | None = None,
+) -> plt.Figure:
+    """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) with its predicted class and
+    confidence (softmax of ``pred_logits`` [Q, C + 1], last = no object); the input first.
+    ``matched`` maps a query to the ground truth it was matched to (shown in its title)."""
+    probs = pred_logits.softmax(-1)
+    confidence, classes = probs.max(-1)
+    names = [*class_names, "no object"]
+    panels = len(pred_masks) + 1
+    rows = -(-panels // columns)
+    height, width = pred_masks.shape[-2:]
+    cell = 1.6
+    size = (cell * columns * max(width / height, 0.6), cell * rows * 1.15)
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    show_image(axes.flat[0], image, "input")
+    for query, axis in enumerate(axes.flat[1:panels]):
+        axis.imshow(pred_masks[query].sigmoid().cpu(), vmin=0, vmax=1, cmap="magma")
+        title = f"q{query} {names[classes[query]]} {confidence[query]:.2f}"
+        if matched and query in matched:
+            title += f"\nGT {matched[query]}"
+        faded = classes[query] == len(class_names)
+        axis.set_title(title, fontsize=6, color="0.55" if faded else "black")
+    figure.tight_layout(pad=0.3)
+    return figure

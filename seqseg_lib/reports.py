@@ -7,13 +7,16 @@ same reference beside its own measurements.
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 
 from seqseg_lib.data.labels import LabelSpace
 from seqseg_lib.engine import measure_step_time, read_metrics
 from seqseg_lib.metrics import confusion_matrix, scores
-from seqseg_lib.plotting import plot_segmentations
+from seqseg_lib.panoptic import gt_segments, panoptic_inference, panoptic_targets
+from seqseg_lib.plotting import colorize_segments, plot_query_grid, plot_segmentations, show_image
 
 # Table 1 (Sec. 2.3). Step durations measured with batch 24 on the author's GPU.
 REPORT_TABLE1 = {
@@ -184,4 +187,215 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any]) -> str:
         f"(val accuracy {val[no_skip_fast]:.2f} at 1e-4 vs {val[no_skip]:.2f} at the report's "
         f"5e-5 schedule; majority class {base:.2f}).",
     ]
+    return "\n".join(lines)
+
+
+# -- Section 4 -----------------------------------------------------------------------------
+PANOPTIC_KEYS = {
+    "pq": "PQ",
+    "sq": "SQ",
+    "rq": "RQ",
+    "pq_things": "PQ things",
+    "pq_stuff": "PQ stuff",
+    "accuracy": "pixel accuracy",
+    "miou": "mIoU",
+}
+
+
+def panoptic_table(result: dict[str, Any], semantic_runs: dict[str, Path]) -> pd.DataFrame:
+    """The Hungarian U-Net's validation metrics (in %) beside the semantic models' accuracy
+    and mIoU over the same 19 trainIds. The report gives no number here (Sec. 4)."""
+    rows = {"Hungarian U-Net": {PANOPTIC_KEYS[k]: _percent(result[k]) for k in PANOPTIC_KEYS}}
+    for name, run_dir in semantic_runs.items():
+        final = final_metrics(run_dir)
+        rows[name] = {
+            "pixel accuracy": _percent(final["val_accuracy"]),
+            "mIoU": _percent(final["val_miou"]),
+        }
+    return pd.DataFrame(rows).T
+
+
+def redundancy_table(result: dict[str, Any]) -> pd.DataFrame:
+    """Sec. 4.1's "lots of redundant detections", measured on the validation set."""
+    keys = {k: v for k, v in result.items() if isinstance(v, float | int)}
+    wanted = [k for k in keys if "redundan" in k or "duplicate" in k or "segments" in k]
+    wanted += [k for k in keys if k.endswith("_per_image") and k not in wanted]
+    return pd.DataFrame({"value": {k: round(float(keys[k]), 3) for k in wanted}})
+
+
+@torch.no_grad()
+def figure_instances(model, dataset, indices: list[int]) -> plt.Figure:
+    """Figure 6: input, ground-truth segments and predicted segments, things (cars) coloured
+    per instance, stuff dimmed in the Cityscapes palette."""
+    label_space = dataset.label_space
+    things = label_space.thing_eval_ids
+    figure, axes = plt.subplots(len(indices), 3, figsize=(11, 2.1 * len(indices)), squeeze=False)
+    device = next(model.parameters()).device
+    for row, index in enumerate(indices):
+        item = dataset[index]
+        outputs = model(item["image"][None].to(device))
+        gt_map, categories, _ = gt_segments(
+            label_space.to_eval(item["labels"]), item["instances"], things
+        )
+        thing = [c in things for c in categories.tolist()]
+        gt = colorize_segments(gt_map, categories.tolist(), thing, label_space)
+        pred_map, segments = panoptic_inference(
+            outputs["pred_logits"][0].cpu(), outputs["pred_masks"][0].cpu(), things
+        )
+        pred = colorize_segments(
+            pred_map,
+            [s["category_id"] for s in segments],
+            [s["isthing"] for s in segments],
+            label_space,
+        )
+        show_image(axes[row, 0], item["image"], "input" if row == 0 else "")
+        for col, (title, rgb) in enumerate([("ground truth", gt), ("prediction", pred)], 1):
+            axes[row, col].imshow(rgb)
+            axes[row, col].set_title(title if row == 0 else "", fontsize=8)
+            axes[row, col].set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+@torch.no_grad()
+def figure_all_queries(model, dataset, index: int, matcher) -> plt.Figure:
+    """Figures 7-9: the output of every query on one validation image, as a grid, with its
+    predicted class and confidence; queries matched to a ground-truth segment say which."""
+    label_space = dataset.label_space
+    item = dataset[index]
+    device = next(model.parameters()).device
+    outputs = {k: v.cpu() for k, v in model(item["image"][None].to(device)).items()}
+    target = panoptic_targets(item["labels"], item["instances"], label_space)
+    (src, tgt), *_ = matcher(outputs, [target])
+    names = label_space.eval_names
+    matched = {int(q): names[int(target["labels"][t])] for q, t in zip(src, tgt)}
+    return plot_query_grid(
+        item["image"],
+        outputs["pred_logits"][0],
+        outputs["pred_masks"][0],
+        names,
+        columns=10,
+        matched=matched,
+    )
+
+
+def panoptic_target_fn(label_space: LabelSpace):
+    """``QueryInspector``'s ground truth for Cityscapes-style items: their panoptic segments."""
+    return lambda item: panoptic_targets(item["labels"], item["instances"], label_space)
+
+
+def compare_panoptic(result: dict[str, Any]) -> str:
+    """The claims of Sec. 4.1, with our numbers."""
+    separated = result.get("images_with_two_things_matched", None)
+    lines = [
+        f"U-Net separates different instances of cars: PQ things {100 * result['pq_things']:.1f} "
+        f"(report: qualitative only, Figure 6)"
+        + (f"; images with two or more instances found: {separated}" if separated else "")
+        + ".",
+        f"Lots of redundant detections: {result.get('redundancy', float('nan')):.2f} confident "
+        f"queries per detected segment, {result.get('duplicates_per_image', float('nan')):.2f} "
+        f"duplicate detections per image (report: qualitative).",
+        f"Panoptic quality (not in the report): PQ {100 * result['pq']:.1f}, "
+        f"SQ {100 * result['sq']:.1f}, RQ {100 * result['rq']:.1f}.",
+    ]
+    return "\n".join(lines)
+
+
+# -- Section 3 -----------------------------------------------------------------------------
+# Sec. 3.4: digit classification accuracy and "mask dice score" (the Dice loss, see
+# ``instance_metrics``), per mode.
+REPORT_MNIST = {
+    "easy": {"accuracy": 0.97, "dice_loss": 0.03},
+    "hard": {"accuracy": 0.62, "dice_loss": 0.2},
+}
+MNIST_KEYS = ("accuracy", "dice_loss", "dice", "ap", "ap50", "ap75", "precision", "recall")
+MNIST_KEYS += ("miss_rate", "duplicate_rate")
+
+
+def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Validation metrics of each run (rows), with the report's two numbers per mode."""
+    rows = {}
+    for name, run_dir in run_dirs.items():
+        final = final_metrics(run_dir)
+        row = {key: round(final[f"val_{key}"], 4) for key in MNIST_KEYS if f"val_{key}" in final}
+        mode = "hard" if "hard" in name else "easy"
+        if "BCE" not in name:
+            row |= {f"report {k}": v for k, v in REPORT_MNIST[mode].items()}
+        rows[name] = row | {"epochs": final["epochs"]}
+    return pd.DataFrame(rows).T
+
+
+@torch.no_grad()
+def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure:
+    """Figures 4-5: per image, the input, its ground-truth masks (one colour per digit) and
+    each query's mask with its predicted class and confidence; matched queries say the digit
+    they were matched to."""
+    device = next(model.parameters()).device
+    num_queries = model(dataset[0]["image"][None].to(device))["pred_masks"].shape[1]
+    figure, axes = plt.subplots(
+        len(indices), num_queries + 2, figsize=(1.5 * (num_queries + 2), 1.75 * len(indices))
+    )
+    axes = np.atleast_2d(axes)
+    for row, index in enumerate(indices):
+        item = dataset[index]
+        outputs = {k: v.cpu() for k, v in model(item["image"][None].to(device)).items()}
+        target = {"labels": item["labels"], "masks": item["masks"]}
+        (src, tgt), *_ = matcher(outputs, [target])
+        matched = {int(q): int(target["labels"][t]) for q, t in zip(src, tgt)}
+        show_image(axes[row, 0], item["image"], "input")
+        overlay = np.zeros((*item["masks"].shape[-2:], 3))
+        colours = plt.get_cmap("tab10")
+        for k, mask in enumerate(item["masks"]):
+            overlay[mask.numpy()] = colours(k % 10)[:3]
+        axes[row, 1].imshow(overlay)
+        axes[row, 1].set_title("GT " + " ".join(str(int(d)) for d in item["labels"]), fontsize=7)
+        probs = outputs["pred_logits"][0].softmax(-1)
+        for query in range(num_queries):
+            axis = axes[row, query + 2]
+            axis.imshow(outputs["pred_masks"][0, query].sigmoid(), vmin=0, vmax=1, cmap="magma")
+            digit = int(probs[query, :-1].argmax())
+            title = f"q{query}: {digit} ({probs[query, digit]:.2f})"
+            if probs[query, -1] > probs[query, digit]:
+                title = f"q{query}: no obj ({probs[query, -1]:.2f})"
+            if query in matched:
+                title += f"\nmatched {matched[query]}"
+            axis.set_title(title, fontsize=6)
+        for axis in axes[row]:
+            axis.set_axis_off()
+    figure.tight_layout(pad=0.3)
+    return figure
+
+
+def compare_mnist(table: pd.DataFrame) -> str:
+    """Sec. 3.3-3.4's claims, with our numbers."""
+    lines = []
+    for mode in ("easy", "hard"):
+        name = f"Seq2SegInstance {mode}"
+        if name not in table.index:
+            continue
+        row, report = table.loc[name], REPORT_MNIST[mode]
+        lines.append(
+            f"{mode}: digit accuracy {100 * row['accuracy']:.1f}% "
+            f"(report {100 * report['accuracy']:.0f}%), Dice loss {row['dice_loss']:.3f} "
+            f"(report's 'mask dice score' {report['dice_loss']}), "
+            f"mask AP {100 * row.get('ap', float('nan')):.1f}, missed "
+            f"{100 * row['miss_rate']:.1f}% of digits, found twice "
+            f"{100 * row['duplicate_rate']:.1f}%."
+        )
+    if "Seq2SegInstance easy" in table.index and "Seq2SegInstance hard" in table.index:
+        easy, hard = table.loc["Seq2SegInstance easy"], table.loc["Seq2SegInstance hard"]
+        holds = easy["accuracy"] > hard["accuracy"] and easy["dice_loss"] < hard["dice_loss"]
+        lines.append(f"Hard (overlapping) digits are harder than easy ones: {_verdict(holds)}.")
+    for mode in ("easy", "hard"):
+        dice, bce = f"Seq2SegInstance {mode}", f"Seq2SegInstance {mode} (BCE masks)"
+        if dice in table.index and bce in table.index:
+            # "a big improvement": at least a fifth less Dice loss than the BCE-trained model
+            holds = table.loc[dice, "dice_loss"] < 0.8 * table.loc[bce, "dice_loss"]
+            lines.append(
+                f"Dice loss over BCE for masks is a big improvement ({mode}): {_verdict(holds)} "
+                f"(Dice loss {table.loc[dice, 'dice_loss']:.3f} with Dice training, "
+                f"{table.loc[bce, 'dice_loss']:.3f} with BCE; accuracy "
+                f"{100 * table.loc[dice, 'accuracy']:.1f}% vs "
+                f"{100 * table.loc[bce, 'accuracy']:.1f}%)."
+            )
     return "\n".join(lines)

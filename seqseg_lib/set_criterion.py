@@ -33,7 +33,9 @@ class SetCriterion(nn.Module):
     all B*Q queries (unmatched ones must say "no object", index ``num_classes``), averaged
     with the class weights as PyTorch does (divided by the sum of the weights of the targets);
     the mask loss is summed over matched masks and divided by the number of target masks in
-    the batch (at least 1). ``matcher`` None builds one with the loss weights as costs.
+    the batch (at least 1). ``matcher`` None builds one with the loss weights as costs; its
+    mask cost stays the Dice cost with ``mask_loss="bce"``, so that variant changes only the
+    loss the masks are trained with.
     """
 
     def __init__(

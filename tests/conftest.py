@@ -4,11 +4,16 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("SEQSEG_PROGRESS", "none")
+# The suite's models are tiny: one thread avoids threading overhead (and oversubscription when
+# the machine is shared). Subprocesses started by tests inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

@@ -172,3 +172,18 @@ def test_bad_names_are_refused_with_the_valid_ones(kwargs, message):
     args = {"experiment": "unet", "profile": "smoke"} | kwargs
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         build_config(args.pop("experiment"), args.pop("profile"), **args)
+
+
+@pytest.mark.parametrize("experiment", ["seq2seg", "unet"])
+def test_autocast_path_runs_on_cpu(tmp_path, experiment):
+    records = engine.train(smoke(experiment, amp=True, epochs=1), tmp_path)
+    assert torch.isfinite(torch.tensor(records[-1]["train"]["loss"]))
+
+
+def test_device_resolution():
+    assert engine.resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert engine.resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            engine.resolve_device("cuda")

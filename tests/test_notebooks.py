@@ -18,11 +18,27 @@ PROMISED = {
     + ["figures/figure1_{tag}.png", "figures/figure2_{tag}.png"],
     "02_skip_ablation": ["tables/table_skip_ablation_{tag}.csv"]
     + ["figures/figure_skip_ablation_{tag}.png"],
+    "03_mnist_instance": ["tables/table_mnist_{mnist}.csv", "tables/table_mnist_{mnist}.md"]
+    + ["figures/figure4_{mnist}.png", "figures/figure5_{mnist}.png"],
+    "04_hungarian_unet": ["tables/table_panoptic_{tag}.csv", "tables/table_redundancy_{tag}.csv"]
+    + [f"figures/figure{n}_{{tag}}.png" for n in (6, 7, 8, 9)],
 }
 
 
-def test_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS][:2] == ["01_seq2seg_vs_unet", "02_skip_ablation"]
+def test_every_notebook_promises_its_outputs():
+    assert {p.stem for p in NOTEBOOKS} == set(PROMISED)
+
+
+def test_bad_parameters_are_refused_with_the_valid_ones(tmp_path, kernel_env):
+    with pytest.raises(papermill.PapermillExecutionError, match="valid: smoke, cpu, paper"):
+        papermill.execute_notebook(
+            str(NOTEBOOKS[0]),
+            str(tmp_path / "out.ipynb"),
+            parameters={"profile": "fast", "reports_dir": str(tmp_path)},
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS[0].parent),
+            progress_bar=False,
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -57,10 +73,11 @@ def test_notebook_runs_headless_under_smoke(path, tmp_path, kernel_env):
         progress_bar=False,
     )
     for name in PROMISED.get(path.stem, []):
-        assert (reports / name.format(tag="synthetic_smoke")).is_file(), name
+        assert (reports / name.format(tag="synthetic_smoke", mnist="mnist_smoke")).is_file(), name
     executed = json.loads((tmp_path / path.name).read_text())
     text = json.dumps(executed)
-    assert "'profile': 'smoke'" in text and "'dataset': 'synthetic'" in text
+    dataset = "mnist" if path.stem.startswith("03") else "synthetic"
+    assert "'profile': 'smoke'" in text and f"'dataset': '{dataset}'" in text
 
 
 @pytest.mark.slow

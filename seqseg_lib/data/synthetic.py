@@ -944,6 +944,7 @@ class SyntheticCityscapes(Dataset):
         self.train = split == "train" if train is None else train
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._resized_cache: dict[int, dict[str, torch.Tensor]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random crops of ``epoch``; the scenes stay the same."""
@@ -965,16 +966,38 @@ class SyntheticCityscapes(Dataset):
         return self._cache[index]
 
     def __getitem__(self, index: int) -> dict:
-        image, labels, instances = self.scene(index)
+        if not -self.num_images <= index < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} images")
         index %= self.num_images
-        sample = {
-            "image": image_to_tensor(image),
-            "labels": torch.from_numpy(labels.astype(np.int64)),
-            "instances": torch.from_numpy(instances.astype(np.int64)),
-        }
+        sample = self._resized(index)
         generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, self.resize, self.crop, generator)
+        sample = resize_and_crop(sample, None, self.crop, generator)
         return sample | {"name": f"synthetic_{self.split}_{index:06d}"}
+
+    def _resized(self, index: int) -> dict[str, torch.Tensor]:
+        """Scene ``index`` after the (deterministic) resize, cached compactly: training only
+        re-draws the crop, so each scene is rendered and resized once per process."""
+        if index not in self._resized_cache:
+            image, labels, instances = self.scene(index)
+            sample = {
+                "image": image_to_tensor(image),
+                "labels": torch.from_numpy(labels.astype(np.int64)),
+                "instances": torch.from_numpy(instances.astype(np.int64)),
+            }
+            sample = resize_and_crop(sample, self.resize, None, None)
+            self._resized_cache[index] = {
+                "image": sample["image"],
+                "labels": sample["labels"].to(torch.uint8),
+                "instances": sample["instances"].to(torch.int32),
+            }
+            if self.resize is not None:
+                del self._cache[index]  # keep one copy per scene
+        cached = self._resized_cache[index]
+        return {
+            "image": cached["image"],
+            "labels": cached["labels"].long(),
+            "instances": cached["instances"].long(),
+        }
 
     def write_cityscapes_layout(self, root: str | os.PathLike, city: str = "synthville") -> Path:
         """Write every scene of this split at ``size`` (no resize or crop) as Cityscapes files.
