@@ -105,5 +105,6 @@ for notebook in "${notebooks[@]}"; do
   echo "== done: $name in $((SECONDS - start)) s"
 done
 
+"$python" -m seqseg_lib summarize "$reports_dir" > /dev/null
 echo "== wrote:"
 find "$reports_dir" -type f -newer "$marker" | sort | sed 's/^/   /'

@@ -4,6 +4,7 @@
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--amp]
     python -m seqseg_lib evaluate runs/unet [--split val|train]
+    python -m seqseg_lib summarize [reports]
 
 Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
 """
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", choices=("val", "train"), default="val")
+    summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
+    summarize.add_argument("reports_dir", nargs="?", default="reports")
     return parser
 
 
@@ -66,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             records = engine.train(config, args.out)
             print(json.dumps(records[-1] if records else {}, indent=2))
-        else:
+        elif args.command == "evaluate":
             print(json.dumps(engine.evaluate(args.run_dir, args.split), indent=2))
+        else:
+            from seqseg_lib.reports import summarize
+
+            print(summarize(args.reports_dir))
     except (ValueError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -175,7 +175,7 @@ def _semantic_preset(experiment: str):
         values = {"resize": resize, "crop": crop, "epochs": epochs, "lr": lr}
         values["lr_milestones"] = milestones
         if profile == "cpu":
-            values.update(_cpu_semantic(experiment, epochs, lr, milestones))
+            values |= _cpu_semantic(experiment, epochs, lr, milestones)
             model.update(values.pop("model"))
         elif profile == "smoke":
             values.update(epochs=2, batch_size=4, num_train=8, num_val=4, lr_milestones=((1, lr),))
@@ -192,22 +192,31 @@ def _semantic_preset(experiment: str):
 
 
 def _cpu_semantic(experiment, epochs, lr, milestones) -> dict[str, Any]:
-    """The ``cpu`` profile: half-resolution crops, smaller models, the report's schedule shape.
+    """The ``cpu`` profile: half-resolution crops, a smaller Seq2Seg, the report's schedules
+    shortened to a third.
 
-    Seq2Seg keeps the report's sequence of 128 tokens (8x16 patches of 8x8 pixels on a
-    64x128 crop), with a narrower, shallower encoder; U-Net keeps its four levels at a quarter
-    Epochs and milestones are scaled by the same factor as the report's.
+    - Crops of 64x128 from a 70x140 resize (Cityscapes geometry; CamVid keeps its aspect),
+      600 training and 150 validation images of the synthetic set, batch 16.
+    - U-Net is the report's model (7.8M parameters).
+    - Seq2Seg keeps the report's sequence of 128 tokens (8x16 patches of 8x8 pixels on a
+      64x128 crop) with a 4-layer, 256-wide encoder (4 heads, FFN 1024). Being 12 times
+      smaller than the report's, it trains at 5 times the report's learning rates, keeping
+      their ratios: with skip 5e-4 -> 2.5e-4 -> 5e-5, without 2.5e-4 -> 5e-5 -> 2.5e-5 (at the
+      report's 1e-4, 330 steps left it at 48% validation accuracy on CamVid, still falling
+      slowly, against U-Net's 79%).
+    - Epochs and milestones are a third of the report's: U-Net 10 (3, 7), Seq2Seg 15 (5, 10).
     """
     scale = 1 / 3
-    scaled = tuple((max(1, round(e * scale)), v) for e, v in milestones)
     if experiment == "unet":
-        model = {"base_width": 32}
+        model, lr_scale = {"base_width": 32}, 1.0
     else:
         model = {"patch_size": 8, "hidden_dim": 256, "num_layers": 4, "num_heads": 4}
         model["ffn_dim"] = 1024
+        lr_scale = 5.0
     return {
         "epochs": round(epochs * scale),
-        "lr_milestones": scaled,
+        "lr": lr * lr_scale,
+        "lr_milestones": tuple((max(1, round(e * scale)), v * lr_scale) for e, v in milestones),
         "batch_size": 16,
         "num_train": 600,
         "num_val": 150,

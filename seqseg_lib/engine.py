@@ -115,8 +115,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def prepare_run_dir(config: Config, run_dir: Path) -> None:
     """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
+    check_run_config(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved_path = run_dir / CONFIG
+    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def check_run_config(config: Config, run_dir: Path) -> None:
+    """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
+    saved_path = Path(run_dir) / CONFIG
     if saved_path.exists():
         saved = Config.from_dict(json.loads(saved_path.read_text()))
         differences = saved.differences(config)
@@ -125,7 +131,6 @@ def prepare_run_dir(config: Config, run_dir: Path) -> None:
                 f"run directory {str(run_dir)!r} was made with another config; refusing to "
                 f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
             )
-    saved_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -265,7 +270,7 @@ class Trainer:
         images, targets = to_device(images, self.device), to_device(targets, self.device)
         with self.autocast():
             outputs = self.model(images)
-            losses = self.criterion(outputs, targets)
+        losses = self.criterion(to_float(outputs), targets)  # losses in float32, as DETR
         weights = self.criterion.weight_dict
         total = sum(weights[k] * losses[k] for k in losses if k in weights)
         if not torch.isfinite(total):
@@ -321,7 +326,7 @@ class Trainer:
             images, targets = to_device(images, self.device), to_device(targets, self.device)
             with self.autocast():
                 outputs = self.model(images)
-                losses = self.criterion(outputs, targets)
+            losses = self.criterion(to_float(outputs), targets)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
             sums["loss"] = sums.get("loss", 0.0) + float(
@@ -350,6 +355,15 @@ def to_device(value: Any, device: torch.device) -> Any:
         return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def to_float(value: Any) -> Any:
+    """Floating tensors (also inside dicts) in float32: autocast outputs go to the losses so."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: to_float(v) for k, v in value.items()}
     return value
 
 
@@ -401,6 +415,7 @@ def load_or_train(config: Config, runs_dir: str | os.PathLike, variant: str = ""
     """Train ``config`` in ``runs_dir/run_name(config)`` unless it already finished there
     (an interrupted run resumes). Returns the run directory."""
     run_dir = Path(runs_dir) / run_name(config, variant)
+    check_run_config(config, run_dir)
     if not is_finished(run_dir):
         train(config, run_dir)
     return run_dir

@@ -187,3 +187,12 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             engine.resolve_device("cuda")
+
+
+def test_load_or_train_refuses_a_finished_run_of_another_config(tmp_path):
+    run_dir = engine.load_or_train(smoke(), tmp_path)
+    assert engine.load_or_train(smoke(), tmp_path) == run_dir  # finished: loaded
+    config = json.loads((run_dir / engine.CONFIG).read_text())
+    (run_dir / engine.CONFIG).write_text(json.dumps(config | {"lr": 0.5}))
+    with pytest.raises(ValueError, match=r"lr: 0\.5 != 0\.01"):
+        engine.load_or_train(smoke(), tmp_path)
