@@ -254,6 +254,7 @@ class Trainer:
         """Train to the end of the epoch; False if ``max_steps`` stopped it first."""
         config, position = self.config, self.position
         self.model.train()
+        self.epoch_start = time.monotonic()  # (resumed epochs: the time since resuming)
         start = position["step_in_epoch"] * config.batch_size
         for images, targets in self._loader(start):
             if config.max_steps is not None and position["global_step"] >= config.max_steps:
@@ -297,6 +298,7 @@ class Trainer:
             "epoch": self.position["epoch"],
             "global_step": self.position["global_step"],
             "lr": self.optimizer.param_groups[0]["lr"],
+            "train_seconds": round(time.monotonic() - self.epoch_start, 2),
             "train": train,
             "val": self.validate(),
         }

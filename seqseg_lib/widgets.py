@@ -157,7 +157,7 @@ class QueryInspector:
         if target is None or len(target["labels"]) == 0:
             return {}
         batched = {k: outputs[k][None] for k in ("pred_logits", "pred_masks")}
-        (src, tgt), = self.matcher(batched, [target])
+        ((src, tgt),) = self.matcher(batched, [target])
         return dict(zip(src.tolist(), tgt.tolist()))
 
     def _title(self, query: int, confidence, classes, target) -> str:
@@ -185,7 +185,9 @@ class QueryInspector:
         threshold = self.threshold_slider.value
         for axis, query, title in zip(axes[2:], self.shown_queries, self.titles):
             confident = bool(confidence[query] >= threshold)
-            axis.imshow(probs[query].numpy(), cmap="viridis" if confident else "Greys", vmin=0, vmax=1)
+            axis.imshow(
+                probs[query].numpy(), cmap="viridis" if confident else "Greys", vmin=0, vmax=1
+            )
             axis.set_title(title, fontsize=7, color="black" if confident else "0.6")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)
