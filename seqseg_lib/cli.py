@@ -2,7 +2,7 @@
 
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
-        [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--amp]
+        [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--amp] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train]
     python -m seqseg_lib summarize [reports]
 
@@ -12,6 +12,8 @@ Running ``train`` again with the same ``--out`` continues the run from its check
 import argparse
 import json
 import sys
+
+import torch
 
 from seqseg_lib.config import PROFILES, build_config
 from seqseg_lib.experiments import EXPERIMENTS
@@ -42,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
     train.add_argument("--amp", action="store_true", help="autocast to bfloat16")
+    train.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for PyTorch (default: its own; 1 is faster on a shared machine)",
+    )
     evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", choices=("val", "train"), default="val")
@@ -56,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "train":
+            if args.threads is not None:
+                torch.set_num_threads(args.threads)
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every

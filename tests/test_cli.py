@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
+from seqseg_lib.cli import main
+
 
 def cli(*args, timeout=300):
     return subprocess.run(
@@ -44,7 +46,15 @@ def test_train_resume_and_evaluate(tmp_path):
         (["evaluate", "nowhere"], "is not a run directory"),
     ],
 )
-def test_bad_arguments_are_refused_with_a_clear_message(args, message):
-    result = cli(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
+def test_bad_arguments_are_refused_with_a_clear_message(args, message, capsys):
+    try:
+        status = main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_module_entry_point_reports_errors_with_status_2():
+    result = cli("train", "unet", "--max-steps", "0", "--out", "x")
+    assert result.returncode == 2 and "expected a positive integer" in result.stderr

@@ -23,9 +23,8 @@ Two sizes the report leaves open, chosen here:
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
 
-from seqseg_lib.models.seq2seg import check_sequence_length, patchify
+from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length, patchify
 
 
 class Seq2SegInstance(nn.Module):
@@ -57,18 +56,8 @@ class Seq2SegInstance(nn.Module):
         self.patch_size, self.mask_size = patch_size, mask_size
         self.patch_embed = nn.Linear(in_channels * patch_size**2, hidden_dim)
         self.query_embed = nn.Parameter(torch.randn(num_queries, hidden_dim) * 0.02)
-        self.encoder = BertModel(
-            BertConfig(
-                vocab_size=1,
-                hidden_size=hidden_dim,
-                num_hidden_layers=num_layers,
-                num_attention_heads=num_heads,
-                intermediate_size=ffn_dim,
-                max_position_embeddings=max_positions,
-                hidden_dropout_prob=dropout,
-                attention_probs_dropout_prob=dropout,
-                attn_implementation="sdpa",
-            )
+        self.encoder = build_bert_encoder(
+            hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout
         )
         self.class_head = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_head = nn.Linear(hidden_dim, mask_size**2)
