@@ -130,22 +130,22 @@ def plot_query_grid(
     matched: dict[int, str] | None = None,
 ) -> plt.Figure:
     """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) with its predicted class and
-    confidence (softmax of ``pred_logits`` [Q, C + 1], last = no object); the input first.
+    confidence (softmax of ``pred_logits`` [Q, C + 1], last = no object), ``columns`` per
+    row (Figures 7-9: 10x10), under the input.
     ``matched`` maps a query to the ground truth it was matched to (shown in its title)."""
     probs = pred_logits.softmax(-1)
     confidence, classes = probs.max(-1)
     names = [*class_names, "no object"]
-    panels = len(pred_masks) + 1
-    rows = -(-panels // columns)
+    rows = -(-len(pred_masks) // columns) + 1  # the input alone on the first row
     height, width = pred_masks.shape[-2:]
     cell = 1.6
     size = (cell * columns * max(width / height, 0.6), cell * rows * 1.15)
     figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     for axis in axes.flat:
         axis.set_axis_off()
-    show_image(axes.flat[0], image, "input")
-    for query, axis in enumerate(axes.flat[1:panels]):
-        axis.imshow(pred_masks[query].sigmoid().cpu(), vmin=0, vmax=1, cmap="magma")
+    show_image(axes[0, 0], image, "input")
+    for query, axis in enumerate(axes[1:].flat[: len(pred_masks)]):
+        axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap="magma")
         title = f"q{query} {names[classes[query]]} {confidence[query]:.2f}"
         if matched and query in matched:
             title += f"\nGT {matched[query]}"

@@ -82,7 +82,7 @@ class Progress:
             f"[{self.config.experiment}] epoch {record['epoch'] + 1}/{self.config.epochs} "
             f"train loss {train['loss']:.4f} val loss {val['loss']:.4f}"
         )
-        for key in ("accuracy", "miou"):
+        for key in ("accuracy", "miou", "dice_loss", "pq"):
             if key in val:
                 message += f" val {key} {val[key]:.4f}"
         if self.bar is not None:

@@ -373,7 +373,9 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
         probs = outputs["pred_logits"][0].softmax(-1)
         for query in range(num_queries):
             axis = axes[row, query + 2]
-            axis.imshow(outputs["pred_masks"][0, query].sigmoid(), vmin=0, vmax=1, cmap="magma")
+            axis.imshow(
+                outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap="magma"
+            )
             digit = int(probs[query, :-1].argmax())
             title = f"q{query}: {digit} ({probs[query, digit]:.2f})"
             if probs[query, -1] > probs[query, digit]:

@@ -46,3 +46,22 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
 def test_spread_indices():
     assert reports.spread_indices(101, 4) == [0, 33, 67, 100]
     assert reports.spread_indices(3, 5) == [0, 1, 2]
+
+
+def test_query_grid_is_ten_by_ten_under_the_input():
+    import torch
+
+    from seqseg_lib.plotting import plot_query_grid
+
+    logits = torch.zeros(100, 20)
+    logits[7, 13] = 10.0  # query 7: a confident car
+    figure = plot_query_grid(
+        torch.rand(3, 8, 16),
+        logits,
+        torch.randn(100, 8, 16),
+        [f"c{i}" for i in range(19)],
+        matched={7: "car"},
+    )
+    titled = [a.get_title() for a in figure.axes if a.get_title()]
+    assert len(figure.axes) == 110 and titled[0] == "input" and len(titled) == 101
+    assert titled[8].startswith("q7 c13 1.00") and titled[8].endswith("GT car")
