@@ -16,8 +16,8 @@ from seqseg_lib.config import Config
 from seqseg_lib.data.scattered_mnist import ScatteredMNIST, collate_instances
 from seqseg_lib.experiments import EXPERIMENTS, Experiment
 from seqseg_lib.instance_metrics import InstanceEvaluator
+from seqseg_lib.losses import SetCriterion
 from seqseg_lib.models.seq2seg_instance import Seq2SegInstance
-from seqseg_lib.set_criterion import SetCriterion
 
 INSTANCE_EXPERIMENTS = ("mnist-easy", "mnist-hard")
 

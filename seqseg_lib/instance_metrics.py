@@ -34,8 +34,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from seqseg_lib.losses import dice_loss
 from seqseg_lib.matcher import HungarianMatcher
-from seqseg_lib.set_criterion import dice_loss
 
 _COUNTERS = ("digits", "correct", "dice_loss", "dice_hard", "detections", "tp", "duplicates")
 

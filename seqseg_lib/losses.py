@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqseg_lib.data.labels import IGNORE_INDEX
+from seqseg_lib.matcher import HungarianMatcher, resize_masks
 
 
 class SemanticCriterion(nn.Module):
@@ -35,3 +36,98 @@ class SemanticCriterion(nn.Module):
         loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
         weight = valid.unsqueeze(1).to(loss.dtype)  # (B, 1, H, W)
         return (loss * weight).sum() / (weight.sum() * num_classes).clamp(min=1)
+
+
+MASK_LOSSES = ("dice", "bce")
+
+
+def dice_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Per-mask ``1 - Dice`` of probabilities ``pred`` and 0/1 ``target``, both [M, HW] -> [M].
+
+    The smoothing of 1 (as in DETR) makes an empty prediction of an empty target cost 0.
+    """
+    numerator = 2 * (pred * target).sum(1) + smooth
+    return 1 - numerator / (pred.sum(1) + target.sum(1) + smooth)
+
+
+class SetCriterion(nn.Module):
+    """``criterion(outputs, targets) -> {"loss_ce": [], "loss_dice" or "loss_mask_bce": []}``.
+
+    ``outputs`` and ``targets`` as for ``HungarianMatcher``. Matched mask logits are
+    upsampled bilinearly to the targets' resolution. The class loss is the cross-entropy of
+    all B*Q queries (unmatched ones must say "no object", index ``num_classes``), averaged
+    with the class weights as PyTorch does (divided by the sum of the weights of the targets);
+    the mask loss is summed over matched masks and divided by the number of target masks in
+    the batch (at least 1). ``matcher`` None builds one with the loss weights as costs; its
+    mask cost stays the Dice cost with ``mask_loss="bce"``, so that variant changes only the
+    loss the masks are trained with.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        matcher: HungarianMatcher | None = None,
+        no_object_weight: float = 0.5,  # Sec. 3.3
+        class_weight: float = 0.1,  # Sec. 3.3
+        mask_weight: float = 1.0,  # Sec. 3.3
+        mask_loss: str = "dice",  # Sec. 3.3
+    ) -> None:
+        super().__init__()
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f"unknown mask_loss {mask_loss!r}; valid: {', '.join(MASK_LOSSES)}")
+        self.num_classes = num_classes
+        self.matcher = matcher or HungarianMatcher(cost_class=class_weight, cost_dice=mask_weight)
+        self.mask_loss = mask_loss
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = no_object_weight
+        self.register_buffer("empty_weight", empty_weight)
+        mask_key = "loss_dice" if mask_loss == "dice" else "loss_mask_bce"
+        self.weight_dict = {"loss_ce": class_weight, mask_key: mask_weight}
+
+    def forward(
+        self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        indices = self.matcher(outputs, targets)
+        losses = self.loss_ce(outputs, targets, indices)
+        if self.mask_loss == "dice":
+            return losses | self.loss_dice(outputs, targets, indices)
+        return losses | self.loss_mask_bce(outputs, targets, indices)
+
+    def loss_ce(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
+        logits = outputs["pred_logits"].float()  # (B, Q, C + 1)
+        target_classes = torch.full(
+            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
+        )  # (B, Q): "no object" unless matched
+        batch_idx, src_idx = self._src_permutation(indices)
+        matched = [t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)]
+        target_classes[batch_idx, src_idx] = torch.cat(matched).to(logits.device)
+        loss = F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
+        return {"loss_ce": loss}
+
+    def loss_dice(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
+        pred, target = self._matched_masks(outputs, targets, indices)  # (M, HW) each
+        loss = dice_loss(pred.sigmoid(), target).sum()
+        return {"loss_dice": loss / self._num_masks(targets)}
+
+    def loss_mask_bce(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
+        pred, target = self._matched_masks(outputs, targets, indices)  # (M, HW) each
+        loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none").mean(1).sum()
+        return {"loss_mask_bce": loss / self._num_masks(targets)}
+
+    def _matched_masks(self, outputs, targets, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """Matched mask logits, upsampled to the targets' size, and their targets: [M, HW]."""
+        batch_idx, src_idx = self._src_permutation(indices)
+        pred = outputs["pred_masks"][batch_idx, src_idx].float()  # (M, h, w)
+        target = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])  # (M, H, W)
+        pred = resize_masks(pred, tuple(target.shape[-2:]))  # (M, H, W)
+        return pred.flatten(1), target.to(pred).flatten(1)
+
+    @staticmethod
+    def _src_permutation(indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image index, query index) of every matched query, concatenated over the batch."""
+        batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
+        return batch_idx, torch.cat([src for src, _ in indices])
+
+    @staticmethod
+    def _num_masks(targets) -> float:
+        return max(sum(len(t["labels"]) for t in targets), 1)

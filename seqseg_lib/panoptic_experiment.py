@@ -19,10 +19,10 @@ from seqseg_lib import config as config_module
 from seqseg_lib.config import Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, Experiment, build_semantic_datasets
+from seqseg_lib.losses import SetCriterion
 from seqseg_lib.matcher import HungarianMatcher
 from seqseg_lib.models.hungarian_unet import HungarianUNet
 from seqseg_lib.panoptic import PanopticEvaluator, collate_panoptic
-from seqseg_lib.set_criterion import SetCriterion
 
 NAME = "hungarian-unet"
 DATASETS = ("synthetic", "cityscapes")

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seqseg_lib.losses import SetCriterion, dice_loss
 from seqseg_lib.matcher import HungarianMatcher
-from seqseg_lib.set_criterion import SetCriterion, dice_loss
 
 
 def tiny_case():
