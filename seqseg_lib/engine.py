@@ -272,8 +272,7 @@ class Trainer:
         with self.autocast():
             outputs = self.model(images)
         losses = self.criterion(to_float(outputs), targets)  # losses in float32, as DETR
-        weights = self.criterion.weight_dict
-        total = sum(weights[k] * losses[k] for k in losses if k in weights)
+        total = weighted_total(losses, self.criterion.weight_dict)
         if not torch.isfinite(total):
             values = {k: v.item() for k, v in losses.items()}
             raise FloatingPointError(
@@ -316,7 +315,7 @@ class Trainer:
         dataset = self.val_set if dataset is None else dataset
         self.model.eval()
         evaluator = self.experiment.build_evaluator(self.config, dataset)
-        sums, batches = {}, 0
+        running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
         loader = DataLoader(
             dataset,
             batch_size=self.config.batch_size,
@@ -329,18 +328,21 @@ class Trainer:
             with self.autocast():
                 outputs = self.model(images)
             losses = self.criterion(to_float(outputs), targets)
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
-            sums["loss"] = sums.get("loss", 0.0) + float(
-                sum(self.criterion.weight_dict[k] * v for k, v in losses.items())
-            )
+            total = weighted_total(losses, self.criterion.weight_dict)
+            accumulate(running, losses, total, batch_size(images))
             evaluator.update(detach(outputs), targets)
-            batches += 1
         self.model.train()
-        return {k: v / max(batches, 1) for k, v in sums.items()} | evaluator.compute()
+        batches = max(running["num_batches"], 1)
+        return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
+
+
+def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The loss that is optimised: the ``weight_dict``-weighted sum of the raw terms."""
+    return sum(weights[k] * value for k, value in losses.items() if k in weights)
 
 
 def accumulate(running: dict, losses: dict, total: torch.Tensor, num_images: int) -> None:
+    """Add one batch's raw terms and weighted total to the running sums."""
     sums = running["loss_sums"]
     for key, value in losses.items():
         sums[key] = sums.get(key, 0.0) + value.item()

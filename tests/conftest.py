@@ -30,3 +30,8 @@ def mnist_root() -> Path:
     if not any(root.glob("t10k-images-idx3-ubyte*")):
         pytest.skip(f"MNIST IDX files not found in {root}")
     return root
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    """Per-epoch records without their wall-clock time, which no two runs share."""
+    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]

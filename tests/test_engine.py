@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 import torch
+from conftest import untimed
 
 from seqseg_lib import engine
 from seqseg_lib.config import build_config
@@ -67,17 +68,13 @@ def test_resume_after_max_steps_is_bit_identical(tmp_path):
     records = engine.train(config, tmp_path / "split")
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
     straight = engine.read_metrics(tmp_path / "straight")
-    assert without_times(records) == without_times(straight)
-
-
-def without_times(records):
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+    assert untimed(records) == untimed(straight)
 
 
 def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
-    a = without_times(engine.train(smoke(), tmp_path / "a"))
-    b = without_times(engine.train(smoke(), tmp_path / "b"))
-    c = without_times(engine.train(smoke(seed=1), tmp_path / "c"))
+    a = untimed(engine.train(smoke(), tmp_path / "a"))
+    b = untimed(engine.train(smoke(), tmp_path / "b"))
+    c = untimed(engine.train(smoke(seed=1), tmp_path / "c"))
     assert a == b and a != c
 
 

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, untimed
 
 from seqseg_lib import engine
 from seqseg_lib.experiments import EXPERIMENTS
@@ -56,10 +56,6 @@ def run(args, **env):
         text=True,
         timeout=600,
     )
-
-
-def untimed(records):
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
 
 
 def final_weights(run_dir):
