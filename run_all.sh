@@ -36,12 +36,6 @@ while [ $# -gt 0 ]; do
     *) notebooks+=("$1"); shift ;;
   esac
 done
-case "$profile" in smoke|cpu|paper) ;; *)
-  echo "run_all.sh: unknown profile '$profile'; valid: smoke, cpu, paper" >&2; exit 2 ;;
-esac
-case "$dataset" in synthetic|cityscapes|camvid) ;; *)
-  echo "run_all.sh: unknown dataset '$dataset'; valid: synthetic, cityscapes, camvid" >&2; exit 2 ;;
-esac
 if [ ${#notebooks[@]} -eq 0 ]; then
   notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 fi
@@ -63,6 +57,20 @@ else
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+# The valid names come from the library (one list of them, in seqseg_lib).
+check_name() {  # check_name WHAT VALUE NAME...
+  local what="$1" value="$2"; shift 2
+  local name
+  for name in "$@"; do [ "$name" = "$value" ] && return 0; done
+  echo "run_all.sh: unknown $what '$value'; valid: $(IFS=,; echo "$*" | sed 's/,/, /g')" >&2
+  exit 2
+}
+# --dataset picks the street scenes of notebooks 01, 02 and 04: U-Net's datasets.
+{ read -r -a profiles; read -r -a street_datasets; } \
+  < <("$python" -m seqseg_lib names profiles datasets --experiment unet)
+check_name profile "$profile" "${profiles[@]}"
+check_name dataset "$dataset" "${street_datasets[@]}"
 # Plain progress lines in the log (a widget bar would stay frozen at 0% here).
 export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
 export MPLBACKEND=Agg

@@ -12,13 +12,14 @@ import dataclasses
 
 import torch
 
-from seqseg_lib.config import build_config
+from seqseg_lib.config import PROFILES
 from seqseg_lib.engine import measure_step_time, resolve_device
+from seqseg_lib.experiments import build_config
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="paper", choices=("smoke", "cpu", "paper"))
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")

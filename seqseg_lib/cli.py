@@ -3,20 +3,26 @@
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--amp] [--threads N]
-    python -m seqseg_lib evaluate runs/unet [--split val|train]
+    python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
+    python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
 
 Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
+``evaluate`` writes nothing and prints JSON (``null`` for an undefined value). ``names``
+prints the valid names of each kind asked, one line per kind (``run_all.sh`` asks it).
 """
 
 import argparse
 import json
+import math
 import sys
+from typing import Any
 
 import torch
 
-from seqseg_lib.config import PROFILES, build_config
-from seqseg_lib.experiments import EXPERIMENTS
+from seqseg_lib.config import PROFILES
+from seqseg_lib.data import DATASETS
+from seqseg_lib.experiments import EXPERIMENTS, build_config
 
 
 def positive_int(text: str) -> int:
@@ -53,9 +59,38 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", choices=("val", "train"), default="val")
+    evaluate.add_argument("--device", default="auto")
     summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
     summarize.add_argument("reports_dir", nargs="?", default="reports")
+    names = commands.add_parser(
+        "names", help="the valid names of each KIND, one line per kind, separated by spaces"
+    )
+    names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
+    names.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="its datasets only")
     return parser
+
+
+def valid_names(kind: str, experiment: str | None = None) -> list[str]:
+    if kind == "experiments":
+        return list(EXPERIMENTS)
+    if kind == "profiles":
+        return list(PROFILES)
+    return list(EXPERIMENTS[experiment].datasets if experiment else DATASETS)
+
+
+def to_json(value: Any) -> str:
+    """Indented JSON with ``null`` for NaN and infinities (which JSON cannot hold)."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
                 **overrides,
             )
             records = engine.train(config, args.out)
-            print(json.dumps(records[-1] if records else {}, indent=2))
+            print(to_json(records[-1] if records else {}))
         elif args.command == "evaluate":
-            print(json.dumps(engine.evaluate(args.run_dir, args.split), indent=2))
+            print(to_json(engine.evaluate(args.run_dir, args.split, args.device)))
+        elif args.command == "names":
+            for kind in args.kinds:
+                print(" ".join(valid_names(kind, args.experiment)))
         else:
             from seqseg_lib.reports import summarize
 

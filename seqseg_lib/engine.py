@@ -9,8 +9,10 @@ with the same weights on CPU, bit for bit:
 - the data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, and augmentation
   draws from generators seeded by ``(seed, epoch, index)`` (``data/transforms.py``);
 - the global RNG (dropout) is saved and restored with the step;
-- checkpoints are written to a temporary file, then renamed: a crash while writing leaves
-  the previous checkpoint intact.
+- checkpoints, and ``metrics.jsonl`` when a resumption rewrites it, are written to a
+  temporary file, then renamed: a crash while writing leaves the previous file intact.
+
+``evaluate`` only reads a run directory.
 """
 
 import json
@@ -22,10 +24,11 @@ from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import get_experiment
+from seqseg_lib.experiments import config_from_dict, get_experiment
+from seqseg_lib.experiments.base import Experiment
 from seqseg_lib.progress import Progress
 
 CHECKPOINT = "checkpoint.pt"
@@ -92,14 +95,19 @@ def build_schedulers(optimizer: torch.optim.Optimizer, config: Config):
     return epoch_scheduler, step_scheduler
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same folder, flushed, then renamed."""
+def write_atomically(path: Path, write) -> None:
+    """``write(handle)`` into a temporary file in the same folder, flushed to disk, then
+    renamed over ``path``: a crash at any moment leaves either the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        torch.save(state, handle)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    write_atomically(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -124,7 +132,7 @@ def check_run_config(config: Config, run_dir: Path) -> None:
     """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
     saved_path = Path(run_dir) / CONFIG
     if saved_path.exists():
-        saved = Config.from_dict(json.loads(saved_path.read_text()))
+        saved = config_from_dict(json.loads(saved_path.read_text()))
         differences = saved.differences(config)
         if differences:
             raise ValueError(
@@ -134,18 +142,34 @@ def check_run_config(config: Config, run_dir: Path) -> None:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch records of a run directory's ``metrics.jsonl``."""
+    """The per-epoch records of a run directory's ``metrics.jsonl``. A last line cut short (the
+    run killed while appending it) is left out: resuming writes that epoch again."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise ValueError(
+                f"{str(path)!r}, line {number}, is not a JSON record: {error}"
+            ) from None
+    return records
 
 
-def _keep_metrics_before(run_dir: Path, epoch: int) -> None:
-    """Drop records of epochs not covered by the checkpoint (written after it, then killed)."""
-    records = [r for r in read_metrics(run_dir) if r["epoch"] < epoch]
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    (run_dir / METRICS).write_text(text)
+def keep_metrics_before(run_dir: Path, epoch: int) -> None:
+    """Drop the records of epochs the checkpoint does not cover (written after it, before a
+    kill), rewriting ``metrics.jsonl`` atomically; nothing is written when none is dropped."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    text = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir) if r["epoch"] < epoch)
+    if text != path.read_text():  # records to drop, or a last line cut short
+        write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
 class Trainer:
@@ -214,15 +238,10 @@ class Trainer:
         running = state["running"]
         self.running["evaluator"].load_state_dict(running["evaluator"])
         self.running.update({k: running[k] for k in ("loss_sums", "num_batches", "num_images")})
-        _keep_metrics_before(self.run_dir, self.position["epoch"])
+        keep_metrics_before(self.run_dir, self.position["epoch"])
         return True
 
     # -- loops -------------------------------------------------------------------------
-    def autocast(self):
-        if not self.config.amp:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
     def fit(self) -> list[dict[str, Any]]:
         config = self.config
         with Progress(config, self.position, len(self._loader(0))) as progress:
@@ -269,10 +288,7 @@ class Trainer:
 
     def _train_step(self, images, targets) -> None:
         images, targets = to_device(images, self.device), to_device(targets, self.device)
-        with self.autocast():
-            outputs = self.model(images)
-        losses = self.criterion(to_float(outputs), targets)  # losses in float32, as DETR
-        total = weighted_total(losses, self.criterion.weight_dict)
+        outputs, losses, total = forward(self.model, self.criterion, images, targets, self.config)
         if not torch.isfinite(total):
             values = {k: v.item() for k, v in losses.items()}
             raise FloatingPointError(
@@ -309,31 +325,56 @@ class Trainer:
         self.save()
         return record
 
-    @torch.no_grad()
-    def validate(self, dataset=None) -> dict[str, Any]:
+    def validate(self, dataset: Dataset | None = None) -> dict[str, Any]:
         """Loss terms (mean over batches) and metrics on ``dataset`` (default: validation)."""
         dataset = self.val_set if dataset is None else dataset
-        self.model.eval()
-        evaluator = self.experiment.build_evaluator(self.config, dataset)
-        running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
-        loader = DataLoader(
-            dataset,
-            batch_size=self.config.batch_size,
-            collate_fn=self.experiment.collate_fn,
-            num_workers=self.config.num_workers,
-            generator=_loader_generator(self.config.seed, -1),
+        return evaluate_model(
+            self.experiment, self.config, self.model, self.criterion, dataset, self.device
         )
-        for images, targets in loader:
-            images, targets = to_device(images, self.device), to_device(targets, self.device)
-            with self.autocast():
-                outputs = self.model(images)
-            losses = self.criterion(to_float(outputs), targets)
-            total = weighted_total(losses, self.criterion.weight_dict)
-            accumulate(running, losses, total, batch_size(images))
-            evaluator.update(detach(outputs), targets)
-        self.model.train()
-        batches = max(running["num_batches"], 1)
-        return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
+
+
+@torch.no_grad()
+def evaluate_model(
+    experiment: Experiment,
+    config: Config,
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Loss terms (mean over batches) and metrics of ``model`` on ``dataset``, in eval mode;
+    the model's training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    evaluator = experiment.build_evaluator(config, dataset)
+    running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        collate_fn=experiment.collate_fn,
+        num_workers=config.num_workers,
+        generator=_loader_generator(config.seed, -1),
+    )
+    for images, targets in loader:
+        images, targets = to_device(images, device), to_device(targets, device)
+        outputs, losses, total = forward(model, criterion, images, targets, config)
+        accumulate(running, losses, total, batch_size(images))
+        evaluator.update(detach(outputs), targets)
+    model.train(was_training)
+    batches = max(running["num_batches"], 1)
+    return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
+
+
+def forward(model, criterion, images, targets, config: Config) -> tuple[Any, dict, torch.Tensor]:
+    """``(outputs, losses, total)`` of one batch already on the model's device: the model under
+    bfloat16 autocast when ``config.amp``, the losses in float32 (as DETR), and their
+    ``weight_dict``-weighted total."""
+    device_type = images.device.type if isinstance(images, torch.Tensor) else "cpu"
+    precision = torch.autocast(device_type, dtype=torch.bfloat16) if config.amp else nullcontext()
+    with precision:
+        outputs = model(images)
+    losses = criterion(to_float(outputs), targets)
+    return outputs, losses, weighted_total(losses, criterion.weight_dict)
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -389,15 +430,32 @@ def train(config: Config, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return Trainer(config, run_dir).fit()
 
 
-def evaluate(run_dir: str | os.PathLike, split: str = "val") -> dict[str, Any]:
-    """Loss and metrics of a run directory's checkpoint on its validation (or train) split."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
-    config = Config.from_dict(json.loads((run_dir / CONFIG).read_text()))
-    trainer = Trainer(config, run_dir)
-    dataset = {"val": trainer.val_set, "train": trainer.train_set}[split]
-    return trainer.validate(dataset)
+def evaluate(
+    run_dir: str | os.PathLike, split: str = "val", device: str = "auto"
+) -> dict[str, Any]:
+    """Loss and metrics of a run directory's checkpoint on its validation (or train) split,
+    per-class values keyed by class name.
+
+    Reads the run directory and writes nothing: no optimizer is built and no file is touched.
+    Training items are those of the first epoch (its random crops)."""
+    model, config = load_model(run_dir, resolve_device(device))
+    experiment = get_experiment(config.experiment)
+    train_set, val_set = experiment.build_datasets(config)
+    dataset = {"val": val_set, "train": train_set}[split]
+    device = next(model.parameters()).device
+    criterion = experiment.build_criterion(config).to(device)
+    metrics = evaluate_model(experiment, config, model, criterion, dataset, device)
+    return name_classes(metrics, dataset.class_names)
+
+
+def name_classes(metrics: dict[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
+    """``metrics`` with every per-class list (one value per class) as ``{class name: value}``."""
+    return {
+        key: dict(zip(class_names, value))
+        if isinstance(value, list) and len(value) == len(class_names)
+        else value
+        for key, value in metrics.items()
+    }
 
 
 def is_finished(run_dir: str | os.PathLike) -> bool:
@@ -425,61 +483,44 @@ def load_or_train(config: Config, runs_dir: str | os.PathLike, variant: str = ""
     return run_dir
 
 
-def load_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, Config]:
+def load_model(
+    run_dir: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, Config]:
     """The model of a run directory's checkpoint, in eval mode, with its config."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
-        raise ValueError(f"no checkpoint in {str(run_dir)!r}")
-    state = load_checkpoint(path, device)
-    config = Config.from_dict(state["config"])
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
+    state = load_checkpoint(run_dir / CHECKPOINT, device)
+    config = config_from_dict(state["config"])
     model = get_experiment(config.experiment).build_model(config)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, dataset, indices: list[int], collate_fn) -> tuple:
-    """(images, targets, outputs) of ``model`` on the items ``indices`` of ``dataset``."""
-    device = next(model.parameters()).device
-    images, targets = collate_fn([dataset[i] for i in indices])
-    return images, targets, detach(model(images.to(device)))
-
-
 def measure_step_time(
     config: Config, batch_size: int = 24, repeats: int = 5, device: str = "auto"
 ) -> float:
-    """Median seconds of one training step (forward, loss, backward, Adam) on random
-    inputs of the config's crop size, after one warm-up step (Table 1's "Training Step")."""
+    """Median seconds of one training step (forward, weighted loss, backward, Adam) on a dummy
+    batch of the config's kind and size, after one warm-up step (Table 1's "Training Step").
+    The step is the one training takes, autocast included when ``config.amp``."""
     device = resolve_device(device)
     experiment = get_experiment(config.experiment)
     torch.manual_seed(config.seed)
     model = experiment.build_model(config).to(device).train()
     criterion = experiment.build_criterion(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    height, width = config.crop
-    images = torch.rand(batch_size, 3, height, width, device=device)
-    targets = torch.randint(0, config.model["num_classes"], (batch_size, height, width))
-    targets = targets.to(device)
+    images, targets = experiment.dummy_batch(config, batch_size, config.seed)
+    images, targets = to_device(images, device), to_device(targets, device)
     times = []
     for _ in range(repeats + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        losses = criterion(model(images), targets)
+        _, _, total = forward(model, criterion, images, targets, config)
         optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
+        total.backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return float(sorted(times[1:])[len(times[1:]) // 2])
-
-
-def build_datasets(config: Config):
-    """The (train, validation) datasets of a config."""
-    return get_experiment(config.experiment).build_datasets(config)
-
-
-def build_criterion(config: Config) -> torch.nn.Module:
-    """The criterion of a config (its ``matcher``, for set prediction)."""
-    return get_experiment(config.experiment).build_criterion(config)

@@ -10,17 +10,15 @@ Per ground-truth digit, after Hungarian matching (the same matcher as the loss):
   calls the "mask dice score" (0.03 easy, 0.2 hard): lower is better there, and easy < hard.
   ``dice`` is ``1 - dice_loss``; ``dice_hard`` the Dice of the mask thresholded at 0.5.
 
-Per prediction, at a confidence ``threshold`` (default 0.5): a query is a *detection* when its
-best digit probability (softmax over all C + 1 classes, "no object" left out of the max) is at
-least the threshold. Detections, by decreasing confidence, take the unclaimed ground truth of
-their class with the highest mask IoU, if that IoU is >= 0.5 (true positive). A detection whose
-best-IoU ground truth (IoU >= 0.5, same class) was already taken is a *duplicate*.
+Per prediction, at a confidence ``threshold`` (default 0.5): the *detections* are the
+confident queries and a *duplicate* is a detection that finds only digits already claimed by a
+more confident one, both as ``seqseg_lib.queries`` defines them, with COCO's "IoU >= 0.5".
 ``precision`` = TP / detections, ``recall`` = TP / digits, ``miss_rate`` = 1 - recall,
 ``duplicate_rate`` = duplicates / digits (how often a digit is found twice).
 
 ``with_ap=True`` also keeps every prediction's mask as a COCO RLE string (compact: about 30
 bytes for a 64x64 digit) and computes COCO mask AP, AP50 and AP75 (pycocotools, ``segm``) over
-all queries, scored by their best digit probability, at ``compute()``.
+all queries, scored by their ``queries.predict_queries`` score, at ``compute()``.
 """
 
 import contextlib
@@ -35,7 +33,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from seqseg_lib.losses import dice_loss
-from seqseg_lib.matcher import HungarianMatcher
+from seqseg_lib.matcher import HungarianMatcher, matched_queries, matched_targets
+from seqseg_lib.queries import claim_segments, predict_queries
 
 _COUNTERS = ("digits", "correct", "dice_loss", "dice_hard", "detections", "tp", "duplicates")
 
@@ -69,49 +68,44 @@ class InstanceEvaluator:
         outputs = {k: outputs[k].detach().float().cpu() for k in ("pred_logits", "pred_masks")}
         targets = [{k: t[k].cpu() for k in ("labels", "masks")} for t in targets]
         indices = self.matcher(outputs, targets)
-        probs = outputs["pred_logits"].softmax(-1)  # (B, Q, C + 1)
         size = tuple(targets[0]["masks"].shape[-2:]) if targets else (1, 1)
         soft = F.interpolate(outputs["pred_masks"], size, mode="bilinear", align_corners=False)
         soft = soft.sigmoid()  # (B, Q, H, W)
-        self._update_matched(probs, soft, targets, indices)
-        scores, classes = probs[..., : self.num_classes].max(-1)  # (B, Q): "no object" left out
+        self._update_matched(outputs["pred_logits"], soft, targets, indices)
+        prediction = predict_queries(outputs["pred_logits"])  # [B, Q] each
+        detected = prediction.confident(self.threshold)  # (B, Q)
         for b, target in enumerate(targets):
+            scores, classes = prediction.scores[b], prediction.classes[b]
             binary = soft[b] > 0.5  # (Q, H, W)
-            self._update_detections(scores[b], classes[b], binary, target)
+            keep = detected[b]
+            counts = claim_segments(
+                scores[keep],
+                classes[keep],
+                binary[keep],
+                target["labels"],
+                target["masks"],
+                self.iou_threshold,
+            )
+            self.counts["tp"] += counts["tp"]
+            self.counts["duplicates"] += counts["duplicates"]
+            self.counts["detections"] += int(keep.sum())
             if self.with_ap:
-                self.records.append(ap_record(scores[b], classes[b], binary, target))
+                self.records.append(ap_record(scores, classes, binary, target))
 
-    def _update_matched(self, probs, soft, targets, indices) -> None:
+    def _update_matched(self, pred_logits, soft, targets, indices) -> None:
         """Accuracy and Dice of the matched queries, the whole batch at once."""
-        batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
-        src_idx = torch.cat([src for src, _ in indices])
-        labels = torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)])
-        masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
+        batch_idx, src_idx = matched_queries(indices)
+        labels = matched_targets(targets, indices, "labels")
+        masks = matched_targets(targets, indices, "masks")
         pred = soft[batch_idx, src_idx].flatten(1)  # (M, HW)
         masks = masks.flatten(1).float()  # (M, HW)
         counts = self.counts
         counts["digits"] += sum(len(t["labels"]) for t in targets)
-        counts["correct"] += int((probs[batch_idx, src_idx].argmax(-1) == labels).sum())
+        # the matched query's most probable of the C + 1 classes must be the digit
+        probs = pred_logits[batch_idx, src_idx].softmax(-1)  # (M, C + 1)
+        counts["correct"] += int((probs.argmax(-1) == labels).sum())
         counts["dice_loss"] += float(dice_loss(pred, masks).sum())
         counts["dice_hard"] += float((1 - dice_loss((pred > 0.5).float(), masks)).sum())
-
-    def _update_detections(self, scores, classes, pred_masks, target) -> None:
-        """Greedy matching of confident detections to ground truth (module docstring)."""
-        iou = mask_iou(pred_masks, target["masks"])  # (Q, T)
-        same_class = classes[:, None] == target["labels"][None, :]  # (Q, T)
-        iou = torch.where(same_class, iou, torch.zeros_like(iou))
-        taken = torch.zeros(len(target["labels"]), dtype=torch.bool)
-        detected = [
-            q for q in scores.argsort(descending=True).tolist() if scores[q] >= self.threshold
-        ]
-        for query in detected:
-            free_iou = iou[query].masked_fill(taken, 0.0)
-            if free_iou.numel() and free_iou.max() >= self.iou_threshold:
-                taken[free_iou.argmax()] = True
-                self.counts["tp"] += 1
-            elif iou[query].numel() and iou[query].max() >= self.iou_threshold:
-                self.counts["duplicates"] += 1
-        self.counts["detections"] += len(detected)
 
     def compute(self) -> dict[str, float]:
         c = self.counts
@@ -137,14 +131,6 @@ class InstanceEvaluator:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.counts = dict(state["counts"])
         self.records = list(state["records"])
-
-
-def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """IoU of every pair of boolean masks: [P, H, W] x [T, H, W] -> [P, T]."""
-    pred, target = pred.flatten(1).float(), target.flatten(1).float()  # (P, HW), (T, HW)
-    intersection = pred @ target.T  # (P, T)
-    union = pred.sum(1)[:, None] + target.sum(1)[None, :] - intersection
-    return intersection / union.clamp(min=1)
 
 
 def ap_record(scores, classes, pred_masks, target) -> dict[str, Any]:

@@ -2,12 +2,20 @@
 ``weight_dict``; the training loop forms the weighted sum, so every term gets logged.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqseg_lib.data.labels import IGNORE_INDEX
-from seqseg_lib.matcher import HungarianMatcher, resize_masks
+from seqseg_lib.matcher import HungarianMatcher, matched_queries, matched_targets, resize_masks
+
+
+@dataclass(frozen=True)
+class SemanticLossConfig:
+    """The semantic criterion has no setting: binary cross-entropy on the one-hot labels
+    (Sec. 2.2), ignored pixels left out."""
 
 
 class SemanticCriterion(nn.Module):
@@ -41,6 +49,32 @@ class SemanticCriterion(nn.Module):
 MASK_LOSSES = ("dice", "bce")
 
 
+@dataclass(frozen=True)
+class SetLossConfig:
+    """The Hungarian loss's settings; the defaults are the report's (Sec. 3.3).
+
+    The matcher uses the loss weights as its costs (the matching cost "can be the loss",
+    Sec. 3.1); ``match_size`` (H, W) is where it compares masks (Sec. 4: 32x64), None at the
+    targets' resolution. ``mask_loss="bce"`` changes only the loss the masks are trained with;
+    the matching cost stays the Dice cost.
+    """
+
+    no_object_weight: float = 0.5  # Sec. 3.3
+    class_weight: float = 0.1  # Sec. 3.3
+    mask_weight: float = 1.0  # Sec. 3.3
+    mask_loss: str = "dice"  # Sec. 3.3
+    match_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask_loss not in MASK_LOSSES:
+            raise ValueError(
+                f"unknown mask_loss {self.mask_loss!r}; valid: {', '.join(MASK_LOSSES)}"
+            )
+
+    def build_matcher(self) -> HungarianMatcher:
+        return HungarianMatcher(self.class_weight, self.mask_weight, self.match_size)
+
+
 def dice_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Per-mask ``1 - Dice`` of probabilities ``pred`` and 0/1 ``target``, both [M, HW] -> [M].
 
@@ -58,31 +92,20 @@ class SetCriterion(nn.Module):
     all B*Q queries (unmatched ones must say "no object", index ``num_classes``), averaged
     with the class weights as PyTorch does (divided by the sum of the weights of the targets);
     the mask loss is summed over matched masks and divided by the number of target masks in
-    the batch (at least 1). ``matcher`` None builds one with the loss weights as costs; its
-    mask cost stays the Dice cost with ``mask_loss="bce"``, so that variant changes only the
-    loss the masks are trained with.
+    the batch (at least 1). The matcher is ``config.build_matcher()``.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        matcher: HungarianMatcher | None = None,
-        no_object_weight: float = 0.5,  # Sec. 3.3
-        class_weight: float = 0.1,  # Sec. 3.3
-        mask_weight: float = 1.0,  # Sec. 3.3
-        mask_loss: str = "dice",  # Sec. 3.3
-    ) -> None:
+    def __init__(self, num_classes: int = 10, config: SetLossConfig | None = None) -> None:
         super().__init__()
-        if mask_loss not in MASK_LOSSES:
-            raise ValueError(f"unknown mask_loss {mask_loss!r}; valid: {', '.join(MASK_LOSSES)}")
+        self.config = config = config or SetLossConfig()
         self.num_classes = num_classes
-        self.matcher = matcher or HungarianMatcher(cost_class=class_weight, cost_dice=mask_weight)
-        self.mask_loss = mask_loss
+        self.matcher = config.build_matcher()
+        self.mask_loss = config.mask_loss
         empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = no_object_weight
+        empty_weight[-1] = config.no_object_weight
         self.register_buffer("empty_weight", empty_weight)
-        mask_key = "loss_dice" if mask_loss == "dice" else "loss_mask_bce"
-        self.weight_dict = {"loss_ce": class_weight, mask_key: mask_weight}
+        mask_key = "loss_dice" if config.mask_loss == "dice" else "loss_mask_bce"
+        self.weight_dict = {"loss_ce": config.class_weight, mask_key: config.mask_weight}
 
     def forward(
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
@@ -98,9 +121,9 @@ class SetCriterion(nn.Module):
         target_classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )  # (B, Q): "no object" unless matched
-        batch_idx, src_idx = self._src_permutation(indices)
-        matched = [t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)]
-        target_classes[batch_idx, src_idx] = torch.cat(matched).to(logits.device)
+        batch_idx, src_idx = matched_queries(indices)
+        matched = matched_targets(targets, indices, "labels")
+        target_classes[batch_idx, src_idx] = matched.to(logits.device)
         loss = F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
         return {"loss_ce": loss}
 
@@ -116,17 +139,11 @@ class SetCriterion(nn.Module):
 
     def _matched_masks(self, outputs, targets, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Matched mask logits, upsampled to the targets' size, and their targets: [M, HW]."""
-        batch_idx, src_idx = self._src_permutation(indices)
+        batch_idx, src_idx = matched_queries(indices)
         pred = outputs["pred_masks"][batch_idx, src_idx].float()  # (M, h, w)
-        target = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])  # (M, H, W)
+        target = matched_targets(targets, indices, "masks")  # (M, H, W)
         pred = resize_masks(pred, tuple(target.shape[-2:]))  # (M, H, W)
         return pred.flatten(1), target.to(pred).flatten(1)
-
-    @staticmethod
-    def _src_permutation(indices) -> tuple[torch.Tensor, torch.Tensor]:
-        """(image index, query index) of every matched query, concatenated over the batch."""
-        batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
-        return batch_idx, torch.cat([src for src, _ in indices])
 
     @staticmethod
     def _num_masks(targets) -> float:

@@ -94,3 +94,23 @@ class HungarianMatcher(nn.Module):
         tgt_masks = resize_masks(tgt_masks, size).flatten(1)  # (T, H'W')
         cost = self.cost_class * -probs[:, labels]  # (B*Q, T)
         return cost + self.cost_dice * dice_cost(pred_masks, tgt_masks)
+
+
+def matched_queries(
+    indices: list[tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image index, query index) int64 [M] of every matched query, concatenated over the
+    batch in the matcher's order: ``pred[batch_idx, src_idx]`` gathers the matched predictions
+    of any ``[B, Q, ...]`` output."""
+    batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
+    return batch_idx, torch.cat([src for src, _ in indices])
+
+
+def matched_targets(
+    targets: list[dict[str, torch.Tensor]],
+    indices: list[tuple[torch.Tensor, torch.Tensor]],
+    key: str,
+) -> torch.Tensor:
+    """``targets[b][key]`` of every matched target [M, ...], in the order of
+    ``matched_queries``: row ``m`` of one is the ground truth of row ``m`` of the other."""
+    return torch.cat([target[key][tgt] for target, (_, tgt) in zip(targets, indices)])

@@ -3,14 +3,10 @@ quality, and the "redundant detections" of Sec. 4.1, measured.
 
 Classes are the 19 Cityscapes trainIds (``CITYSCAPES.eval_names``) plus "no object", index
 19. Ground truth follows the official Cityscapes panoptic conversion
-(``cityscapesscripts/preparation/createPanopticImgs.py``):
-
-- every instance of a thing class (``instances >= 1000``: labelId * 1000 + k) is a segment;
-- every stuff class present is one segment, all its pixels merged;
-- void (labels whose trainId is 255) belongs to no segment;
-- thing pixels without an instance id (``instances < 1000``: the "group" regions, e.g. a
-  crowd of cars) form one *crowd* segment per class: not a training target and never
-  matched, but a prediction lying mostly on it (or on void) is not a false positive.
+(``seqseg_lib.data.targets``): things per instance, stuff merged per class, void in no
+segment, and thing pixels without an instance id as one *crowd* segment per class, which is
+not a training target and is never matched, but a prediction lying mostly on it (or on void)
+is not a false positive.
 
 Panoptic quality follows Kirillov et al. (2019) as computed by
 ``cityscapesscripts/evaluation/evalPanopticSemanticLabeling.py`` (COCO panoptic API),
@@ -21,71 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from seqseg_lib.data.labels import CITYSCAPES, IGNORE_INDEX, LabelSpace
+from seqseg_lib.data.targets import gt_segments
 from seqseg_lib.metrics import confusion_matrix, scores
-
-INSTANCE_OFFSET = 1000  # Cityscapes instanceIds: labelId * 1000 + k
-
-
-# -- targets ---------------------------------------------------------------------------------
-def gt_segments(
-    semantic: torch.Tensor, instances: torch.Tensor, thing_ids: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Ground-truth segments of one image.
-
-    ``semantic`` int64 [H, W] trainIds (``IGNORE_INDEX`` void), ``instances`` int64 [H, W]
-    (official encoding). Returns ``index`` int64 [H, W] (0 void, ``s`` for the ``s``-th
-    segment, ``1..S``), ``categories`` int64 [S] (trainIds) and ``iscrowd`` bool [S].
-    Segments are ordered stuff and crowd by class, then instances by id.
-    """
-    things = torch.tensor(thing_ids, dtype=torch.long, device=semantic.device)
-    void = semantic == IGNORE_INDEX
-    instances = instances.long()
-    is_instance = torch.isin(semantic, things) & (instances >= INSTANCE_OFFSET)
-    # One key per segment: the instance id, or trainId + 1 (< 1000) for stuff and crowd.
-    key = torch.where(is_instance, instances, semantic + 1).masked_fill(void, 0)
-    keys, index = torch.unique(key, return_inverse=True)
-    if keys.numel() == 0 or keys[0] != 0:  # no void pixel: keep 0 for void anyway
-        keys, index = F.pad(keys, (1, 0)), index + 1
-    categories = torch.zeros(len(keys) - 1, dtype=torch.long, device=semantic.device)
-    categories.scatter_(0, index[~void] - 1, semantic[~void])  # all pixels of a segment agree
-    iscrowd = (keys[1:] < INSTANCE_OFFSET) & torch.isin(categories, things)
-    return index, categories, iscrowd
-
-
-def panoptic_targets(
-    labels: torch.Tensor, instances: torch.Tensor, label_space: LabelSpace = CITYSCAPES
-) -> dict[str, torch.Tensor]:
-    """Training targets of one image from Cityscapes ``labels`` (labelIds [H, W]) and
-    ``instances`` [H, W]: ``{"labels": int64 [N] trainIds, "masks": bool [N, H, W]}``.
-
-    Things are split per instance, stuff merged per class; void and crowd pixels are in no
-    mask (see the module docstring). A crop without any segment gives ``[0]`` and
-    ``[0, H, W]``.
-    """
-    if labels.shape != instances.shape or labels.dim() != 2:
-        raise ValueError(
-            f"expected labels and instances of the same shape [H, W], got "
-            f"{tuple(labels.shape)} and {tuple(instances.shape)}"
-        )
-    semantic = label_space.to_eval(labels)
-    index, categories, iscrowd = gt_segments(semantic, instances, label_space.thing_eval_ids)
-    keep = (~iscrowd).nonzero()[:, 0] + 1  # segment numbers in ``index``
-    return {"labels": categories[~iscrowd], "masks": index[None] == keep[:, None, None]}
-
-
-def collate_panoptic(
-    items: list[dict], label_space: LabelSpace = CITYSCAPES
-) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Items -> (images [B, 3, H, W], targets): one dict per image with ``labels`` [N],
-    ``masks`` [N, H, W] (training), ``semantic`` trainIds [H, W] (255 void) and
-    ``instances`` [H, W] (evaluation)."""
-    targets = []
-    for item in items:
-        target = panoptic_targets(item["labels"], item["instances"], label_space)
-        target["semantic"] = label_space.to_eval(item["labels"])
-        target["instances"] = item["instances"]
-        targets.append(target)
-    return torch.stack([item["image"] for item in items]), targets
+from seqseg_lib.queries import claim_segments, predict_queries
 
 
 # -- post-processing -------------------------------------------------------------------------
@@ -105,8 +39,8 @@ def panoptic_inference(
     ``pred_logits`` [Q, C + 1] (last = no object), ``pred_masks`` [Q, H, W] mask logits.
     MaskFormer's panoptic inference (Cheng et al., 2021, ``panoptic_inference``):
 
-    1. a query's score and class are the max and argmax of its softmax over the ``C + 1``
-       classes; queries whose argmax is no object or whose score is <= ``threshold`` go;
+    1. only confident queries stay (``seqseg_lib.queries``: the most probable class is a
+       real one, with probability ``score >= threshold``);
     2. each pixel goes to the remaining query with the largest ``score * sigmoid(mask)``,
        and stays void unless that query's own probability there is >= 0.5;
     3. a query keeps its segment only if it kept at least ``overlap`` of its binarised mask
@@ -120,10 +54,9 @@ def panoptic_inference(
     pixel where the query wins the argmax, even below 0.5; ours counts the pixels it labels.
     Segments are numbered by decreasing score.
     """
-    num_classes = pred_logits.shape[-1] - 1
-    scores, classes = pred_logits.softmax(-1).max(-1)  # (Q,), (Q,)
-    keep = (classes != num_classes) & (scores > threshold)
-    queries = keep.nonzero()[:, 0]
+    prediction = predict_queries(pred_logits)
+    scores, classes = prediction.scores, prediction.classes  # (Q,), (Q,)
+    queries = prediction.confident(threshold).nonzero()[:, 0]
     queries = queries[scores[queries].argsort(descending=True, stable=True)]
     segment_map = torch.zeros(pred_masks.shape[-2:], dtype=torch.long, device=pred_masks.device)
     if queries.numel() == 0:
@@ -279,39 +212,36 @@ def redundancy_stats(
     pred_masks: torch.Tensor,
     target: dict[str, torch.Tensor],
     threshold: float = 0.5,
-) -> dict[str, int | torch.Tensor]:
+) -> dict[str, int]:
     """How many confident queries describe the same ground-truth segment ("lots of redundant
     detections", Sec. 4.1), measured *before* the per-pixel assignment of
     ``panoptic_inference``, which hides duplicates.
 
     ``pred_logits`` [Q, C + 1], ``pred_masks`` [Q, H, W] logits; ``target`` with ``labels``
-    [N] and ``masks`` bool [N, H, W]. A query is confident as in ``panoptic_inference``
-    (not no object, score > ``threshold``) with a non-empty binarised mask (probability
-    >= 0.5); it matches a ground-truth segment of its class when their IoU is > 0.5 (plain
-    IoU of the two masks; the segments are disjoint, so a query matches at most one).
-    Returns counts: ``confident`` queries, ``gt_segments`` N, ``matches`` (query, segment)
-    pairs, ``matched_gt`` segments matched at least once, ``duplicates`` = matches -
-    matched_gt (confident queries matching a segment already matched by another), and
-    ``per_gt`` int64 [N], the matches of each segment.
+    [N] and ``masks`` bool [N, H, W]. Confident queries with a non-empty binarised mask
+    (probability >= 0.5) claim segments as ``seqseg_lib.queries`` defines it, with PQ's
+    "IoU > 0.5": as the segments are disjoint, a query matches at most one. Returns counts:
+    ``confident`` queries, ``gt_segments`` N, ``matched_gt`` segments found, ``duplicates``
+    (confident queries on a segment already found) and ``matches`` = matched_gt + duplicates,
+    the (query, segment) pairs.
     """
-    num_classes = pred_logits.shape[-1] - 1
-    scores, classes = pred_logits.softmax(-1).max(-1)  # (Q,), (Q,)
+    prediction = predict_queries(pred_logits)
     binary = pred_masks.sigmoid() >= 0.5  # (Q, H, W)
-    keep = (classes != num_classes) & (scores > threshold) & binary.flatten(1).any(1)
-    pred = binary[keep].flatten(1).float()  # (P, H * W)
-    gt = target["masks"].flatten(1).float()  # (N, H * W)
-    inter = pred @ gt.T  # (P, N), exact counts below 2^24 pixels
-    union = pred.sum(1)[:, None] + gt.sum(1)[None] - inter  # (P, N)
-    match = (2 * inter > union) & (classes[keep][:, None] == target["labels"][None])  # (P, N)
-    per_gt = match.sum(0)  # (N,)
-    matches, matched_gt = int(per_gt.sum()), int((per_gt > 0).sum())
+    keep = prediction.confident(threshold) & binary.flatten(1).any(1)  # (Q,)
+    counts = claim_segments(
+        prediction.scores[keep],
+        prediction.classes[keep],
+        binary[keep],
+        target["labels"],
+        target["masks"],
+        strict=True,
+    )
     return {
         "confident": int(keep.sum()),
-        "gt_segments": len(gt),
-        "matches": matches,
-        "matched_gt": matched_gt,
-        "duplicates": matches - matched_gt,
-        "per_gt": per_gt,
+        "gt_segments": len(target["labels"]),
+        "matches": counts["tp"] + counts["duplicates"],
+        "matched_gt": counts["tp"],
+        "duplicates": counts["duplicates"],
     }
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
+from seqseg_lib.queries import predict_queries
 
 
 def provenance(profile: str, dataset: str, device: str, seed: int) -> dict[str, str]:
@@ -129,13 +130,11 @@ def plot_query_grid(
     columns: int = 10,
     matched: dict[int, str] | None = None,
 ) -> plt.Figure:
-    """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) with its predicted class and
-    confidence (softmax of ``pred_logits`` [Q, C + 1], last = no object), ``columns`` per
-    row (Figures 7-9: 10x10), under the input.
+    """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) with what it predicts
+    (``queries.QueryPrediction.label`` of ``pred_logits`` [Q, C + 1]; "no object" in grey),
+    ``columns`` per row (Figures 7-9: 10x10), under the input.
     ``matched`` maps a query to the ground truth it was matched to (shown in its title)."""
-    probs = pred_logits.softmax(-1)
-    confidence, classes = probs.max(-1)
-    names = [*class_names, "no object"]
+    prediction = predict_queries(pred_logits)
     rows = -(-len(pred_masks) // columns) + 1  # the input alone on the first row
     height, width = pred_masks.shape[-2:]
     cell = 1.6
@@ -146,10 +145,11 @@ def plot_query_grid(
     show_image(axes[0, 0], image, "input")
     for query, axis in enumerate(axes[1:].flat[: len(pred_masks)]):
         axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap="magma")
-        title = f"q{query} {names[classes[query]]} {confidence[query]:.2f}"
+        name, probability = prediction.label(query, class_names)
+        title = f"q{query} {name} {probability:.2f}"
         if matched and query in matched:
             title += f"\nGT {matched[query]}"
-        faded = classes[query] == len(class_names)
+        faded = not prediction.predicts_object[query]
         axis.set_title(title, fontsize=6, color="0.55" if faded else "black")
     figure.tight_layout(pad=0.3)
     return figure

@@ -14,10 +14,12 @@ import pandas as pd
 import torch
 
 from seqseg_lib.data.labels import LabelSpace
+from seqseg_lib.data.targets import gt_segments, panoptic_targets
 from seqseg_lib.engine import measure_step_time, read_metrics
 from seqseg_lib.metrics import confusion_matrix, scores
-from seqseg_lib.panoptic import gt_segments, panoptic_inference, panoptic_targets
+from seqseg_lib.panoptic import panoptic_inference
 from seqseg_lib.plotting import colorize_segments, plot_query_grid, plot_segmentations, show_image
+from seqseg_lib.queries import predict_queries
 
 # Table 1 (Sec. 2.3). Step durations measured with batch 24 on the author's GPU.
 REPORT_TABLE1 = {
@@ -370,16 +372,15 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
             overlay[mask.numpy()] = colours(k % 10)[:3]
         axes[row, 1].imshow(overlay)
         axes[row, 1].set_title("GT " + " ".join(str(int(d)) for d in item["labels"]), fontsize=7)
-        probs = outputs["pred_logits"][0].softmax(-1)
+        prediction = predict_queries(outputs["pred_logits"][0])
         for query in range(num_queries):
             axis = axes[row, query + 2]
             axis.imshow(
                 outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap="magma"
             )
-            digit = int(probs[query, :-1].argmax())
-            title = f"q{query}: {digit} ({probs[query, digit]:.2f})"
-            if probs[query, -1] > probs[query, digit]:
-                title = f"q{query}: no obj ({probs[query, -1]:.2f})"
+            name, probability = prediction.label(query, dataset.class_names)
+            name = {"no object": "no obj"}.get(name, name)  # six narrow panels per row
+            title = f"q{query}: {name} ({probability:.2f})"
             if query in matched:
                 title += f"\nmatched {matched[query]}"
             axis.set_title(title, fontsize=6)

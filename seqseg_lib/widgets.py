@@ -1,7 +1,8 @@
 """Interactive inspection of object queries (Figures 4, 5 and 7-9) with ipywidgets 8.
 
 ``QueryInspector(model, dataset)`` shows, for one image: the input, its ground-truth instances
-and each query's mask with its best class and confidence; queries matched to a ground-truth
+and each query's mask with what it predicts (a class and its probability, or "no object");
+queries matched to a ground-truth
 instance (``HungarianMatcher``, as in training) carry that instance's label. Controls: an
 image slider, an easy/hard toggle when ``dataset`` is a dict of datasets, a confidence
 threshold (queries below it are greyed, or hidden with ``hide_below=True``) and a page slider
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from seqseg_lib.matcher import HungarianMatcher, resize_masks
+from seqseg_lib.queries import QueryPrediction, predict_queries
 
 COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5
 
@@ -44,9 +46,8 @@ class QueryInspector:
     ``model(images [1, C, H, W]) -> {"pred_logits": [1, Q, K + 1], "pred_masks": [1, Q, h,
     w]}``; ``dataset[i]["image"]`` is [C, H, W]; ``dataset`` may be a dict of datasets
     (e.g. ``{"easy": ..., "hard": ...}``). ``class_names`` names the K classes (default the
-    digits 0-9). A query's confidence is its best class probability with "no object" left out
-    of the max (the evaluator's detection score). ``target_fn(item)`` gives the ground truth
-    ``{"labels", "masks"}`` or None.
+    digits 0-9). Queries are confident, and labelled, as ``seqseg_lib.queries`` defines it.
+    ``target_fn(item)`` gives the ground truth ``{"labels", "masks"}`` or None.
     """
 
     def __init__(
@@ -138,19 +139,19 @@ class QueryInspector:
                 f"the model predicts {num_classes} classes but {len(self.class_names)} class "
                 "names were given"
             )
-        confidence, classes = outputs["pred_logits"].softmax(-1)[:, :-1].max(-1)  # (Q,), (Q,)
+        prediction = predict_queries(outputs["pred_logits"])
+        confident = prediction.confident(self.threshold_slider.value)  # (Q,)
         self.matched = self._match(outputs, target)
-        candidates = list(range(len(confidence)))
+        candidates = list(range(len(confident)))
         if self.hide_below:
-            threshold = self.threshold_slider.value
-            candidates = [q for q in candidates if confidence[q] >= threshold]
+            candidates = [q for q in candidates if confident[q]]
         pages = max(1, math.ceil(len(candidates) / self.queries_per_page))
         self.page_slider.max = pages - 1
         self.page_slider.disabled = pages == 1
         start = min(self.page_slider.value, pages - 1) * self.queries_per_page
         self.shown_queries = candidates[start : start + self.queries_per_page]
-        self.titles = [self._title(q, confidence, classes, target) for q in self.shown_queries]
-        self.png = self._render(outputs, target, confidence)
+        self.titles = [self._title(q, prediction, target) for q in self.shown_queries]
+        self.png = self._render(outputs, target, confident)
         self.image_widget.value = self.png
 
     def _match(self, outputs: dict, target: dict | None) -> dict[int, int]:
@@ -160,14 +161,15 @@ class QueryInspector:
         ((src, tgt),) = self.matcher(batched, [target])
         return dict(zip(src.tolist(), tgt.tolist()))
 
-    def _title(self, query: int, confidence, classes, target) -> str:
-        title = f"q{query}: {self.class_names[classes[query]]} {confidence[query]:.2f}"
+    def _title(self, query: int, prediction: QueryPrediction, target) -> str:
+        name, probability = prediction.label(query, self.class_names)
+        title = f"q{query}: {name} {probability:.2f}"
         if query in self.matched:
             title += f"\nGT {self.class_names[target['labels'][self.matched[query]]]}"
         return title
 
     # -- figure --------------------------------------------------------------------------
-    def _render(self, outputs: dict, target: dict | None, confidence: torch.Tensor) -> bytes:
+    def _render(self, outputs: dict, target: dict | None, confident: torch.Tensor) -> bytes:
         """Input, ground truth, then the shown queries' mask probabilities, as PNG bytes."""
         panels = 2 + len(self.shown_queries)
         rows = math.ceil(panels / COLUMNS)
@@ -182,13 +184,10 @@ class QueryInspector:
         self._draw_targets(axes[1], target, image.shape[:2])
         size = tuple(image.shape[:2])
         probs = resize_masks(outputs["pred_masks"], size).sigmoid()  # (Q, H, W)
-        threshold = self.threshold_slider.value
         for axis, query, title in zip(axes[2:], self.shown_queries, self.titles):
-            confident = bool(confidence[query] >= threshold)
-            axis.imshow(
-                probs[query].numpy(), cmap="viridis" if confident else "Greys", vmin=0, vmax=1
-            )
-            axis.set_title(title, fontsize=7, color="black" if confident else "0.6")
+            shown = bool(confident[query])
+            axis.imshow(probs[query].numpy(), cmap="viridis" if shown else "Greys", vmin=0, vmax=1)
+            axis.set_title(title, fontsize=7, color="black" if shown else "0.6")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)
         return buffer.getvalue()

@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 
 from seqseg_lib.cli import main
+from seqseg_lib.data.labels import CITYSCAPES
 
 
 def cli(*args, timeout=300):
@@ -22,17 +23,38 @@ def cli(*args, timeout=300):
     )
 
 
+def strict_json(text):
+    """Parse JSON, refusing NaN and Infinity, which are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 @pytest.mark.slow
-def test_train_resume_and_evaluate(tmp_path):
+def test_train_resume_and_evaluate(tmp_path, capsys):
     out = str(tmp_path / "run")
-    first = cli("train", "unet", "--profile", "smoke", "--out", out, "--max-steps", "2")
-    assert first.returncode == 0, first.stderr
-    second = cli("train", "unet", "--profile", "smoke", "--out", out)
-    assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["epoch"] == 1
-    evaluated = cli("evaluate", out)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert 0 <= json.loads(evaluated.stdout)["accuracy"] <= 1
+    assert main(["train", "unet", "--profile", "smoke", "--out", out, "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "unet", "--profile", "smoke", "--out", out]) == 0
+    assert strict_json(capsys.readouterr().out)["epoch"] == 1
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    assert main(["evaluate", out]) == 0
+    result = strict_json(capsys.readouterr().out)
+    assert 0 <= result["accuracy"] <= 1
+    assert list(result["iou"]) == list(CITYSCAPES.eval_names)
+    assert None in result["iou"].values(), "classes absent from 4 smoke images: null, not NaN"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == files
+
+
+def test_names_lists_the_valid_names(capsys):
+    assert main(["names", "profiles"]) == 0
+    assert capsys.readouterr().out.split() == ["smoke", "cpu", "paper"]
+    assert main(["names", "datasets", "--experiment", "hungarian-unet"]) == 0
+    assert capsys.readouterr().out.split() == ["synthetic", "cityscapes"]
+    assert main(["names", "experiments"]) == 0
+    assert "mnist-hard" in capsys.readouterr().out.split()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ SIZE = (64, 128)
 def cityscapes_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cityscapes")
     for split in ("train", "val"):
-        data = SyntheticCityscapes(split, num_images=3, size=SIZE, resize=None, crop=None)
+        data = SyntheticCityscapes(None, split, num_images=3, size=SIZE, resize=None, crop=None)
         data.write_cityscapes_layout(root)
     return root
 
@@ -34,7 +34,7 @@ def files(root, pattern):
 
 
 def test_reader_returns_the_files_content(cityscapes_root):
-    reference = SyntheticCityscapes("val", num_images=3, size=SIZE, resize=None, crop=None)
+    reference = SyntheticCityscapes(None, "val", num_images=3, size=SIZE, resize=None, crop=None)
     data = Cityscapes(cityscapes_root, "val", resize=None, crop=None)
     assert len(data) == 3
     item = data[0]
@@ -75,8 +75,8 @@ def test_default_transform_is_resize_then_crop(cityscapes_root):
 
 def test_root_from_the_environment(cityscapes_root, monkeypatch):
     monkeypatch.setenv("CITYSCAPES_DATASET", str(cityscapes_root))
-    assert len(Cityscapes(split="val")) == 3
-    assert len(build_dataset("cityscapes", None, "val", limit=2, resize=None, crop=None)) == 2
+    assert len(Cityscapes(None, "val")) == 3
+    assert len(build_dataset("cityscapes", None, "val", num_images=2, resize=None, crop=None)) == 2
 
 
 def test_camvid_from_the_shared_copy(camvid_root):

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from seqseg_lib.models.hungarian_unet import HungarianUNet
-from seqseg_lib.models.unet import UNet
+from seqseg_lib.data.synthetic import SyntheticCityscapes
+from seqseg_lib.data.targets import collate_panoptic
+from seqseg_lib.experiments import build_config, build_criterion, config_from_dict
+from seqseg_lib.models import HungarianUNet, HungarianUNetConfig, UNet, UNetConfig
 
 
 def num_parameters(model: torch.nn.Module) -> int:
@@ -16,18 +18,22 @@ def test_parameter_count_is_the_unet_plus_a_linear_class_head():
     head = 512 * 100 * 20 + 100 * 20  # Linear(16 * base_width, Q * (C + 1))
     assert num_parameters(model.class_embed) == head == 1_026_000
     # the U-Net of Table 1 with 100 output channels instead of 34
-    unet = num_parameters(UNet(num_classes=100))
+    unet = num_parameters(UNet(UNetConfig(num_classes=100)))
     assert num_parameters(model) == unet + head == 8_792_308
 
 
 def test_pool_size_multiplies_the_head():
-    model = HungarianUNet(num_queries=10, num_classes=4, base_width=4, pool_size=(2, 4))
+    model = HungarianUNet(
+        HungarianUNetConfig(num_queries=10, num_classes=4, base_width=4, pool_size=(2, 4))
+    )
     assert num_parameters(model.class_embed) == 64 * 8 * 50 + 50
 
 
 @pytest.mark.parametrize("pool_size", [(1, 1), (2, 4)])
 def test_output_shapes(pool_size):
-    model = HungarianUNet(num_queries=7, num_classes=19, base_width=4, pool_size=pool_size).eval()
+    model = HungarianUNet(
+        HungarianUNetConfig(num_queries=7, num_classes=19, base_width=4, pool_size=pool_size)
+    ).eval()
     outputs = model(torch.randn(2, 3, 32, 64))
     assert set(outputs) == {"pred_logits", "pred_masks"}
     assert outputs["pred_logits"].shape == (2, 7, 20)
@@ -36,12 +42,12 @@ def test_output_shapes(pool_size):
 
 def test_rejects_sizes_that_are_not_multiples_of_16():
     with pytest.raises(ValueError, match="multiples of 16"):
-        HungarianUNet(base_width=4)(torch.randn(1, 3, 24, 64))
+        HungarianUNet(HungarianUNetConfig(base_width=4))(torch.randn(1, 3, 24, 64))
 
 
 def test_both_heads_receive_gradients():
     torch.manual_seed(0)
-    model = HungarianUNet(num_queries=5, base_width=4)
+    model = HungarianUNet(HungarianUNetConfig(num_queries=5, base_width=4))
     outputs = model(torch.randn(2, 3, 32, 32))
     (outputs["pred_logits"].logsumexp(-1).sum() + outputs["pred_masks"].sigmoid().sum()).backward()
     for name in ("class_embed.weight", "decoder.outc.weight", "encoder.inc.0.weight"):
@@ -51,7 +57,7 @@ def test_both_heads_receive_gradients():
 
 def test_queries_are_independent_of_the_batch():
     torch.manual_seed(0)
-    model = HungarianUNet(num_queries=5, base_width=4).eval()
+    model = HungarianUNet(HungarianUNetConfig(num_queries=5, base_width=4)).eval()
     images = torch.randn(3, 3, 32, 32)
     batched = model(images)
     single = model(images[1:2])
@@ -62,33 +68,27 @@ def test_queries_are_independent_of_the_batch():
 # -- the hungarian-unet experiment -----------------------------------------------------------
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_presets_survive_the_json_round_trip_and_build_the_criterion(profile):
-    from seqseg_lib.config import Config, build_config
-    from seqseg_lib.panoptic_experiment import build_panoptic_criterion
-
     config = build_config("hungarian-unet", profile)
     assert config.dataset == "synthetic"
-    restored = Config.from_dict(config.to_dict())  # as read back from config.json
+    restored = config_from_dict(config.to_dict())  # as read back from config.json
     assert restored.differences(config) == []
-    criterion = build_panoptic_criterion(restored)
+    criterion = build_criterion(restored)
     assert criterion.weight_dict == {"loss_ce": 0.1, "loss_dice": 1.0}  # Sec. 3.3
     assert float(criterion.empty_weight[-1]) == 0.5 and len(criterion.empty_weight) == 20
     if profile == "paper":
         assert criterion.matcher.mask_size == (32, 64)  # Sec. 4
-        assert config.model["num_queries"] == 100 and config.batch_size == 24
+        assert config.model.num_queries == 100 and config.batch_size == 24
         assert config.lr_milestones == ((10, 5e-4), (20, 1e-4))
 
 
 def test_a_few_steps_on_one_batch_lower_the_hungarian_loss():
-    from seqseg_lib.config import build_config
-    from seqseg_lib.data.synthetic import SyntheticCityscapes
-    from seqseg_lib.panoptic import collate_panoptic
-    from seqseg_lib.panoptic_experiment import build_panoptic_criterion
-
     config = build_config("hungarian-unet", "smoke")
-    dataset = SyntheticCityscapes("train", num_images=2, resize=config.resize, crop=config.crop)
+    dataset = SyntheticCityscapes(
+        None, "train", num_images=2, resize=config.resize, crop=config.crop
+    )
     images, targets = collate_panoptic([dataset[i] for i in range(2)])
     torch.manual_seed(0)
-    model, criterion = HungarianUNet(**config.model), build_panoptic_criterion(config)
+    model, criterion = HungarianUNet(config.model), build_criterion(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     totals = []
     for _ in range(5):

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from seqseg_lib.instance_metrics import InstanceEvaluator, encode_mask, mask_iou
+from seqseg_lib.instance_metrics import InstanceEvaluator, encode_mask
+from seqseg_lib.queries import mask_iou
 
 
 def probabilities(best: int, p: float, classes: int = 11) -> torch.Tensor:

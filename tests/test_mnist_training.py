@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-import seqseg_lib.instance_experiment  # noqa: F401  (registers mnist-easy and mnist-hard)
-from seqseg_lib.config import build_config
 from seqseg_lib.engine import read_metrics, train
-from seqseg_lib.experiments import get_experiment
+from seqseg_lib.experiments import build_config, get_experiment
+from seqseg_lib.losses import SetLossConfig
+from seqseg_lib.models import Seq2SegInstanceConfig
 
 
 @pytest.mark.slow
@@ -28,7 +28,9 @@ def test_paper_profile_is_the_reports_recipe():
     assert (config.batch_size, config.lr, config.lr_milestones) == (64, 1e-4, ())  # Sec. 3.3
     steps = config.epochs * math.ceil(config.num_train / config.batch_size)
     assert steps == 11_256 and not config.drop_last  # Sec. 3.3
-    assert config.model == {} and config.loss == {}  # the defaults are the report's
+    assert (
+        config.model == Seq2SegInstanceConfig() and config.loss == SetLossConfig()
+    )  # the report's
     criterion = get_experiment("mnist-hard").build_criterion(config)
     assert criterion.weight_dict == {"loss_ce": 0.1, "loss_dice": 1.0}
 

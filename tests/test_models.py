@@ -1,7 +1,9 @@
+from unittest import mock
+
 import pytest
 import torch
 
-from seqseg_lib.models import Seq2Seg, UNet
+from seqseg_lib.models import Seq2Seg, Seq2SegConfig, UNet, UNetConfig
 from seqseg_lib.models.seq2seg import patchify
 
 
@@ -20,12 +22,12 @@ def test_unet_has_the_reports_parameter_count():
 
 
 def test_skip_and_no_skip_have_the_same_parameters():
-    assert num_parameters(Seq2Seg(skip=False)) == num_parameters(Seq2Seg(skip=True))
+    assert num_parameters(Seq2Seg(Seq2SegConfig(skip=False))) == num_parameters(Seq2Seg())
 
 
 def small_seq2seg(**kwargs) -> Seq2Seg:
     args = dict(num_classes=5, patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, ffn_dim=64)
-    return Seq2Seg(**(args | kwargs))
+    return Seq2Seg(Seq2SegConfig(**(args | kwargs)))
 
 
 @pytest.mark.parametrize("skip", [True, False])
@@ -58,10 +60,17 @@ def test_skip_sums_the_embedding_output_and_every_layer():
 
 
 def test_unet_shapes():
-    assert UNet(num_classes=7, base_width=4)(torch.randn(2, 3, 32, 48)).shape == (2, 7, 32, 48)
+    assert UNet(UNetConfig(num_classes=7, base_width=4))(torch.randn(2, 3, 32, 48)).shape == (
+        2,
+        7,
+        32,
+        48,
+    )
 
 
-@pytest.mark.parametrize("model", [small_seq2seg(), UNet(base_width=4)], ids=["seq2seg", "unet"])
+@pytest.mark.parametrize(
+    "model", [small_seq2seg(), UNet(UNetConfig(base_width=4))], ids=["seq2seg", "unet"]
+)
 def test_sizes_not_multiple_of_the_patch_are_refused(model):
     with pytest.raises(ValueError, match="multiples of"):
         model(torch.randn(1, 3, 30, 48))
@@ -73,9 +82,14 @@ def test_too_many_patches_are_refused():
         model(torch.randn(1, 3, 40, 40))  # 25 patches
 
 
-def test_seq2seg_uses_sdpa_and_no_word_table():
-    model = Seq2Seg()
-    assert model.encoder.config._attn_implementation == "sdpa"
+def test_seq2seg_attends_through_sdpa_and_has_no_word_table():
+    model = small_seq2seg().eval()  # 2 layers
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    with mock.patch.object(
+        torch.nn.functional, "scaled_dot_product_attention", side_effect=sdpa
+    ) as calls:
+        model(torch.randn(1, 3, 16, 16))
+    assert calls.call_count == 2, "one fused attention call per layer"
     assert model.encoder.embeddings.word_embeddings.num_embeddings == 1
     assert model.encoder.config.max_position_embeddings == 512
 
@@ -96,7 +110,7 @@ def test_seq2seg_seeded_regression():
 
 
 def test_unet_seeded_regression():
-    out = seeded_output(lambda: UNet(num_classes=5, base_width=4))
+    out = seeded_output(lambda: UNet(UNetConfig(num_classes=5, base_width=4)))
     stats = torch.tensor([out.mean(), out.std(), out[0, 0, 0, 0]])
     torch.testing.assert_close(stats, UNET_REFERENCE, atol=1e-4, rtol=1e-4)
 

@@ -84,19 +84,16 @@ def test_notebook_runs_headless_under_smoke(path, tmp_path, kernel_env):
 def test_run_all_fails_on_a_broken_notebook(tmp_path):
     notebook = nbformat.read(NOTEBOOKS[0], as_version=4)
     notebook.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('broken on purpose')"))
-    broken = REPO / "notebooks" / f"zz_broken_{os.getpid()}.ipynb"
+    broken = tmp_path / "zz_broken.ipynb"  # outside the source notebooks/
     nbformat.write(notebook, broken)
-    try:
-        result = subprocess.run(
-            ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", str(broken)]
-            + ["--reports-dir", str(tmp_path / "reports"), "--runs-dir", str(tmp_path / "runs")],
-            env=os.environ | {"SEQSEG_PYTHON": sys.executable},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        broken.unlink()
+    result = subprocess.run(
+        ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", str(broken)]
+        + ["--reports-dir", str(tmp_path / "reports"), "--runs-dir", str(tmp_path / "runs")],
+        env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "broken on purpose" in result.stdout + result.stderr
     assert "FAILED" in result.stderr

@@ -18,13 +18,11 @@ from PIL import Image
 
 from seqseg_lib.data.cityscapes import Cityscapes
 from seqseg_lib.data.labels import CITYSCAPES, CITYSCAPES_IDS, IGNORE_INDEX
+from seqseg_lib.data.targets import collate_panoptic, gt_segments, panoptic_targets
 from seqseg_lib.panoptic import (
     PanopticEvaluator,
-    collate_panoptic,
-    gt_segments,
     panoptic_inference,
     panoptic_quality,
-    panoptic_targets,
     pq_stats,
     redundancy_stats,
     semantic_from_panoptic,
@@ -116,7 +114,7 @@ def test_targets_split_things_merge_stuff_and_ignore_void_and_crowd(hand_items):
 def test_targets_of_synthetic_scenes_have_one_segment_per_instance(tmp_path):
     from seqseg_lib.data.synthetic import SyntheticCityscapes
 
-    SyntheticCityscapes("val", num_images=2, size=(64, 128)).write_cityscapes_layout(tmp_path)
+    SyntheticCityscapes(None, "val", num_images=2, size=(64, 128)).write_cityscapes_layout(tmp_path)
     for item in read_items(tmp_path):
         labels, instances = item["labels"], item["instances"]
         target = panoptic_targets(labels, instances)
@@ -397,7 +395,7 @@ def synthetic_scenes(num_images: int, crowd: bool) -> list[tuple[np.ndarray, np.
     (its pixels keep their class but lose their instance id, as Cityscapes' groups)."""
     from seqseg_lib.data.synthetic import SyntheticCityscapes
 
-    dataset = SyntheticCityscapes("val", num_images=num_images, size=(48, 96))
+    dataset = SyntheticCityscapes(None, "val", num_images=num_images, size=(48, 96))
     scenes = []
     for index in range(num_images):
         _, labels, instances = dataset.scene(index)
@@ -504,7 +502,6 @@ def test_redundancy_counts_confident_duplicates():
     logits[7] = 0.0  # low confidence on car B
     pred[7][masks[1]] = 5.0
     stats = redundancy_stats(logits, pred, target)
-    assert stats["per_gt"].tolist() == [2, 1, 1]
     expected = {"confident": 5, "gt_segments": 3, "matches": 4, "matched_gt": 3, "duplicates": 1}
     assert {k: stats[k] for k in expected} == expected
 
@@ -513,7 +510,7 @@ def test_redundancy_counts_confident_duplicates():
 def test_evaluator_scores_a_perfect_prediction_and_round_trips_its_state(hand_items, tmp_path):
     from seqseg_lib.data.synthetic import SyntheticCityscapes
 
-    dataset = SyntheticCityscapes("val", num_images=2, resize=(36, 72), crop=(32, 64))
+    dataset = SyntheticCityscapes(None, "val", num_images=2, resize=(36, 72), crop=(32, 64))
     for items in (hand_items, [dataset[0], dataset[1]]):
         _, targets = collate_panoptic(items)
         outputs = [outputs_for(t, num_queries=40) for t in targets]

@@ -1,6 +1,8 @@
 """Faults, through the command line in subprocesses: a run killed with SIGKILL resumes to
-bit-identical weights; a crash while a checkpoint is written leaves the previous one."""
+bit-identical weights; a crash while a checkpoint or ``metrics.jsonl`` is written leaves the
+previous file."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,27 +12,30 @@ import pytest
 import torch
 from conftest import REPO, untimed
 
-from seqseg_lib import engine
+from seqseg_lib import cli, engine
 from seqseg_lib.experiments import EXPERIMENTS
 
-# Runs the real command line, but SIGKILLs itself in the middle of training step KILL_AT
-# (after the forward pass, before the optimizer step) or while checkpoint number FAIL_SAVE
-# is being written (half the bytes on disk).
+# Runs the real command line, but SIGKILLs itself at the optimizer update of training step
+# KILL_AT (after its forward and backward passes), while checkpoint number FAIL_SAVE is being
+# written (half the bytes on disk), or when a temporary copy of metrics.jsonl is about to be
+# flushed to disk (FAIL_METRICS=1). Only public functions of torch and os are wrapped.
 HARNESS = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from seqseg_lib import cli, engine
+    from seqseg_lib import cli
 
     kill_at = int(os.environ.get("KILL_AT", "0"))
     fail_save = int(os.environ.get("FAIL_SAVE", "0"))
-    step, saves = engine.Trainer._train_step, [0]
+    fail_metrics = os.environ.get("FAIL_METRICS") == "1"
+    adam_step, torch_save, fsync = torch.optim.Adam.step, torch.save, os.fsync
+    steps, saves = [0], [0]
 
-    def train_step(self, images, targets):
-        if self.position["global_step"] + 1 == kill_at:
-            self.model(images.to(self.device) if hasattr(images, "to") else images)
+    def step(self, *args, **kwargs):
+        steps[0] += 1
+        if steps[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return step(self, images, targets)
+        return adam_step(self, *args, **kwargs)
 
     def save(state, handle):
         saves[0] += 1
@@ -38,10 +43,14 @@ HARNESS = textwrap.dedent(
             handle.write(b"PK\\x03\\x04" + bytes(1000))
             handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
-        return torch.serialization.save(state, handle)
+        return torch_save(state, handle)
 
-    engine.Trainer._train_step = train_step
-    engine.torch.save = save
+    def sync(fd):
+        if fail_metrics and os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl.tmp"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fsync(fd)
+
+    torch.optim.Adam.step, torch.save, os.fsync = step, save, sync
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
@@ -58,6 +67,25 @@ def run(args, **env):
     )
 
 
+def train_here(*args):
+    """The command line in this process (no interpreter start-up): its exit status."""
+    return cli.main(["train", *args])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """``straight(experiment)``: the run directory of an uninterrupted smoke run."""
+    done = {}
+
+    def run_dir(experiment):
+        if experiment not in done:
+            done[experiment] = tmp_path_factory.mktemp(experiment)
+            assert train_here(experiment, "--profile", "smoke", "--out", str(done[experiment])) == 0
+        return done[experiment]
+
+    return run_dir
+
+
 def final_weights(run_dir):
     return engine.load_checkpoint(run_dir / engine.CHECKPOINT)["model"]
 
@@ -68,23 +96,21 @@ def assert_identical(a, b):
         assert torch.equal(a[key], b[key]), f"{key} differs after resuming"
 
 
+def assert_same_run(run_dir, reference):
+    assert_identical(final_weights(reference), final_weights(run_dir))
+    assert untimed(engine.read_metrics(run_dir)) == untimed(engine.read_metrics(reference))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
-def test_sigkill_and_resume_is_bit_identical(experiment, tmp_path):
-    common = [experiment, "--profile", "smoke"]
-    straight = run([*common, "--out", str(tmp_path / "straight")])
-    assert straight.returncode == 0, straight.stderr
-    killed_dir = tmp_path / "killed"
-    killed = run([*common, "--out", str(killed_dir), "--checkpoint-every", "3"], KILL_AT=4)
+def test_sigkill_and_resume_is_bit_identical(experiment, tmp_path, straight):
+    args = [experiment, "--profile", "smoke", "--out", str(tmp_path), "--checkpoint-every", "3"]
+    killed = run(args, KILL_AT=4)
     assert killed.returncode == -9, killed.stderr  # really killed, not finished
-    position = engine.load_checkpoint(killed_dir / engine.CHECKPOINT)["position"]
+    position = engine.load_checkpoint(tmp_path / engine.CHECKPOINT)["position"]
     assert position["global_step"] == 3  # mid-epoch for every smoke preset
-    resumed = run([*common, "--out", str(killed_dir), "--checkpoint-every", "3"])
-    assert resumed.returncode == 0, resumed.stderr
-    assert_identical(final_weights(tmp_path / "straight"), final_weights(killed_dir))
-    assert untimed(engine.read_metrics(killed_dir)) == untimed(
-        engine.read_metrics(tmp_path / "straight")
-    )
+    assert train_here(*args) == 0
+    assert_same_run(tmp_path, straight(experiment))
 
 
 @pytest.mark.slow
@@ -95,6 +121,22 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     state = engine.load_checkpoint(tmp_path / engine.CHECKPOINT)
     assert state["position"]["global_step"] == 2
     assert (tmp_path / "checkpoint.pt.tmp").exists()  # the half-written file, never renamed
-    resumed = run(args)
-    assert resumed.returncode == 0, resumed.stderr
+    assert train_here(*args) == 0
     assert engine.is_finished(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_kill_while_metrics_are_rewritten_loses_no_history(tmp_path, straight):
+    args = ["unet", "--profile", "smoke", "--out", str(tmp_path)]  # 2 epochs of 2 steps
+    assert train_here(*args, "--max-steps", "3") == 0
+    # a record of epoch 1 written after the checkpoint (step 3), then a kill: resuming must
+    # drop it, which rewrites metrics.jsonl
+    metrics = tmp_path / engine.METRICS
+    (record,) = engine.read_metrics(tmp_path)
+    metrics.write_text(metrics.read_text() + json.dumps(record | {"epoch": 1}) + "\n")
+    history = metrics.read_bytes()
+    killed = run(args, FAIL_METRICS=1)
+    assert killed.returncode == -9, "not killed while rewriting: " + killed.stderr
+    assert metrics.read_bytes() == history, "the history was lost or changed"
+    assert train_here(*args) == 0
+    assert_same_run(tmp_path, straight("unet"))

@@ -26,7 +26,7 @@ def embedded():
 
 def dataset(embedded, split="train", mode="easy", **kwargs):
     digits, labels = embedded[split]
-    return ScatteredMNIST(split, mode, digits=digits, digit_labels=labels, **kwargs)
+    return ScatteredMNIST(None, split, mode=mode, digits=digits, digit_labels=labels, **kwargs)
 
 
 @pytest.mark.parametrize("mode", ["easy", "hard"])
@@ -103,7 +103,7 @@ def test_default_sizes_and_bad_arguments(embedded):
     with pytest.raises(ValueError, match="mode"):
         dataset(embedded, mode="medium")
     with pytest.raises(ValueError, match="split"):
-        ScatteredMNIST("test")
+        ScatteredMNIST(None, "test")
     with pytest.raises(ValueError, match="num_images"):
         dataset(embedded, num_images=0)
 
@@ -138,7 +138,7 @@ def test_idx_train_and_t10k_files_give_the_two_splits(tmp_path):
     write_idx(tmp_path, "t10k", *fake_digits(20, 1), gz=False)
     assert len(load_digits(tmp_path, "train")[0]) == 30
     assert len(load_digits(tmp_path, "val")[0]) == 20
-    item = ScatteredMNIST("val", "hard", root=tmp_path, num_images=2)[0]
+    item = ScatteredMNIST(tmp_path, "val", mode="hard", num_images=2)[0]
     assert item["masks"].any()
 
 
@@ -204,6 +204,6 @@ def test_real_mnist_test_set(mnist_root):
     )
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
     assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # the published class counts
-    train = ScatteredMNIST("train", "easy", root=mnist_root, num_images=2)
-    val = ScatteredMNIST("val", "easy", root=mnist_root, num_images=2)
+    train = ScatteredMNIST(mnist_root, "train", mode="easy", num_images=2)
+    val = ScatteredMNIST(mnist_root, "val", mode="easy", num_images=2)
     assert len(train.digits) + len(val.digits) == 10_000

@@ -1,9 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
-from seqseg_lib.models.seq2seg_instance import Seq2SegInstance
+from seqseg_lib.models import Seq2SegInstance, Seq2SegInstanceConfig
 
-SMALL = {"hidden_dim": 32, "num_layers": 2, "num_heads": 2, "ffn_dim": 64}
+SMALL = Seq2SegInstanceConfig(hidden_dim=32, num_layers=2, num_heads=2, ffn_dim=64)
 
 
 def test_the_reports_configuration():
@@ -17,17 +19,17 @@ def test_the_reports_configuration():
 
 
 def test_output_shapes():
-    model = Seq2SegInstance(**SMALL).eval()
+    model = Seq2SegInstance(SMALL).eval()
     outputs = model(torch.rand(3, 1, 64, 64))
     assert outputs["pred_logits"].shape == (3, 6, 11)
     assert outputs["pred_masks"].shape == (3, 6, 32, 32)
-    other = Seq2SegInstance(**SMALL, num_queries=4, mask_size=16, patch_size=16).eval()
+    other = Seq2SegInstance(replace(SMALL, num_queries=4, mask_size=16, patch_size=16)).eval()
     outputs = other(torch.rand(1, 1, 64, 64))
     assert outputs["pred_masks"].shape == (1, 4, 16, 16)
 
 
 def test_queries_see_the_image():
-    model = Seq2SegInstance(**SMALL).eval()
+    model = Seq2SegInstance(SMALL).eval()
     images = torch.zeros(2, 1, 64, 64)
     images[1, 0, 10:30, 10:30] = 1.0
     with torch.no_grad():
@@ -36,7 +38,7 @@ def test_queries_see_the_image():
 
 
 def test_too_long_sequences_are_refused():
-    model = Seq2SegInstance(**SMALL, patch_size=2, max_positions=512)
+    model = Seq2SegInstance(replace(SMALL, patch_size=2, max_positions=512))
     with pytest.raises(ValueError, match="position embeddings"):
         model(torch.rand(1, 1, 64, 64))  # 1024 patches + 6 queries
 
@@ -44,7 +46,7 @@ def test_too_long_sequences_are_refused():
 def test_seeded_regression():
     """Constants computed once with this seed; they catch unintended changes to the model."""
     torch.manual_seed(0)
-    model = Seq2SegInstance(**SMALL).eval()
+    model = Seq2SegInstance(SMALL).eval()
     images = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         outputs = model(images)

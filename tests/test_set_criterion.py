@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqseg_lib.losses import SetCriterion, dice_loss
+from seqseg_lib.losses import SetCriterion, SetLossConfig, dice_loss
 from seqseg_lib.matcher import HungarianMatcher
 
 
@@ -32,7 +32,7 @@ def test_hand_computed_values():
 def test_no_object_weight_enters_the_class_loss():
     outputs, targets = tiny_case()
     outputs["pred_logits"][0, 1] = torch.tensor([0.0, 0.0, math.log(4)])  # p(no-object) = 2/3
-    loss = float(SetCriterion(num_classes=2, no_object_weight=0.5)(outputs, targets)["loss_ce"])
+    loss = float(SetCriterion(2, SetLossConfig(no_object_weight=0.5))(outputs, targets)["loss_ce"])
     expected = (1 * math.log(3) + 0.5 * -math.log(2 / 3)) / 1.5
     assert loss == pytest.approx(expected, abs=1e-6)
 
@@ -53,7 +53,7 @@ def test_dice_loss_by_hand_and_normalised_by_the_number_of_masks():
 def test_bce_variant_by_hand():
     outputs, targets = tiny_case()
     outputs["pred_masks"][0, 0] = torch.tensor([[0.0, 0.0], [0.0, 0.0]])  # p = 0.5 everywhere
-    criterion = SetCriterion(num_classes=2, mask_loss="bce")
+    criterion = SetCriterion(2, SetLossConfig(mask_loss="bce"))
     losses = criterion(outputs, targets)
     assert set(losses) == {"loss_ce", "loss_mask_bce"}
     assert float(losses["loss_mask_bce"]) == pytest.approx(math.log(2), abs=1e-6)
@@ -74,7 +74,7 @@ def test_images_without_objects_give_finite_losses_and_gradients():
         "pred_masks": torch.randn(2, 6, 32, 32, requires_grad=True),
     }
     empty = {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 64, 64).bool()}
-    for criterion in (SetCriterion(), SetCriterion(mask_loss="bce")):
+    for criterion in (SetCriterion(), SetCriterion(10, SetLossConfig(mask_loss="bce"))):
         losses = criterion(outputs, [empty, empty])
         assert all(torch.isfinite(v) for v in losses.values())
         sum(losses.values()).backward()
@@ -94,5 +94,5 @@ def test_matched_queries_are_the_ones_supervised():
 
 
 def test_unknown_mask_loss_is_refused():
-    with pytest.raises(ValueError, match="mask_loss"):
-        SetCriterion(mask_loss="focal")
+    with pytest.raises(ValueError, match="mask_loss 'focal'; valid: dice, bce"):
+        SetLossConfig(mask_loss="focal")

@@ -4,7 +4,6 @@ round trip through the official Cityscapes layout."""
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,8 @@ from PIL import Image
 
 from seqseg_lib.data.cityscapes import Cityscapes
 from seqseg_lib.data.labels import CITYSCAPES, IGNORE_INDEX
-from seqseg_lib.data.synthetic import THING_IDS, SyntheticCityscapes
+from seqseg_lib.data.synthetic import SyntheticCityscapes
+from seqseg_lib.data.synthetic_scenes import THING_IDS
 
 SMALL = (128, 256)
 REPO = Path(__file__).resolve().parents[1]
@@ -22,11 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def raw(split: str = "train", num_images: int = 4, size=SMALL, **kwargs) -> SyntheticCityscapes:
     """Scenes as generated: no resize, no crop."""
-    return SyntheticCityscapes(split, num_images, size=size, resize=None, crop=None, **kwargs)
+    return SyntheticCityscapes(
+        None, split, num_images=num_images, size=size, resize=None, crop=None, **kwargs
+    )
 
 
 def test_item_shapes_dtypes_and_ranges():
-    item = SyntheticCityscapes("train", num_images=2, size=SMALL)[1]
+    item = SyntheticCityscapes(None, "train", num_images=2, size=SMALL)[1]
     assert item["image"].shape == (3, 128, 256) and item["image"].dtype == torch.float32
     assert 0 <= item["image"].min() and item["image"].max() <= 1
     for key in ("labels", "instances"):
@@ -35,13 +37,13 @@ def test_item_shapes_dtypes_and_ranges():
 
 
 def test_lengths_and_user_errors():
-    assert len(SyntheticCityscapes("train")) == 600
-    assert len(SyntheticCityscapes("val")) == 150
-    assert len(SyntheticCityscapes("val", num_images=7)) == 7
+    assert len(SyntheticCityscapes(None, "train")) == 600
+    assert len(SyntheticCityscapes(None, "val")) == 150
+    assert len(SyntheticCityscapes(None, "val", num_images=7)) == 7
     with pytest.raises(ValueError, match="valid: train, val, test"):
-        SyntheticCityscapes("training")
+        SyntheticCityscapes(None, "training")
     with pytest.raises(ValueError, match="num_images"):
-        SyntheticCityscapes("train", num_images=-1)
+        SyntheticCityscapes(None, "train", num_images=-1)
     with pytest.raises(IndexError):
         raw(num_images=2)[2]
 
@@ -61,13 +63,13 @@ def _digest(dataset: SyntheticCityscapes, index: int) -> str:
 def test_deterministic_across_processes():
     code = (
         "from seqseg_lib.data.synthetic import SyntheticCityscapes as S; import hashlib; "
-        "d = S('val', 4, size=(64, 128), seed=3); "
+        "d = S(None, 'val', num_images=4, size=(64, 128), seed=3); "
         "print(hashlib.sha256(b''.join(a.tobytes() for a in d.scene(3))).hexdigest())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    here = SyntheticCityscapes("val", 4, size=(64, 128), seed=3)
+    here = SyntheticCityscapes(None, "val", num_images=4, size=(64, 128), seed=3)
     assert out.stdout.strip() == _digest(here, 3)
 
 
@@ -104,7 +106,7 @@ def test_scenes_are_rich():
 
 
 def test_set_epoch_changes_crops_not_scenes():
-    dataset = SyntheticCityscapes("train", num_images=1, size=SMALL)  # resize, random crop
+    dataset = SyntheticCityscapes(None, "train", num_images=1, size=SMALL)  # resize, random crop
     scene = [a.copy() for a in dataset.scene(0)]
     crops = []
     for epoch in range(4):
@@ -118,7 +120,7 @@ def test_set_epoch_changes_crops_not_scenes():
 
 
 def test_validation_crops_are_centred_and_fixed():
-    dataset = SyntheticCityscapes("val", num_images=1, size=SMALL)
+    dataset = SyntheticCityscapes(None, "val", num_images=1, size=SMALL)
     first = dataset[0]["image"]
     dataset.set_epoch(5)
     assert torch.equal(dataset[0]["image"], first)
@@ -159,7 +161,7 @@ def test_write_cityscapes_layout_round_trip(tmp_path):
 def test_majority_class_predictor_is_weak():
     """A constant prediction of the most frequent trainId scores well under 60% (Sec. 2.2's
     pixel accuracy over the 19 evaluated classes, ignoring 255)."""
-    dataset = SyntheticCityscapes("train", num_images=20, resize=None, crop=None)
+    dataset = SyntheticCityscapes(None, "train", num_images=20, resize=None, crop=None)
     counts = np.zeros(CITYSCAPES.num_eval_classes, np.int64)
     for index in range(len(dataset)):
         ids = CITYSCAPES.to_eval(dataset[index]["labels"]).numpy()
@@ -168,12 +170,3 @@ def test_majority_class_predictor_is_weak():
     name = CITYSCAPES.eval_names[int(counts.argmax())]
     print(f"majority class {name!r}: pixel accuracy {accuracy:.3f}")
     assert accuracy < 0.5
-
-
-def test_generation_time():
-    dataset = raw(num_images=10, size=(256, 512))
-    start = time.perf_counter()
-    for index in range(len(dataset)):
-        dataset.scene(index)
-    per_image = (time.perf_counter() - start) / len(dataset)
-    print(f"generation: {1000 * per_image:.1f} ms per 256x512 scene")

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from seqseg_lib.data.scattered_mnist import ScatteredMNIST
-from seqseg_lib.models.seq2seg_instance import Seq2SegInstance
+from seqseg_lib.models import Seq2SegInstance, Seq2SegInstanceConfig
+from seqseg_lib.queries import predict_queries
 from seqseg_lib.widgets import QueryInspector
 
 
@@ -18,7 +19,9 @@ def fake_digits():
 def datasets():
     digits, labels = fake_digits()
     return {
-        mode: ScatteredMNIST("val", mode, num_images=4, digits=digits, digit_labels=labels)
+        mode: ScatteredMNIST(
+            None, "val", mode=mode, num_images=4, digits=digits, digit_labels=labels
+        )
         for mode in ("easy", "hard")
     }
 
@@ -26,7 +29,9 @@ def datasets():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return Seq2SegInstance(hidden_dim=32, num_layers=1, num_heads=2, ffn_dim=64)
+    return Seq2SegInstance(
+        Seq2SegInstanceConfig(hidden_dim=32, num_layers=1, num_heads=2, ffn_dim=64)
+    )
 
 
 def test_controls_change_what_is_shown(model, datasets):
@@ -50,7 +55,10 @@ def test_controls_change_what_is_shown(model, datasets):
 
 def test_threshold_hides_queries_when_asked(model, datasets):
     inspector = QueryInspector(model, datasets["easy"], hide_below=True, threshold=0.0)
-    assert inspector.shown_queries == list(range(6))
+    outputs, _ = inspector.predict("", 0)
+    objects = predict_queries(outputs["pred_logits"]).predicts_object
+    assert 0 < objects.sum() < 6, "the untrained model says 'no object' for some queries only"
+    assert inspector.shown_queries == objects.nonzero()[:, 0].tolist(), "threshold 0: objects"
     assert len(inspector.widget.children) == 4, "no easy/hard toggle for a single dataset"
     inspector.threshold_slider.value = 1.0
     assert inspector.shown_queries == [] and inspector.titles == []

@@ -27,20 +27,23 @@ VOID = 11
 
 class CamVid(Dataset):
     """Items are dicts: ``image`` float32 [3, H, W] in [0, 1], ``labels`` int64 [H, W]
-    (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes.
+    (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes;
+    ``num_images`` keeps the split's first images (None: all).
     """
 
     label_space = CAMVID
+    class_names = CAMVID.eval_names
 
     def __init__(
         self,
         root: str | os.PathLike | None = None,
         split: str = "train",
+        *,
         resize: tuple[int, int] | None = (140, 187),
         crop: tuple[int, int] | None = (128, 176),
         train: bool | None = None,
         seed: int = 0,
-        limit: int | None = None,
+        num_images: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(SPLITS)}")
@@ -54,9 +57,8 @@ class CamVid(Dataset):
                 )
         images = {p.name: p for p in image_dir.glob("*.png")}
         labels = {p.name: p for p in label_dir.glob("*.png")}
-        self.files = [(images[k], labels[k]) for k in pair_files(images, labels, str(image_dir))][
-            :limit
-        ]
+        pairs = pair_files(images, labels, str(image_dir))[:num_images]
+        self.files = [(images[k], labels[k]) for k in pairs]
         if not self.files:
             raise ValueError(f"no .png images found in {str(image_dir)!r}")
         self.split, self.resize, self.crop, self.seed = split, resize, crop, seed

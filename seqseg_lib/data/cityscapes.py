@@ -36,19 +36,22 @@ class Cityscapes(Dataset):
 
     Sec. 2.2's transform: resize to ``resize``, then a random (``train``) or centre crop of
     ``crop``. ``resize=None, crop=None`` returns the files' content at full resolution.
+    ``num_images`` keeps the split's first images (None: all).
     """
 
     label_space = CITYSCAPES
+    class_names = CITYSCAPES.eval_names
 
     def __init__(
         self,
         root: str | os.PathLike | None = None,
         split: str = "train",
+        *,
         resize: tuple[int, int] | None = (140, 280),
         crop: tuple[int, int] | None = (128, 256),
         train: bool | None = None,
         seed: int = 0,
-        limit: int | None = None,
+        num_images: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown Cityscapes split {split!r}; valid: {', '.join(SPLITS)}")
@@ -56,7 +59,7 @@ class Cityscapes(Dataset):
         self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
         self.train = split == "train" if train is None else train
         self.epoch = 0
-        self.files = list_split(self.root, split)[:limit]
+        self.files = list_split(self.root, split)[:num_images]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

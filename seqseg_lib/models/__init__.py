@@ -1,6 +1,17 @@
-"""The networks. Each file holds one model and reads top to bottom."""
+"""The networks. Each file holds one model, its settings dataclass, and reads top to bottom."""
 
-from seqseg_lib.models.seq2seg import Seq2Seg
-from seqseg_lib.models.unet import UNet
+from seqseg_lib.models.hungarian_unet import HungarianUNet, HungarianUNetConfig
+from seqseg_lib.models.seq2seg import Seq2Seg, Seq2SegConfig
+from seqseg_lib.models.seq2seg_instance import Seq2SegInstance, Seq2SegInstanceConfig
+from seqseg_lib.models.unet import UNet, UNetConfig
 
-__all__ = ["Seq2Seg", "UNet"]
+__all__ = [
+    "HungarianUNet",
+    "HungarianUNetConfig",
+    "Seq2Seg",
+    "Seq2SegConfig",
+    "Seq2SegInstance",
+    "Seq2SegInstanceConfig",
+    "UNet",
+    "UNetConfig",
+]

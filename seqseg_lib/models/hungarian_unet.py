@@ -11,10 +11,23 @@ the ground truth with the Hungarian algorithm (``seqseg_lib.matcher``); the last
 index ``C``, is "no object".
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from seqseg_lib.models.unet import UNetDecoder, UNetEncoder, check_divisible
+
+
+@dataclass(frozen=True)
+class HungarianUNetConfig:
+    """The Hungarian U-Net's settings; the defaults are the report's (Sec. 4)."""
+
+    num_queries: int = 100  # N_obj, Sec. 4
+    num_classes: int = 19  # Cityscapes trainIds; + 1 for no object
+    base_width: int = 32  # the U-Net of Sec. 2 (Table 1)
+    pool_size: tuple[int, int] = (1, 1)  # our choice: see ``HungarianUNet``
+    in_channels: int = 3
 
 
 class HungarianUNet(nn.Module):
@@ -32,21 +45,15 @@ class HungarianUNet(nn.Module):
     multiplies the head's weights by ``h * w``.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        num_queries: int = 100,  # N_obj, Sec. 4
-        num_classes: int = 19,  # Cityscapes trainIds; + 1 for no object
-        base_width: int = 32,  # the U-Net of Sec. 2 (Table 1)
-        pool_size: tuple[int, int] = (1, 1),
-    ) -> None:
+    def __init__(self, config: HungarianUNetConfig | None = None) -> None:
         super().__init__()
-        self.num_queries, self.num_classes = num_queries, num_classes
-        self.encoder = UNetEncoder(in_channels, base_width)
-        self.decoder = UNetDecoder(base_width, num_queries)
-        self.pool = nn.AdaptiveAvgPool2d(tuple(pool_size))
-        pooled = self.encoder.out_channels * pool_size[0] * pool_size[1]
-        self.class_embed = nn.Linear(pooled, num_queries * (num_classes + 1))
+        self.config = config = config or HungarianUNetConfig()
+        self.num_queries, self.num_classes = config.num_queries, config.num_classes
+        self.encoder = UNetEncoder(config.in_channels, config.base_width)
+        self.decoder = UNetDecoder(config.base_width, config.num_queries)
+        self.pool = nn.AdaptiveAvgPool2d(tuple(config.pool_size))
+        pooled = self.encoder.out_channels * config.pool_size[0] * config.pool_size[1]
+        self.class_embed = nn.Linear(pooled, config.num_queries * (config.num_classes + 1))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         check_divisible(images, 16)

@@ -16,43 +16,59 @@ projection + position + token-type embeddings) followed by the output of each of
 included and the patch projection has a direct path to the output.
 """
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
 
 from seqseg_lib.models.unet import check_divisible
+
+if TYPE_CHECKING:
+    from transformers import BertModel
+
+
+@dataclass(frozen=True)
+class Seq2SegConfig:
+    """Seq2Seg's settings; the defaults are the report's (Sec. 2.2) and give 50.79M parameters
+    (Table 1: 50.8M)."""
+
+    num_classes: int = 34  # Cityscapes labelIds
+    skip: bool = True  # sum all hidden states (Sec. 2.1); False: the last one only (Sec. 2.2)
+    patch_size: int = 16  # Sec. 2.2
+    hidden_dim: int = 768  # Sec. 2.2
+    num_layers: int = 6  # Sec. 2.2
+    num_heads: int = 12  # BERT-base's, for a hidden size of 768
+    ffn_dim: int = 3072  # Sec. 2.2
+    in_channels: int = 3
+    max_positions: int = 512  # BERT's
+    dropout: float = 0.1  # BERT's
 
 
 class Seq2Seg(nn.Module):
     """``forward(images [B, 3, H, W]) -> logits [B, C, H, W]``; H, W multiples of ``patch_size``.
 
-    Defaults are the report's (Sec. 2.2) and give 50.79M parameters (Table 1: 50.8M): 34
-    classes (Cityscapes labelIds), BERT's pooler kept (unused, as in the report's
-    ``BertModel``), 512 position embeddings, a vocabulary of 1 (inputs go in as
-    ``inputs_embeds``, so the word table would be unused).
+    BERT's pooler is kept (unused, as in the report's ``BertModel``), with 512 position
+    embeddings and a vocabulary of 1 (inputs go in as ``inputs_embeds``, so the word table
+    would be unused).
     """
 
-    def __init__(
-        self,
-        num_classes: int = 34,
-        skip: bool = True,
-        patch_size: int = 16,
-        hidden_dim: int = 768,
-        num_layers: int = 6,
-        num_heads: int = 12,
-        ffn_dim: int = 3072,
-        in_channels: int = 3,
-        max_positions: int = 512,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, config: Seq2SegConfig | None = None) -> None:
         super().__init__()
-        self.patch_size = patch_size
-        self.skip = skip
-        self.patch_embed = nn.Linear(in_channels * patch_size**2, hidden_dim)
+        self.config = config = config or Seq2SegConfig()
+        self.patch_size, self.skip = config.patch_size, config.skip
+        self.patch_embed = nn.Linear(config.in_channels * config.patch_size**2, config.hidden_dim)
         self.encoder = build_bert_encoder(
-            hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout
+            config.hidden_dim,
+            config.num_layers,
+            config.num_heads,
+            config.ffn_dim,
+            config.max_positions,
+            config.dropout,
         )
-        self.head = nn.ConvTranspose2d(hidden_dim, num_classes, patch_size, stride=patch_size)
+        self.head = nn.ConvTranspose2d(
+            config.hidden_dim, config.num_classes, config.patch_size, stride=config.patch_size
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens, grid = patchify(images, self.patch_size)  # (B, N, 3 s^2), (H/s, W/s)
@@ -73,10 +89,16 @@ def build_bert_encoder(
     ffn_dim: int,
     max_positions: int = 512,
     dropout: float = 0.1,
-) -> BertModel:
+) -> "BertModel":
     """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
     table would be unused), SDPA attention, BERT's pooler kept (as in the report's
-    ``BertModel``; it is unused and its 0.6M parameters count in Table 1's 50.8M)."""
+    ``BertModel``; it is unused and its 0.6M parameters count in Table 1's 50.8M).
+
+    ``transformers`` is imported here, when a model is built, rather than with the module: its
+    import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
+    pay."""
+    from transformers import BertConfig, BertModel
+
     config = BertConfig(
         vocab_size=1,
         hidden_size=hidden_dim,

@@ -21,10 +21,30 @@ Two sizes the report leaves open, chosen here:
   report's number, 32x32 can, and is the lowest such resolution.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length, patchify
+
+
+@dataclass(frozen=True)
+class Seq2SegInstanceConfig:
+    """Seq2SegInstance's settings; the defaults are the report's (Sec. 3.3) where it gives
+    them, and the choices of the module docstring where it does not."""
+
+    num_classes: int = 10  # MNIST digits
+    num_queries: int = 6  # Sec. 3.3
+    hidden_dim: int = 512  # Sec. 3.3
+    num_layers: int = 4  # Sec. 3.3
+    num_heads: int = 8  # Sec. 3.3
+    ffn_dim: int = 2048  # Sec. 3.3
+    patch_size: int = 8
+    mask_size: int = 32
+    in_channels: int = 1
+    max_positions: int = 512  # BERT's
+    dropout: float = 0.1  # BERT's
 
 
 class Seq2SegInstance(nn.Module):
@@ -37,30 +57,24 @@ class Seq2SegInstance(nn.Module):
     on top of its learnt vector.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 10,  # MNIST digits
-        num_queries: int = 6,  # Sec. 3.3
-        hidden_dim: int = 512,  # Sec. 3.3
-        num_layers: int = 4,  # Sec. 3.3
-        num_heads: int = 8,  # Sec. 3.3
-        ffn_dim: int = 2048,  # Sec. 3.3
-        patch_size: int = 8,
-        mask_size: int = 32,
-        in_channels: int = 1,
-        max_positions: int = 512,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, config: Seq2SegInstanceConfig | None = None) -> None:
         super().__init__()
-        self.num_classes, self.num_queries = num_classes, num_queries
-        self.patch_size, self.mask_size = patch_size, mask_size
-        self.patch_embed = nn.Linear(in_channels * patch_size**2, hidden_dim)
-        self.query_embed = nn.Parameter(torch.randn(num_queries, hidden_dim) * 0.02)
+        self.config = config = config or Seq2SegInstanceConfig()
+        self.num_classes, self.num_queries = config.num_classes, config.num_queries
+        self.patch_size, self.mask_size = config.patch_size, config.mask_size
+        hidden_dim = config.hidden_dim
+        self.patch_embed = nn.Linear(config.in_channels * config.patch_size**2, hidden_dim)
+        self.query_embed = nn.Parameter(torch.randn(config.num_queries, hidden_dim) * 0.02)
         self.encoder = build_bert_encoder(
-            hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout
+            hidden_dim,
+            config.num_layers,
+            config.num_heads,
+            config.ffn_dim,
+            config.max_positions,
+            config.dropout,
         )
-        self.class_head = nn.Linear(hidden_dim, num_classes + 1)
-        self.mask_head = nn.Linear(hidden_dim, mask_size**2)
+        self.class_head = nn.Linear(hidden_dim, config.num_classes + 1)
+        self.mask_head = nn.Linear(hidden_dim, config.mask_size**2)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens, _ = patchify(images, self.patch_size)  # (B, N, s^2)

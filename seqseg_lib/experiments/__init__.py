@@ -1,0 +1,98 @@
+"""The experiments, one module per family, and the one registry of their names.
+
+- ``semantic``: ``seq2seg``, ``seq2seg-noskip``, ``unet`` (Sec. 2);
+- ``instance``: ``mnist-easy``, ``mnist-hard`` (Sec. 3);
+- ``panoptic``: ``hungarian-unet`` (Sec. 4).
+
+``EXPERIMENTS`` below is the registry, written out; ``build_config`` makes a run's ``Config``
+from an experiment's preset, and ``config_from_dict`` reads one back from ``config.json``.
+"""
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from seqseg_lib.config import (
+    PROFILES,
+    Config,
+    check_choice,
+    check_positive_int,
+    replace_settings,
+)
+from seqseg_lib.experiments import instance, panoptic, semantic
+from seqseg_lib.experiments.base import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "seq2seg": semantic.SEQ2SEG,
+    "seq2seg-noskip": semantic.SEQ2SEG_NOSKIP,
+    "unet": semantic.UNET,
+    "mnist-easy": instance.MNIST_EASY,
+    "mnist-hard": instance.MNIST_HARD,
+    "hungarian-unet": panoptic.HUNGARIAN_UNET,
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    return EXPERIMENTS[check_choice("experiment", name, list(EXPERIMENTS))]
+
+
+def build_config(
+    experiment: str,
+    profile: str = "cpu",
+    dataset: str | None = None,
+    **overrides: Any,
+) -> Config:
+    """The named preset for ``experiment`` on ``dataset`` under ``profile``, then overrides.
+
+    ``dataset`` None takes the experiment's embedded default. ``model`` and ``loss`` overrides
+    are dicts of settings to change. Unknown names, fields and settings are refused with a
+    ``ValueError`` that lists the valid ones.
+    """
+    spec = get_experiment(experiment)
+    check_choice("profile", profile, PROFILES)
+    dataset = dataset or spec.datasets[0]
+    check_choice(f"dataset for {experiment}", dataset, spec.datasets)
+    values = spec.preset(profile, dataset)
+    values["model"] = replace_settings(values["model"], overrides.pop("model", {}), "model")
+    values["loss"] = replace_settings(values["loss"], overrides.pop("loss", {}), "loss")
+    valid = [f.name for f in dataclasses.fields(Config)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; valid config fields: {valid}")
+    if overrides.get("max_steps") is not None:
+        check_positive_int("max_steps", overrides["max_steps"])
+    return Config(experiment, profile, dataset, **(values | overrides))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """The ``Config`` of a ``config.json`` (or a checkpoint's ``config``)."""
+    spec = get_experiment(values.get("experiment", "?"))
+    return Config.from_dict(values, spec.model_config, spec.loss_config)
+
+
+def build_model(config: Config) -> nn.Module:
+    return get_experiment(config.experiment).build_model(config)
+
+
+def build_datasets(config: Config) -> tuple[Dataset, Dataset]:
+    """The (train, validation) datasets of a config."""
+    return get_experiment(config.experiment).build_datasets(config)
+
+
+def build_criterion(config: Config) -> nn.Module:
+    """The criterion of a config (with its ``matcher``, for set prediction)."""
+    return get_experiment(config.experiment).build_criterion(config)
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "build_config",
+    "build_criterion",
+    "build_datasets",
+    "build_model",
+    "config_from_dict",
+    "get_experiment",
+]

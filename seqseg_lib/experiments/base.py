@@ -1,0 +1,50 @@
+"""What an experiment is made of. The training engine sees only an ``Experiment``: it knows
+nothing of U-Net or Seq2Seg."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from seqseg_lib.config import Config
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Builders and presets of one experiment.
+
+    - ``datasets``: the dataset names it runs on, its embedded default first;
+    - ``model_config`` / ``loss_config``: the settings classes of ``Config.model`` and
+      ``Config.loss``;
+    - ``preset(profile, dataset) -> dict`` of ``Config`` fields (``model`` and ``loss`` as
+      settings instances) for the ``paper``, ``cpu`` and ``smoke`` profiles;
+    - ``build_model(config)``: ``model(images) -> outputs``;
+    - ``build_datasets(config) -> (train, val)``, whose items ``collate_fn(items) -> (images,
+      targets)`` batches;
+    - ``build_criterion(config)``: ``criterion(outputs, targets) -> {"loss_<name>": scalar}``
+      with ``criterion.weight_dict``;
+    - ``build_evaluator(config, dataset)``: ``update(outputs, targets)``, ``compute() ->
+      dict``, and ``state_dict`` / ``load_state_dict`` so a resumed epoch keeps its running
+      metrics;
+    - ``dummy_items(config, count, generator)``: random items of the dataset's kind at the
+      config's image size, for step timing and benchmarks (``dummy_batch``).
+    """
+
+    datasets: tuple[str, ...]
+    model_config: type
+    loss_config: type
+    preset: Callable[[str, str], dict[str, Any]]
+    build_model: Callable[[Config], nn.Module]
+    build_datasets: Callable[[Config], tuple[Dataset, Dataset]]
+    build_criterion: Callable[[Config], nn.Module]
+    build_evaluator: Callable[[Config, Dataset], Any]
+    collate_fn: Callable[[list[dict]], tuple[Any, Any]]
+    dummy_items: Callable[[Config, int, torch.Generator], list[dict]]
+
+    def dummy_batch(self, config: Config, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
+        """``(images, targets)`` of ``batch_size`` random items, as ``collate_fn`` makes them."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.collate_fn(self.dummy_items(config, batch_size, generator))

@@ -1,0 +1,91 @@
+"""The import graph of ``seqseg_lib``: layered, without a circle. Every import counts, those
+inside functions too."""
+
+import ast
+
+from conftest import REPO
+
+PACKAGE = REPO / "seqseg_lib"
+
+# From the bottom up: a module imports only modules of its own layer or of layers below it.
+LAYERS = [
+    ["seqseg_lib", "seqseg_lib.config"],
+    ["seqseg_lib.data.labels", "seqseg_lib.data.io", "seqseg_lib.data.transforms"],
+    [
+        "seqseg_lib.data.synthetic_scenes",
+        "seqseg_lib.data.synthetic",
+        "seqseg_lib.data.cityscapes",
+        "seqseg_lib.data.camvid",
+        "seqseg_lib.data.scattered_mnist",
+        "seqseg_lib.data.targets",
+        "seqseg_lib.data",
+    ],
+    ["seqseg_lib.models.unet", "seqseg_lib.models.seq2seg"],
+    ["seqseg_lib.models.hungarian_unet", "seqseg_lib.models.seq2seg_instance"],
+    ["seqseg_lib.models", "seqseg_lib.matcher", "seqseg_lib.queries"],
+    ["seqseg_lib.losses", "seqseg_lib.metrics"],
+    ["seqseg_lib.instance_metrics", "seqseg_lib.panoptic"],
+    ["seqseg_lib.experiments.base"],
+    ["seqseg_lib.experiments.semantic"],
+    ["seqseg_lib.experiments.instance", "seqseg_lib.experiments.panoptic"],
+    ["seqseg_lib.experiments"],
+    ["seqseg_lib.progress", "seqseg_lib.engine"],
+    ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports"],
+    ["seqseg_lib.cli", "seqseg_lib.__main__"],
+]
+LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (``from a import b`` counts ``a.b`` when
+    that is a module, else ``a``)."""
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    imported.add(full if full in paths else node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        graph[name] = {m for m in imported if m in paths and m != name}
+    return graph
+
+
+def test_every_module_has_a_layer():
+    assert set(import_graph()) == set(LAYER), "place new modules in LAYERS"
+
+
+def test_no_module_imports_one_above_it():
+    upward = [
+        f"{module} (layer {LAYER[module]}) imports {target} (layer {LAYER[target]})"
+        for module, targets in import_graph().items()
+        for target in targets
+        if LAYER[target] > LAYER[module]
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_import_graph_has_no_circle():
+    graph, state, circles = import_graph(), {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles, "\n".join(circles)
