@@ -8,13 +8,13 @@ in this process on this device.
 """
 
 import argparse
-import dataclasses
 
 import torch
 
 from seqseg_lib.config import PROFILES
-from seqseg_lib.engine import measure_step_time, resolve_device
+from seqseg_lib.engine import resolve_device
 from seqseg_lib.experiments import build_config
+from seqseg_lib.speed import measure_step_time
 
 
 def main() -> None:
@@ -33,21 +33,8 @@ def main() -> None:
         print(f"{name:8s} {times[name]:.3f} s/step (batch {args.batch_size}, crop {config.crop})")
     print(f"ratio seq2seg / unet: {times['seq2seg'] / times['unet']:.2f} (report: 0.67)")
 
-    import transformers
-
-    config = build_config("seq2seg", args.profile, "cityscapes")
-    original = transformers.BertConfig.__init__
-
-    def eager(self, *a, **k):
-        original(self, *a, **(k | {"attn_implementation": "eager"}))
-
-    transformers.BertConfig.__init__ = eager
-    try:
-        eager_time = measure_step_time(
-            dataclasses.replace(config), args.batch_size, args.repeats, str(device)
-        )
-    finally:
-        transformers.BertConfig.__init__ = original
+    config = build_config("seq2seg", args.profile, "cityscapes", model={"attention": "eager"})
+    eager_time = measure_step_time(config, args.batch_size, args.repeats, str(device))
     print(f"seq2seg eager attention {eager_time:.3f} s/step")
     print(f"ratio sdpa / eager: {times['seq2seg'] / eager_time:.2f}")
 

@@ -18,7 +18,7 @@ with the same weights on CPU, bit for bit:
 import json
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -172,14 +172,52 @@ def keep_metrics_before(run_dir: Path, epoch: int) -> None:
         write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
+class PhaseTimer:
+    """Seconds spent in each phase of each training step (``data``, ``forward``, ``loss``,
+    ``backward``, ``optimizer``, ``metrics``), one dict per step in ``steps``, when enabled.
+
+    On CUDA every phase boundary synchronises the device, which slows training down: enable it
+    to measure where time goes, not to train."""
+
+    def __init__(self, enabled: bool = False, device: torch.device | None = None) -> None:
+        self.enabled = enabled
+        self.cuda = device is not None and device.type == "cuda"
+        self.steps: list[dict[str, float]] = []
+        self.current: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        if not self.enabled:
+            yield
+            return
+        self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._synchronize()
+            elapsed = time.perf_counter() - start
+            self.current[phase] = self.current.get(phase, 0.0) + elapsed
+
+    def end_step(self) -> None:
+        if self.enabled:
+            self.steps.append(self.current)
+            self.current = {}
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
 class Trainer:
     """Holds what a run needs; ``fit`` trains to the end (or ``max_steps``) and returns the
-    per-epoch records."""
+    per-epoch records. ``timed=True`` records where each step's time goes (``timer.steps``)."""
 
-    def __init__(self, config: Config, run_dir: str | os.PathLike) -> None:
+    def __init__(self, config: Config, run_dir: str | os.PathLike, timed: bool = False) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         prepare_run_dir(config, self.run_dir)
         self.device = resolve_device(config.device)
+        self.timer = PhaseTimer(timed, self.device)
         set_determinism(self.device)
         self.experiment = get_experiment(config.experiment)
         torch.manual_seed(config.seed)
@@ -274,21 +312,28 @@ class Trainer:
         config, position = self.config, self.position
         self.model.train()
         self.epoch_start = time.monotonic()  # (resumed epochs: the time since resuming)
-        start = position["step_in_epoch"] * config.batch_size
-        for images, targets in self._loader(start):
+        batches = iter(self._loader(position["step_in_epoch"] * config.batch_size))
+        while True:
+            with self.timer("data"):
+                batch = next(batches, None)
+            if batch is None:
+                return True
             if config.max_steps is not None and position["global_step"] >= config.max_steps:
                 return False
-            self._train_step(images, targets)
+            self._train_step(*batch)
             position["step_in_epoch"] += 1
             position["global_step"] += 1
             progress.step(self.running)
             if config.checkpoint_every and position["global_step"] % config.checkpoint_every == 0:
                 self.save()
-        return True
 
     def _train_step(self, images, targets) -> None:
-        images, targets = to_device(images, self.device), to_device(targets, self.device)
-        outputs, losses, total = forward(self.model, self.criterion, images, targets, self.config)
+        timer = self.timer
+        with timer("data"):
+            images, targets = to_device(images, self.device), to_device(targets, self.device)
+        outputs, losses, total = forward(
+            self.model, self.criterion, images, targets, self.config, timer
+        )
         if not torch.isfinite(total):
             values = {k: v.item() for k, v in losses.items()}
             raise FloatingPointError(
@@ -296,13 +341,17 @@ class Trainer:
                 f"{self.position['epoch']}, batch {self.position['step_in_epoch']}): {values}; "
                 f"the last checkpoint in {str(self.run_dir)!r} is left as it was"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        if self.step_scheduler is not None:
-            self.step_scheduler.step()  # constant once the warm-up is over
-        accumulate(self.running, losses, total, batch_size(images))
-        self.running["evaluator"].update(detach(outputs), targets)
+        with timer("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+        with timer("optimizer"):
+            self.optimizer.step()
+            if self.step_scheduler is not None:
+                self.step_scheduler.step()  # constant once the warm-up is over
+        with timer("metrics"):
+            accumulate(self.running, losses, total, batch_size(images))
+            self.running["evaluator"].update(detach(outputs), targets)
+        timer.end_step()
 
     def _end_epoch(self) -> dict[str, Any]:
         running = self.running
@@ -365,16 +414,21 @@ def evaluate_model(
     return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
 
 
-def forward(model, criterion, images, targets, config: Config) -> tuple[Any, dict, torch.Tensor]:
+def forward(
+    model, criterion, images, targets, config: Config, timer: PhaseTimer | None = None
+) -> tuple[Any, dict, torch.Tensor]:
     """``(outputs, losses, total)`` of one batch already on the model's device: the model under
     bfloat16 autocast when ``config.amp``, the losses in float32 (as DETR), and their
     ``weight_dict``-weighted total."""
+    timer = timer or PhaseTimer()
     device_type = images.device.type if isinstance(images, torch.Tensor) else "cpu"
     precision = torch.autocast(device_type, dtype=torch.bfloat16) if config.amp else nullcontext()
-    with precision:
+    with timer("forward"), precision:
         outputs = model(images)
-    losses = criterion(to_float(outputs), targets)
-    return outputs, losses, weighted_total(losses, criterion.weight_dict)
+    with timer("loss"):
+        losses = criterion(to_float(outputs), targets)
+        total = weighted_total(losses, criterion.weight_dict)
+    return outputs, losses, total
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -495,32 +549,3 @@ def load_model(
     model = get_experiment(config.experiment).build_model(config)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
-
-
-def measure_step_time(
-    config: Config, batch_size: int = 24, repeats: int = 5, device: str = "auto"
-) -> float:
-    """Median seconds of one training step (forward, weighted loss, backward, Adam) on a dummy
-    batch of the config's kind and size, after one warm-up step (Table 1's "Training Step").
-    The step is the one training takes, autocast included when ``config.amp``."""
-    device = resolve_device(device)
-    experiment = get_experiment(config.experiment)
-    torch.manual_seed(config.seed)
-    model = experiment.build_model(config).to(device).train()
-    criterion = experiment.build_criterion(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    images, targets = experiment.dummy_batch(config, batch_size, config.seed)
-    images, targets = to_device(images, device), to_device(targets, device)
-    times = []
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        _, _, total = forward(model, criterion, images, targets, config)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(sorted(times[1:])[len(times[1:]) // 2])

@@ -15,11 +15,13 @@ import torch
 
 from seqseg_lib.data.labels import LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
-from seqseg_lib.engine import measure_step_time, read_metrics
+from seqseg_lib.engine import read_metrics
 from seqseg_lib.metrics import confusion_matrix, scores
 from seqseg_lib.panoptic import panoptic_inference
 from seqseg_lib.plotting import colorize_segments, plot_query_grid, plot_segmentations, show_image
 from seqseg_lib.queries import predict_queries
+from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes
+from seqseg_lib.speed import measure_step_time
 
 # Table 1 (Sec. 2.3). Step durations measured with batch 24 on the author's GPU.
 REPORT_TABLE1 = {
@@ -434,12 +436,19 @@ _TITLES = {
     "table_panoptic": "Hungarian U-Net: panoptic quality, and semantic metrics beside U-Net and "
     "Seq2Seg (Sec. 4; the report has no numbers)",
     "table_redundancy": "Hungarian U-Net: redundant detections, counted (Sec. 4.1)",
+    "table_scaling": "Scaling it up: one training step as the image grows, on dummy batches "
+    "(Sec. 2.4)",
+    "table_patches": "Scaling it up: larger patches at equal image size (Sec. 2.4)",
 }
 _CLAIMS = {
     "table1": compare_table1,
     "table_skip_ablation": lambda table: compare_skip(table, _baseline_from(table)),
     "table_mnist": compare_mnist,
     "table_redundancy": lambda table: redundancy_claim(table["value"].to_dict()),
+    "table_scaling": lambda table: compare_scaling(
+        fitted_slopes(table.reset_index()), table.reset_index()
+    ),
+    "table_patches": compare_patches,
 }
 
 

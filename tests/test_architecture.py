@@ -30,7 +30,8 @@ LAYERS = [
     ["seqseg_lib.experiments.instance", "seqseg_lib.experiments.panoptic"],
     ["seqseg_lib.experiments"],
     ["seqseg_lib.progress", "seqseg_lib.engine"],
-    ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports"],
+    ["seqseg_lib.speed"],
+    ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports", "seqseg_lib.scaling"],
     ["seqseg_lib.cli", "seqseg_lib.__main__"],
 ]
 LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}

@@ -22,6 +22,8 @@ PROMISED = {
     + ["figures/figure4_{mnist}.png", "figures/figure5_{mnist}.png"],
     "04_hungarian_unet": ["tables/table_panoptic_{tag}.csv", "tables/table_redundancy_{tag}.csv"]
     + [f"figures/figure{n}_{{tag}}.png" for n in (6, 7, 8, 9)],
+    "05_scaling": ["tables/table_scaling_{tag}.csv", "tables/table_scaling_slopes_{tag}.csv"]
+    + ["tables/table_patches_{tag}.csv", "figures/figure_scaling_{tag}.png"],
 }
 
 

@@ -27,6 +27,8 @@ from seqseg_lib.models.unet import check_divisible
 if TYPE_CHECKING:
     from transformers import BertModel
 
+ATTENTIONS = ("sdpa", "eager")
+
 
 @dataclass(frozen=True)
 class Seq2SegConfig:
@@ -43,6 +45,15 @@ class Seq2SegConfig:
     in_channels: int = 3
     max_positions: int = 512  # BERT's
     dropout: float = 0.1  # BERT's
+    # "sdpa": PyTorch's fused scaled_dot_product_attention (memory-efficient kernels where the
+    # device has them); "eager": softmax(QK^T)V written out, the attention matrix in memory
+    attention: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ValueError(
+                f"unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}"
+            )
 
 
 class Seq2Seg(nn.Module):
@@ -65,6 +76,7 @@ class Seq2Seg(nn.Module):
             config.ffn_dim,
             config.max_positions,
             config.dropout,
+            config.attention,
         )
         self.head = nn.ConvTranspose2d(
             config.hidden_dim, config.num_classes, config.patch_size, stride=config.patch_size
@@ -89,10 +101,12 @@ def build_bert_encoder(
     ffn_dim: int,
     max_positions: int = 512,
     dropout: float = 0.1,
+    attention: str = "sdpa",
 ) -> "BertModel":
     """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
-    table would be unused), SDPA attention, BERT's pooler kept (as in the report's
-    ``BertModel``; it is unused and its 0.6M parameters count in Table 1's 50.8M).
+    table would be unused), SDPA attention (or ``attention="eager"``), BERT's pooler kept (as
+    in the report's ``BertModel``; it is unused and its 0.6M parameters count in Table 1's
+    50.8M).
 
     ``transformers`` is imported here, when a model is built, rather than with the module: its
     import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
@@ -108,7 +122,7 @@ def build_bert_encoder(
         max_position_embeddings=max_positions,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
-        attn_implementation="sdpa",
+        attn_implementation=attention,
     )
     return BertModel(config)
 

@@ -1,0 +1,188 @@
+"""Speed and memory of every experiment's training step, measured side by side in one run.
+
+    python benchmarks/run.py [--profile cpu|paper|smoke] [--device auto|cpu|cuda]
+                             [--experiments unet seq2seg ...] [--repeats 5] [--out reports]
+
+For each experiment, at the profile's model, crop and batch size:
+
+- seconds per training step and images per second, float32 and bfloat16 autocast, the two
+  interleaved round by round; medians with [min, max] over the rounds, and the bfloat16
+  speed-up as the median [min, max] of the per-round ratios;
+- FLOPs per step (``torch.utils.flop_counter``) and FLOP utilisation: FLOPs / step time /
+  dense matmul throughput measured in this process in the same precision;
+- where a real training step's time goes (through the engine, on the experiment's real data,
+  after an epoch that fills the data caches): data, forward, loss (matching included),
+  backward, optimizer, metrics, and the share outside forward, backward and optimizer;
+- inference images per second at batch 1 and 24, and the peak memory of a training step.
+
+Prints the tables and writes them into OUT/benchmarks.md under a heading for the profile and
+device (the sections of other profiles and devices are kept).
+"""
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from seqseg_lib.config import PROFILES
+from seqseg_lib.engine import Trainer, resolve_device
+from seqseg_lib.experiments import EXPERIMENTS, build_config
+from seqseg_lib.speed import (
+    TrainingStep,
+    inference_images_per_second,
+    matmul_flops_per_second,
+    peak_step_memory,
+    time_interleaved,
+    training_flops,
+)
+
+PHASES = ("data", "forward", "loss", "backward", "optimizer", "metrics")
+COMPUTE = ("forward", "backward", "optimizer")
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        lines = Path("/proc/cpuinfo").read_text().splitlines() if sys.platform == "linux" else []
+        models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        name = models[0] if models else platform.processor() or platform.machine()
+    return (
+        f"{device.type} ({name}), {torch.get_num_threads()} threads of "
+        f"{torch.multiprocessing.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    return (
+        f"{statistics.median(values):.{digits}f} "
+        f"[{min(values):.{digits}f}, {max(values):.{digits}f}]"
+    )
+
+
+def step_times(config, device, repeats: int) -> dict[str, list[float]]:
+    """Seconds of float32 and bfloat16 steps, interleaved."""
+    steps = {
+        "float32": TrainingStep(config, config.batch_size, device),
+        "bfloat16": TrainingStep(dataclasses.replace(config, amp=True), config.batch_size, device),
+    }
+    return time_interleaved({name: step.seconds for name, step in steps.items()}, repeats)
+
+
+def real_step_phases(config, device, steps: int = 8) -> dict[str, float]:
+    """Median seconds per phase over the steps of a second epoch through the engine."""
+    config = dataclasses.replace(
+        config,
+        device=str(device),
+        epochs=2,
+        num_train=config.batch_size * steps,
+        num_val=config.batch_size,
+        drop_last=True,
+        progress=False,
+    )
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, run_dir, timed=True)
+        trainer.fit()
+    second_epoch = trainer.timer.steps[steps:]
+    return {phase: statistics.median(s.get(phase, 0.0) for s in second_epoch) for phase in PHASES}
+
+
+def benchmark(name: str, profile: str, device: torch.device, repeats: int, throughput) -> dict:
+    config = dataclasses.replace(build_config(name, profile), device=str(device))
+    batch = config.batch_size
+    times = step_times(config, device, repeats)
+    speedups = [a / b for a, b in zip(times["float32"], times["bfloat16"])]
+    flops = training_flops(config, batch, str(device))
+    phases = real_step_phases(config, device)
+    total = sum(phases.values())
+    row = {
+        "experiment": name,
+        "batch": batch,
+        "s/step fp32": spread(times["float32"]),
+        "s/step bf16": spread(times["bfloat16"]),
+        "bf16 speed-up": spread(speedups, 2),
+        "img/s fp32": round(batch / statistics.median(times["float32"]), 1),
+        "img/s bf16": round(batch / statistics.median(times["bfloat16"]), 1),
+        "GFLOP/step": round(flops / 1e9, 2),
+        "util. fp32": round(flops / statistics.median(times["float32"]) / throughput["fp32"], 2),
+        "util. bf16": round(flops / statistics.median(times["bfloat16"]) / throughput["bf16"], 2),
+    }
+    real = {"experiment": name, "real step (s)": round(total, 3)}
+    real |= {f"{phase} (%)": round(100 * phases[phase] / total, 1) for phase in PHASES}
+    real["outside fwd/bwd/opt (%)"] = round(100 * (1 - sum(phases[p] for p in COMPUTE) / total), 1)
+    other = {"experiment": name}
+    for precision, amp in (("fp32", False), ("bf16", True)):
+        variant = dataclasses.replace(config, amp=amp)
+        for size in (1, 24):
+            rate = inference_images_per_second(variant, size, str(device), repeats)
+            other[f"infer img/s b{size} {precision}"] = round(rate, 1)
+        memory = peak_step_memory(variant, batch, str(device))
+        other[f"step memory {precision} (MiB)"] = round(memory / 2**20, 1)
+    return {"step": row, "real": real, "other": other}
+
+
+def write_section(path: Path, heading: str, body: str) -> None:
+    """Replace (or add) the section under ``heading`` in ``path``, keeping the others."""
+    title = "# Benchmarks\n\nWritten by `benchmarks/run.py`; a section per profile and device.\n"
+    text = path.read_text() if path.exists() else title
+    sections = text.split("\n## ")
+    kept = [s for s in sections[1:] if not s.startswith(heading)]
+    path.write_text("\n## ".join([sections[0].rstrip("\n") + "\n", *kept, f"{heading}\n\n{body}"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu", choices=PROFILES)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="reports", help="folder of benchmarks.md")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    where = machine(device)
+    print(f"{args.profile} profile on {where}", flush=True)
+    throughput = {
+        "fp32": matmul_flops_per_second(torch.float32, str(device)),
+        "bf16": matmul_flops_per_second(torch.bfloat16, str(device)),
+    }
+    rows = {"step": [], "real": [], "other": []}
+    for name in args.experiments:
+        print(f"== {name}", flush=True)
+        for key, row in benchmark(name, args.profile, device, args.repeats, throughput).items():
+            rows[key].append(row)
+            print("   " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "experiment"))
+    tables = {key: pd.DataFrame(value).set_index("experiment") for key, value in rows.items()}
+    body = "\n\n".join(
+        [
+            f"_Machine: {where}. Dense 2048^3 matmul: "
+            f"{throughput['fp32'] / 1e9:.0f} GFLOP/s in float32, "
+            f"{throughput['bf16'] / 1e9:.0f} GFLOP/s in bfloat16. Medians [min, max] of "
+            f"{args.repeats} rounds, float32 and bfloat16 steps interleaved; dummy batches "
+            "at the profile's size._",
+            "Training step (forward, loss, backward, Adam):",
+            tables["step"].to_markdown(),
+            "A real training step through the engine on the experiment's data (second epoch, "
+            "caches warm), float32, share of its time per phase (loss includes matching):",
+            tables["real"].to_markdown(),
+            "Inference (eval mode) and the memory a first training step adds to the model "
+            "(CUDA: the allocator's peak; CPU: the growth of a fresh process's peak resident "
+            "set):",
+            tables["other"].to_markdown(),
+        ]
+    )
+    heading = f"{args.profile} profile, {device.type}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_section(out / "benchmarks.md", heading, body + "\n")
+    print(f"\n## {heading}\n\n{body}")
+
+
+if __name__ == "__main__":
+    main()
