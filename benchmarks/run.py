@@ -67,13 +67,18 @@ def spread(values: list[float], digits: int = 3) -> str:
     )
 
 
-def step_times(config, device, repeats: int) -> dict[str, list[float]]:
-    """Seconds of float32 and bfloat16 steps, interleaved."""
+def step_times(config, device, repeats: int, slow_bf16: bool) -> dict[str, list[float]]:
+    """Seconds of float32 and bfloat16 steps, interleaved; on a device without fast bfloat16
+    (``slow_bf16``) a bfloat16 step takes seconds to minutes: one, measured after the float32
+    rounds."""
     steps = {
         "float32": TrainingStep(config, config.batch_size, device),
         "bfloat16": TrainingStep(dataclasses.replace(config, amp=True), config.batch_size, device),
     }
-    return time_interleaved({name: step.seconds for name, step in steps.items()}, repeats)
+    if not slow_bf16:
+        return time_interleaved({name: step.seconds for name, step in steps.items()}, repeats)
+    times = time_interleaved({"float32": steps["float32"].seconds}, repeats)
+    return times | time_interleaved({"bfloat16": steps["bfloat16"].seconds}, 1, warmup=0)
 
 
 def real_step_phases(config, device, steps: int = 8) -> dict[str, float]:
@@ -97,7 +102,8 @@ def real_step_phases(config, device, steps: int = 8) -> dict[str, float]:
 def benchmark(name: str, profile: str, device: torch.device, repeats: int, throughput) -> dict:
     config = dataclasses.replace(build_config(name, profile), device=str(device))
     batch = config.batch_size
-    times = step_times(config, device, repeats)
+    slow_bf16 = throughput["bf16"] < throughput["fp32"]
+    times = step_times(config, device, repeats, slow_bf16)
     speedups = [a / b for a, b in zip(times["float32"], times["bfloat16"])]
     flops = training_flops(config, batch, str(device))
     phases = real_step_phases(config, device)
@@ -112,7 +118,10 @@ def benchmark(name: str, profile: str, device: torch.device, repeats: int, throu
         "img/s bf16": round(batch / statistics.median(times["bfloat16"]), 1),
         "GFLOP/step": round(flops / 1e9, 2),
         "util. fp32": round(flops / statistics.median(times["float32"]) / throughput["fp32"], 2),
-        "util. bf16": round(flops / statistics.median(times["bfloat16"]) / throughput["bf16"], 2),
+        # without fast bfloat16 matmuls the step is not bound by them: no utilisation to give
+        "util. bf16": "–"
+        if slow_bf16
+        else round(flops / statistics.median(times["bfloat16"]) / throughput["bf16"], 2),
     }
     real = {"experiment": name, "real step (s)": round(total, 3)}
     real |= {f"{phase} (%)": round(100 * phases[phase] / total, 1) for phase in PHASES}
@@ -121,7 +130,8 @@ def benchmark(name: str, profile: str, device: torch.device, repeats: int, throu
     for precision, amp in (("fp32", False), ("bf16", True)):
         variant = dataclasses.replace(config, amp=amp)
         for size in (1, 24):
-            rate = inference_images_per_second(variant, size, str(device), repeats)
+            rounds = 1 if amp and slow_bf16 else repeats
+            rate = inference_images_per_second(variant, size, str(device), rounds)
             other[f"infer img/s b{size} {precision}"] = round(rate, 1)
         memory = peak_step_memory(variant, batch, str(device))
         other[f"step memory {precision} (MiB)"] = round(memory / 2**20, 1)
@@ -165,7 +175,14 @@ def main() -> None:
             f"{throughput['fp32'] / 1e9:.0f} GFLOP/s in float32, "
             f"{throughput['bf16'] / 1e9:.0f} GFLOP/s in bfloat16. Medians [min, max] of "
             f"{args.repeats} rounds, float32 and bfloat16 steps interleaved; dummy batches "
-            "at the profile's size._",
+            "at the profile's size."
+            + (
+                " This device has no fast bfloat16 (its bfloat16 matmul is slower than float32):"
+                " one bfloat16 step and one bfloat16 inference round each, after the float32"
+                " rounds._"
+                if throughput["bf16"] < throughput["fp32"]
+                else "_"
+            ),
             "Training step (forward, loss, backward, Adam):",
             tables["step"].to_markdown(),
             "A real training step through the engine on the experiment's data (second epoch, "

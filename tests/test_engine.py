@@ -58,6 +58,10 @@ def test_paper_schedules_are_the_reports():
     assert s2s.batch_size == 24 and s2s.drop_last and s2s.crop == (128, 256)
     assert s2s.resize == (140, 280) and s2s.model == Seq2SegConfig(num_classes=34, skip=True)
     assert 2975 // s2s.batch_size == 123  # minibatches per epoch on Cityscapes (Sec. 2.2)
+    synthetic = build_config("seq2seg", "paper", "synthetic")
+    assert (synthetic.num_train, synthetic.num_val) == (2975, 500), "Cityscapes fine's sizes"
+    assert build_config("hungarian-unet", "paper").num_train == 2975
+    assert build_config("unet", "cpu").num_train == 600
 
 
 def test_resume_after_max_steps_is_bit_identical(tmp_path):

@@ -16,7 +16,7 @@ from seqseg_lib.config import Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
 from seqseg_lib.experiments.base import Experiment
-from seqseg_lib.experiments.semantic import build_street_datasets
+from seqseg_lib.experiments.semantic import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.losses import SetCriterion, SetLossConfig
 from seqseg_lib.models import HungarianUNet, HungarianUNetConfig
 from seqseg_lib.panoptic import PanopticEvaluator
@@ -30,7 +30,10 @@ THING_LABEL_IDS = tuple(
 
 def panoptic_preset(profile: str, dataset: str) -> dict[str, Any]:
     """The ``paper``, ``cpu`` and ``smoke`` profiles of ``hungarian-unet``."""
-    return {"paper": paper_preset, "cpu": cpu_preset, "smoke": smoke_preset}[profile]()
+    values = {"paper": paper_preset, "cpu": cpu_preset, "smoke": smoke_preset}[profile]()
+    if (profile, dataset) == ("paper", "synthetic"):
+        values |= PAPER_SYNTHETIC_SIZES
+    return values
 
 
 def paper_preset() -> dict[str, Any]:

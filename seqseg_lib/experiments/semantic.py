@@ -31,6 +31,9 @@ GEOMETRY = {
     ("smoke", "camvid"): ((36, 48), (32, 48)),
 }
 NUM_CLASSES = {"cityscapes": 34, "synthetic": 34, "camvid": 11}  # the model's output channels
+# Under ``paper``, as many synthetic scenes as Cityscapes fine has images, so that an epoch is
+# Sec. 2.2's 123 minibatches of 24 and the schedules in epochs mean what they meant there.
+PAPER_SYNTHETIC_SIZES = {"num_train": 2975, "num_val": 500}
 
 # Report schedules, Sec. 2.2: (epochs, initial lr, milestones).
 PAPER_SCHEDULES = {
@@ -52,6 +55,8 @@ def semantic_preset(experiment: str):
         epochs, lr, milestones = PAPER_SCHEDULES[experiment]
         values = {"resize": resize, "crop": crop, "epochs": epochs, "lr": lr}
         values["lr_milestones"] = milestones
+        if (profile, dataset) == ("paper", "synthetic"):
+            values |= PAPER_SYNTHETIC_SIZES
         if profile == "cpu":
             values |= cpu_overrides(experiment, epochs, lr, milestones)
             model.update(values.pop("model"))
