@@ -228,7 +228,7 @@ class Trainer:
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
-        self.resumed = self._restore()
+        self._restore()
 
     # -- state -------------------------------------------------------------------------
     def _new_running(self) -> dict[str, Any]:
@@ -259,10 +259,11 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
 
-    def _restore(self) -> bool:
+    def _restore(self) -> None:
+        """Continue from the run directory's checkpoint, if it has one."""
         path = self.run_dir / CHECKPOINT
         if not path.exists():
-            return False
+            return
         state = load_checkpoint(path, self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -277,7 +278,6 @@ class Trainer:
         self.running["evaluator"].load_state_dict(running["evaluator"])
         self.running.update({k: running[k] for k in ("loss_sums", "num_batches", "num_images")})
         keep_metrics_before(self.run_dir, self.position["epoch"])
-        return True
 
     # -- loops -------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
