@@ -30,6 +30,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds_of(call: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of ``call()``, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 class TrainingStep:
     """One experiment's model, criterion, Adam and a dummy batch on ``device``; calling it runs
     one training step. The model is built after ``torch.manual_seed(config.seed)``."""
@@ -51,12 +60,8 @@ class TrainingStep:
         self.optimizer.step()
 
     def seconds(self) -> float:
-        """Wall-clock seconds of one step, the device synchronised before and after."""
-        synchronize(self.device)
-        start = time.perf_counter()
-        self()
-        synchronize(self.device)
-        return time.perf_counter() - start
+        """Wall-clock seconds of one step."""
+        return seconds_of(self, self.device)
 
 
 def time_interleaved(
@@ -124,17 +129,10 @@ def matmul_flops_per_second(
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
 
-    def product() -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(device)
-        return time.perf_counter() - start
-
-    product()  # warm-up
+    seconds_of(lambda: torch.mm(a, b), device)  # warm-up
     times, start = [], time.perf_counter()
     while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
-        times.append(product())
+        times.append(seconds_of(lambda: torch.mm(a, b), device))
     return 2 * size**3 / statistics.median(times)
 
 
@@ -152,12 +150,8 @@ def inference_images_per_second(
     )
 
     def infer() -> float:
-        synchronize(step.device)
-        start = time.perf_counter()
         with precision:
-            step.model(step.images)
-        synchronize(step.device)
-        return time.perf_counter() - start
+            return seconds_of(lambda: step.model(step.images), step.device)
 
     return batch_size / statistics.median(time_interleaved({"infer": infer}, repeats)["infer"])
 
