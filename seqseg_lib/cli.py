@@ -2,7 +2,7 @@
 
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
-        [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--amp] [--threads N]
+        [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--[no-]amp] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
-    train.add_argument("--amp", action="store_true", help="autocast to bfloat16")
+    train.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="autocast to bfloat16 (default: on under --profile paper where the device has "
+        "fast bfloat16, off otherwise)",
+    )
     train.add_argument(
         "--threads",
         type=positive_int,
@@ -93,6 +99,32 @@ def to_json(value: Any) -> str:
     return json.dumps(clean(value), indent=2, allow_nan=False)
 
 
+def stop_summary(trainer) -> str:
+    """Where training stopped: step and epoch, the last training losses, the checkpoint."""
+    position, config = trainer.position, trainer.config
+    where = f"step {position['global_step']}"
+    if position["epoch"] >= config.epochs:
+        where += f": finished all {config.epochs} epochs"
+    else:
+        steps = len(trainer._loader(0))
+        where += (
+            f", epoch {position['epoch'] + 1} of {config.epochs} at step "
+            f"{position['step_in_epoch']} of {steps} (--max-steps {config.max_steps}; the same "
+            "command without it resumes)"
+        )
+    running = trainer.running
+    batches = max(running["num_batches"], 1)
+    losses = ", ".join(f"{k} {v / batches:.4f}" for k, v in running["loss_sums"].items())
+    from seqseg_lib.engine import CHECKPOINT
+
+    checkpoint = trainer.run_dir / CHECKPOINT
+    return (
+        f"stopped at {where}; "
+        + (f"this epoch's mean {losses}; " if losses else "")
+        + (f"checkpoint {checkpoint}")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from seqseg_lib import engine
@@ -112,7 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=args.max_steps,
                 **overrides,
             )
-            records = engine.train(config, args.out)
+            trainer = engine.Trainer(config, args.out)
+            parameters = sum(p.numel() for p in trainer.model.parameters())
+            print(
+                f"{config.experiment} ({config.profile} profile, {config.dataset}): "
+                f"{parameters:,} parameters, run directory {args.out}",
+                file=sys.stderr,
+            )
+            records = trainer.fit()
+            print(stop_summary(trainer), file=sys.stderr)
             print(to_json(records[-1] if records else {}))
         elif args.command == "evaluate":
             print(to_json(engine.evaluate(args.run_dir, args.split, args.device)))

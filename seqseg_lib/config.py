@@ -55,7 +55,7 @@ class Config:
     max_steps: int | None = None
     checkpoint_every: int = 0  # steps; 0 = at the end of each epoch only
     device: str = "auto"
-    amp: bool = False  # autocast to bfloat16, on CPU and CUDA alike
+    amp: bool = False  # autocast to bfloat16 (``paper``: where the device has it in hardware)
     num_workers: int = 0
     progress: bool = True
 

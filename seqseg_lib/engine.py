@@ -27,6 +27,7 @@ from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqseg_lib.config import Config
+from seqseg_lib.devices import configure_device, describe_device, resolve_device
 from seqseg_lib.experiments import config_from_dict, get_experiment
 from seqseg_lib.experiments.base import Experiment
 from seqseg_lib.progress import Progress
@@ -36,13 +37,18 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+def prepare(dataset: Dataset) -> None:
+    """Load what a dataset caches (rendered scenes, the memory-mapped cache of resized files)
+    once, in this process, where it has a ``prepare`` method."""
+    if hasattr(dataset, "prepare"):
+        dataset.prepare()
+
+
+def memory_format(experiment: Experiment, device: torch.device) -> torch.memory_format:
+    """``channels_last`` for the convolutional experiments on CUDA, else the default."""
+    if experiment.channels_last and device.type == "cuda":
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def set_determinism(device: torch.device) -> None:
@@ -219,10 +225,15 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.timer = PhaseTimer(timed, self.device)
         set_determinism(self.device)
+        configure_device(self.device)
         self.experiment = get_experiment(config.experiment)
+        self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
-        self.model = self.experiment.build_model(config).to(self.device)
+        self.model = self.experiment.build_model(config)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.train_set, self.val_set = self.experiment.build_datasets(config)
+        for dataset in (self.train_set, self.val_set):
+            prepare(dataset)  # on every core, before DataLoader workers fork and share it
         self.criterion = self.experiment.build_criterion(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
@@ -281,11 +292,16 @@ class Trainer:
 
     # -- loops -------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
+        """Train to the last epoch, or to ``max_steps``. A run stopped by ``max_steps`` within
+        an epoch ends with a record of that partial epoch (``"partial": true``: its training
+        metrics so far and a validation), which resuming replaces by the whole epoch's."""
         config = self.config
         with Progress(config, self.position, len(self._loader(0))) as progress:
             while self.position["epoch"] < config.epochs:
                 if not self._train_epoch(progress):
                     self.save()  # stopped by max_steps
+                    if self.position["step_in_epoch"] > 0:
+                        self._write_record(partial=True)
                     break
                 record = self._end_epoch()
                 progress.epoch_done(record)
@@ -331,6 +347,7 @@ class Trainer:
         timer = self.timer
         with timer("data"):
             images, targets = to_device(images, self.device), to_device(targets, self.device)
+            images = images.contiguous(memory_format=self.memory_format)
         outputs, losses, total = forward(
             self.model, self.criterion, images, targets, self.config, timer
         )
@@ -353,7 +370,9 @@ class Trainer:
             self.running["evaluator"].update(detach(outputs), targets)
         timer.end_step()
 
-    def _end_epoch(self) -> dict[str, Any]:
+    def _write_record(self, partial: bool = False) -> dict[str, Any]:
+        """Append the current epoch's record to ``metrics.jsonl``: training losses and metrics
+        (running means), validation, and what the numbers were computed with."""
         running = self.running
         n = max(running["num_batches"], 1)
         train = {k: v / n for k, v in running["loss_sums"].items()}
@@ -365,9 +384,27 @@ class Trainer:
             "train_seconds": round(time.monotonic() - self.epoch_start, 2),
             "train": train,
             "val": self.validate(),
+            "environment": self.environment(),
         }
+        if partial:
+            steps = len(self._loader(0))
+            record |= {"partial": True, "epoch_fraction": self.position["step_in_epoch"] / steps}
         with open(self.run_dir / METRICS, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        return record
+
+    def environment(self) -> dict[str, Any]:
+        """Device (model and threads), precision and torch version of this process."""
+        return {
+            "device": describe_device(self.device),
+            "threads": torch.get_num_threads(),
+            "precision": "bfloat16 autocast" if self.config.amp else "float32",
+            "tf32": self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
+            "torch": torch.__version__,
+        }
+
+    def _end_epoch(self) -> dict[str, Any]:
+        record = self._write_record()
         self.epoch_scheduler.step()
         self.position.update(epoch=self.position["epoch"] + 1, step_in_epoch=0)
         self.running = self._new_running()
@@ -395,6 +432,7 @@ def evaluate_model(
     the model's training mode is restored afterwards."""
     was_training = model.training
     model.eval()
+    prepare(dataset)
     evaluator = experiment.build_evaluator(config, dataset)
     running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
     loader = DataLoader(
@@ -404,8 +442,10 @@ def evaluate_model(
         num_workers=config.num_workers,
         generator=_loader_generator(config.seed, -1),
     )
+    layout = memory_format(experiment, device)
     for images, targets in loader:
         images, targets = to_device(images, device), to_device(targets, device)
+        images = images.contiguous(memory_format=layout)
         outputs, losses, total = forward(model, criterion, images, targets, config)
         accumulate(running, losses, total, batch_size(images))
         evaluator.update(detach(outputs), targets)
@@ -528,13 +568,27 @@ def run_name(config: Config, variant: str = "") -> str:
 
 
 def load_or_train(config: Config, runs_dir: str | os.PathLike, variant: str = "") -> Path:
-    """Train ``config`` in ``runs_dir/run_name(config)`` unless it already finished there
-    (an interrupted run resumes). Returns the run directory."""
+    """Train ``config`` in ``runs_dir/run_name(config)`` unless it already finished there, or
+    already stopped at ``config.max_steps`` with its record written (an interrupted run
+    resumes). Returns the run directory."""
     run_dir = Path(runs_dir) / run_name(config, variant)
     check_run_config(config, run_dir)
-    if not is_finished(run_dir):
+    if not is_finished(run_dir) and not stopped_at(run_dir, config.max_steps):
         train(config, run_dir)
     return run_dir
+
+
+def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
+    """True when the run directory's checkpoint has reached ``max_steps`` and ``metrics.jsonl``
+    holds the record of where it stopped (the partial epoch's, or the last whole epoch's)."""
+    run_dir = Path(run_dir)
+    if max_steps is None or not (run_dir / CHECKPOINT).exists():
+        return False
+    position = load_checkpoint(run_dir / CHECKPOINT)["position"]
+    records = read_metrics(run_dir)
+    last_epoch = records[-1]["epoch"] if records else -1
+    recorded = last_epoch == position["epoch"] - (position["step_in_epoch"] == 0)
+    return position["global_step"] >= max_steps and recorded
 
 
 def load_model(
@@ -546,6 +600,8 @@ def load_model(
         raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
     state = load_checkpoint(run_dir / CHECKPOINT, device)
     config = config_from_dict(state["config"])
-    model = get_experiment(config.experiment).build_model(config)
+    experiment = get_experiment(config.experiment)
+    model = experiment.build_model(config)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), config
+    device = resolve_device(device)
+    return model.to(device, memory_format=memory_format(experiment, device)).eval(), config

@@ -71,13 +71,16 @@ class HungarianMatcher(nn.Module):
         if sum(sizes) == 0:
             empty = torch.empty(0, dtype=torch.int64)
             return [(empty, empty.clone()) for _ in range(batch)]
-        cost = self.cost_matrix(outputs, targets).view(batch, num_queries, -1).cpu()  # (B, Q, T)
-        cost = torch.nan_to_num(
-            cost, nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
+        cost = self.cost_matrix(outputs, targets).view(batch, num_queries, -1)  # (B, Q, T)
+        # Only image b's own (Q, T_b) block is needed: gather the blocks on the device and
+        # copy them to the CPU in one transfer (1/B of the matrix).
+        blocks = torch.cat([block[b].flatten() for b, block in enumerate(cost.split(sizes, -1))])
+        blocks = torch.nan_to_num(
+            blocks.cpu(), nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
         )
         indices = []
-        for b, block in enumerate(cost.split(sizes, dim=-1)):
-            rows, cols = linear_sum_assignment(block[b].numpy())  # (Q, T_b) block of image b
+        for block, size in zip(blocks.split([num_queries * s for s in sizes]), sizes):
+            rows, cols = linear_sum_assignment(block.view(num_queries, size).numpy())
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols)))
         return [(src, tgt.to(torch.int64)) for src, tgt in indices]
 

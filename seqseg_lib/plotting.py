@@ -2,7 +2,7 @@
 
 import datetime
 import json
-import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +12,42 @@ import pandas as pd
 import torch
 
 from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
+from seqseg_lib.devices import describe_device
 from seqseg_lib.queries import predict_queries
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 
-def provenance(profile: str, dataset: str, device: str, seed: int) -> dict[str, str]:
-    """Where numbers come from: stated beside every table and figure."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
-    return {
-        "profile": profile,
-        "dataset": dataset,
-        "device": f"{device} ({name or platform.machine()}, {torch.get_num_threads()} threads)",
-        "seed": str(seed),
-        "date": datetime.date.today().isoformat(),
-    }
+
+def reports_location(reports_dir: str | Path, profile: str) -> Path:
+    """Where a notebook writes its tables and figures: ``reports_dir``, except that ``smoke``
+    output never lands in the repository's ``reports/`` (which holds ``cpu`` and ``paper``
+    results only): it goes to ``scratch/reports-smoke/`` beside it, which git ignores."""
+    reports_dir = Path(reports_dir).resolve()
+    if profile == "smoke" and reports_dir == REPOSITORY / "reports":
+        return REPOSITORY / "scratch" / "reports-smoke"
+    return reports_dir
+
+
+def provenance(
+    profile: str, dataset: str, device: str, seed: int, runs: Iterable[str | Path] = ()
+) -> dict[str, str]:
+    """Where numbers come from, stated beside every table and figure: the profile, dataset and
+    seed; the device (model, threads) and precision the ``runs`` were trained with, as their
+    last ``metrics.jsonl`` record states; and the device of this process, which evaluates."""
+    meta = {"profile": profile, "dataset": dataset}
+    trained = sorted({_trained_with(Path(run)) for run in runs})
+    if trained:
+        meta["trained on"] = "; ".join(trained)
+    meta["evaluated on" if trained else "device"] = describe_device(device)
+    return meta | {"seed": str(seed), "date": datetime.date.today().isoformat()}
+
+
+def _trained_with(run_dir: Path) -> str:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if run_dir.is_dir() else []
+    environment = json.loads(lines[-1]).get("environment") if lines else None
+    if environment is None:
+        return "not recorded (runs older than the record of their environment)"
+    return f"{environment['device']}, {environment['precision']}"
 
 
 def save_table(table: pd.DataFrame, name: str, reports_dir: str | Path, meta: dict) -> Path:
@@ -35,9 +56,14 @@ def save_table(table: pd.DataFrame, name: str, reports_dir: str | Path, meta: di
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / f"{name}.csv")
     header = ", ".join(f"{k}: {v}" for k, v in meta.items())
-    (folder / f"{name}.md").write_text(f"{header}\n\n{table.to_markdown()}\n")
+    (folder / f"{name}.md").write_text(f"{header}\n\n{to_markdown(table)}\n")
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return folder / f"{name}.md"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A table in Markdown, empty cells as '–'."""
+    return table.astype(object).where(table.notna(), None).to_markdown(missingval="–")
 
 
 def save_figure(figure: plt.Figure, name: str, reports_dir: str | Path, meta: dict) -> Path:

@@ -21,7 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from seqseg_lib.config import Config
-from seqseg_lib.engine import forward, resolve_device, to_device
+from seqseg_lib.devices import configure_device, resolve_device
+from seqseg_lib.engine import forward, memory_format, to_device
 from seqseg_lib.experiments import get_experiment
 
 
@@ -47,11 +48,14 @@ class TrainingStep:
         self.config, self.device = config, resolve_device(str(device))
         experiment = get_experiment(config.experiment)
         torch.manual_seed(config.seed)
-        self.model = experiment.build_model(config).to(self.device).train()
+        configure_device(self.device)  # as the engine trains it: TF32 and the memory layout
+        layout = memory_format(experiment, self.device)
+        self.model = experiment.build_model(config).to(self.device, memory_format=layout).train()
         self.criterion = experiment.build_criterion(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         images, targets = experiment.dummy_batch(config, batch_size, config.seed)
-        self.images, self.targets = to_device(images, self.device), to_device(targets, self.device)
+        self.images = to_device(images, self.device).contiguous(memory_format=layout)
+        self.targets = to_device(targets, self.device)
 
     def __call__(self) -> None:
         _, _, total = forward(self.model, self.criterion, self.images, self.targets, self.config)

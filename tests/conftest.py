@@ -1,6 +1,9 @@
 """Shared fixtures. Real data in ``../shared/data`` is optional: tests using it skip."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("SEQSEG_PROGRESS", "none")
+# The cache of resized real-dataset files goes to a scratch folder, not the user's.
+os.environ.setdefault("SEQSEG_CACHE", tempfile.mkdtemp(prefix="seqseg-test-cache-"))
+atexit.register(shutil.rmtree, os.environ["SEQSEG_CACHE"], ignore_errors=True)
 # The suite's models are tiny: one thread avoids threading overhead (and oversubscription when
 # the machine is shared). Subprocesses started by tests inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

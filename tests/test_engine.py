@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import untimed
 
-from seqseg_lib import engine
+from seqseg_lib import engine, reports
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, build_config, config_from_dict
 from seqseg_lib.models import Seq2SegConfig
@@ -203,3 +203,67 @@ def test_settings_round_trip_through_json_and_old_partial_settings_load():
     saved["model"]["hidden_size"] = 768
     with pytest.raises(ValueError, match="hidden_size.*valid: num_classes, skip, patch_size"):
         config_from_dict(saved)
+
+
+def test_a_run_stopped_within_an_epoch_records_the_partial_epoch(tmp_path):
+    config = smoke(epochs=2)  # 8 training images, batch 4: two steps per epoch
+    records = engine.train(dataclasses.replace(config, max_steps=3), tmp_path)
+    assert [(r["epoch"], r.get("partial", False)) for r in records] == [(0, False), (1, True)]
+    assert records[-1]["epoch_fraction"] == 0.5
+    assert {"loss", "accuracy", "miou"} <= records[-1]["val"].keys()
+    assert reports.final_metrics(tmp_path)["epochs"] == 1.5
+    # stopped at an epoch's end: nothing partial to record
+    assert engine.train(dataclasses.replace(config, max_steps=2), tmp_path / "b")[-1]["epoch"] == 0
+    assert "partial" not in engine.read_metrics(tmp_path / "b")[-1]
+    # resumed to the end, the partial record is replaced by the whole epoch's
+    records = engine.train(config, tmp_path)
+    assert [(r["epoch"], r.get("partial", False)) for r in records] == [(0, False), (1, False)]
+    assert reports.final_metrics(tmp_path)["epochs"] == 2
+
+
+def test_records_say_what_the_numbers_were_computed_with(tmp_path):
+    record = engine.train(smoke(max_steps=2), tmp_path)[-1]
+    environment = record["environment"]
+    assert environment["device"].startswith("cpu (") and environment["precision"] == "float32"
+    assert environment["threads"] == torch.get_num_threads() and not environment["tf32"]
+
+
+@pytest.mark.parametrize("experiment", ["unet", "hungarian-unet"])
+def test_channels_last_training_matches_the_default_layout(tmp_path, monkeypatch, experiment):
+    """The CUDA layout of the convolutional experiments, exercised on CPU: the same step."""
+    assert EXPERIMENTS[experiment].channels_last
+    default = engine.train(smoke(experiment, max_steps=1), tmp_path / "default")
+    monkeypatch.setattr(engine, "memory_format", lambda experiment, device: torch.channels_last)
+    trainer = engine.Trainer(smoke(experiment, max_steps=1), tmp_path / "nhwc")
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in trainer.model.parameters())
+    records = trainer.fit()
+    assert records[-1]["train"]["loss"] == pytest.approx(default[-1]["train"]["loss"], rel=1e-4)
+    assert records[-1]["val"]["loss"] == pytest.approx(default[-1]["val"]["loss"], rel=1e-4)
+    # after one Adam step (lr 1e-2) the weights agree but for rare near-zero gradients
+    default_weights = weights(tmp_path / "default")
+    for key, value in weights(tmp_path / "nhwc").items():
+        assert (value - default_weights[key]).abs().float().mean() < 1e-4, key
+
+
+@pytest.mark.parametrize("experiment", ["unet", "mnist-easy"])
+def test_dataloader_workers_train_the_same_run(tmp_path, experiment):
+    """Workers (forked after the data is prepared) change where items are made, not which."""
+    config = smoke(experiment, epochs=1)
+    alone = engine.train(config, tmp_path / "alone")
+    workers = engine.train(dataclasses.replace(config, num_workers=2), tmp_path / "workers")
+    assert untimed(alone) == untimed(workers)
+    assert_same_weights(weights(tmp_path / "alone"), weights(tmp_path / "workers"))
+
+
+def test_load_or_train_reuses_a_run_stopped_at_max_steps(tmp_path):
+    config = smoke(epochs=2, max_steps=3)
+    run_dir = engine.load_or_train(config, tmp_path)
+    before = (run_dir / engine.METRICS).read_text()
+    assert engine.stopped_at(run_dir, 3) and not engine.stopped_at(run_dir, 4)
+    mtime = (run_dir / engine.CHECKPOINT).stat().st_mtime_ns
+    engine.load_or_train(config, tmp_path)  # nothing to do: no step, no validation
+    assert (run_dir / engine.CHECKPOINT).stat().st_mtime_ns == mtime
+    assert (run_dir / engine.METRICS).read_text() == before
+    engine.load_or_train(dataclasses.replace(config, max_steps=None), tmp_path)
+    assert engine.is_finished(run_dir)
+    assert [r.get("partial", False) for r in engine.read_metrics(run_dir)] == [False, False]

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import papermill
@@ -105,6 +106,7 @@ def test_run_all_refuses_unknown_names():
     for args, message in [
         (["--profile", "gpu"], "valid: smoke, cpu, paper"),
         (["--dataset", "ade"], "valid: synthetic, cityscapes, camvid"),
+        (["--max-steps", "0"], "--max-steps needs a positive integer, got '0'"),
     ]:
         result = subprocess.run(
             ["bash", str(REPO / "run_all.sh"), *args],
@@ -113,3 +115,54 @@ def test_run_all_refuses_unknown_names():
             text=True,
         )
         assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
+    """``--max-steps`` (the device check's quick mode) stops every run within its first epoch,
+    and the notebook still writes its tables, from the partial epoch's record."""
+    reports = tmp_path / "reports"
+    result = subprocess.run(
+        ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", "--max-steps", "1"]
+        + ["--reports-dir", str(reports), "--runs-dir", str(tmp_path / "runs")]
+        + [str(NOTEBOOKS[0])],
+        env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    table = (reports / "tables" / "table1_synthetic_smoke.csv").read_text()
+    assert ",0.5" in table  # one step of an epoch of two (8 images, batch 4)
+    for run in (tmp_path / "runs").iterdir():
+        (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert record["partial"] and record["epoch_fraction"] == 0.5
+
+
+@pytest.mark.slow
+def test_a_smoke_run_leaves_reports_untouched(tmp_path):
+    """``reports/`` holds cpu and paper results only: smoke output goes to scratch/."""
+
+    def status():
+        return subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", "reports"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    before = status()
+    started = time.time()
+    result = subprocess.run(
+        ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", "--max-steps", "1"]
+        + ["--runs-dir", str(tmp_path / "runs"), str(NOTEBOOKS[0])],
+        env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert status() == before
+    table = REPO / "scratch" / "reports-smoke" / "tables" / "table1_synthetic_smoke.csv"
+    assert table.stat().st_mtime >= started

@@ -22,12 +22,29 @@ def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
 
 
 def test_claims_follow_the_numbers():
+    claim = "Seq2Seg obtains only about 3 points less validation accuracy than U-Net"
     text = reports.compare_table1(table1(80.0, 78.0, 0.6))
-    assert "U-Net beats Seq2Seg on validation accuracy: reproduced" in text
-    assert "faster than a U-Net step: reproduced (ratio 0.60" in text
-    text = reports.compare_table1(table1(70.0, 78.0, 1.3))
-    assert "U-Net beats Seq2Seg on validation accuracy: not reproduced" in text
-    assert "faster than a U-Net step: not reproduced" in text
+    assert f"{claim} (report 80.20 vs 82.75, 2.55 points; judged: U-Net ahead by more" in text
+    assert "at most 5 points): reproduced (ours 78.00 vs 80.00, U-Net ahead by 2.00" in text
+    assert "our Seq2Seg has 3.6M parameters against the report's 50.8M" in text
+    assert "our U-Net has" not in text  # 7.76M against 7.8M: the same size
+    assert "faster than a U-Net step (report 0.2 s vs 0.3 s" in text
+    assert "ratio below 1): reproduced (ratio 0.60" in text
+    text = reports.compare_table1(table1(80.0, 62.0, 1.3))  # a 17-point gap is not "about 3"
+    assert "at most 5 points): not reproduced (ours 62.00 vs 80.00, U-Net ahead by 18.00" in text
+    assert "ratio below 1): not reproduced" in text
+    text = reports.compare_table1(table1(70.0, 78.0, 0.6))  # Seq2Seg ahead: not the claim
+    assert "at most 5 points): not reproduced" in text
+    skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
+    text = reports.compare_skip(skip, {"accuracy": 0.3})
+    assert "ahead by more than 0.5 points of validation accuracy): not reproduced" in text
+
+
+def test_tables_print_empty_cells_as_a_dash():
+    from seqseg_lib.plotting import to_markdown
+
+    text = to_markdown(table1(80.0, 78.0, 0.6))
+    assert "nan" not in text and text.count("–") == 6
 
 
 def test_summarize_writes_every_table_with_its_provenance(tmp_path):
@@ -39,7 +56,7 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
         (folder / f"table1_{dataset}_cpu.json").write_text(json.dumps(meta))
     text = reports.summarize(tmp_path).read_text()
     assert text.index("— camvid, cpu profile") < text.index("— synthetic, cpu profile")
-    assert text.count("U-Net beats Seq2Seg on validation accuracy: reproduced") == 2
+    assert text.count("U-Net ahead by 2.00 points") == 2 and "nan" not in text
     assert "_profile: cpu, dataset: camvid, device: cpu, seed: 0, date: x_" in text
 
 
@@ -65,3 +82,36 @@ def test_query_grid_is_ten_by_ten_under_the_input():
     titled = [a.get_title() for a in figure.axes if a.get_title()]
     assert len(figure.axes) == 110 and titled[0] == "input" and len(titled) == 101
     assert titled[8].startswith("q7 c13 1.00") and titled[8].endswith("GT car")
+
+
+def test_the_car_claim_is_judged_from_numbers():
+    def result(car_rq: float, things_pq: float) -> dict:
+        values = dict.fromkeys(reports.PANOPTIC_KEYS, 0.5) | {"pq_things": things_pq}
+        per_class = [0.0] * 19
+        per_class[13] = car_rq  # trainId 13: car
+        return values | {f"{k}_per_class": per_class for k in ("pq", "sq", "rq")}
+
+    table = reports.panoptic_table(result(0.35, 0.2), {})
+    assert table.loc["Hungarian U-Net", "RQ car"] == 35.0
+    assert "and PQ of things at least 15): reproduced (cars: PQ 35.0" in reports.cars_claim(table)
+    table = reports.panoptic_table(result(0.05, 0.013), {})
+    assert "at least 15): not reproduced" in reports.cars_claim(table)
+    named = result(0.35, 0.2)  # as engine.evaluate gives it: per-class values by name
+    named["rq_per_class"] = {"person": 0.0, "car": 0.35}
+    named["pq_per_class"] = named["sq_per_class"] = named["rq_per_class"]
+    assert reports.panoptic_table(named, {}).loc["Hungarian U-Net", "RQ car"] == 35.0
+
+
+def test_provenance_describes_the_runs_not_the_process(tmp_path):
+    from seqseg_lib.plotting import provenance
+
+    environment = {"device": "cuda (NVIDIA H100)", "precision": "bfloat16 autocast"}
+    for name, record in {"new": {"environment": environment}, "old": {}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"epoch": 0} | record) + "\n")
+    meta = provenance("paper", "synthetic", "cpu", 0, runs=[tmp_path / "new"])
+    assert meta["trained on"] == "cuda (NVIDIA H100), bfloat16 autocast"
+    assert meta["evaluated on"].startswith("cpu (") and "device" not in meta
+    meta = provenance("cpu", "synthetic", "cpu", 0, runs=[tmp_path / "new", tmp_path / "old"])
+    assert meta["trained on"].count(";") == 1 and "not recorded" in meta["trained on"]
+    assert "trained on" not in provenance("cpu", "synthetic", "cpu", 0)

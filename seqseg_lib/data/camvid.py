@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seqseg_lib.data.cache import ResizedItems
 from seqseg_lib.data.io import (
     check_max_value,
     check_same_size,
@@ -28,7 +29,9 @@ VOID = 11
 class CamVid(Dataset):
     """Items are dicts: ``image`` float32 [3, H, W] in [0, 1], ``labels`` int64 [H, W]
     (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes;
-    ``num_images`` keeps the split's first images (None: all).
+    ``num_images`` keeps the split's first images (None: all). The resized images and labels
+    are cached on disk after their first decoding (``cache.ResizedItems``; ``cache_dir=False``
+    turns that off).
     """
 
     label_space = CAMVID
@@ -44,6 +47,7 @@ class CamVid(Dataset):
         train: bool | None = None,
         seed: int = 0,
         num_images: int | None = None,
+        cache_dir: str | os.PathLike | None | bool = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(SPLITS)}")
@@ -64,6 +68,14 @@ class CamVid(Dataset):
         self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
         self.train = split == "train" if train is None else train
         self.epoch = 0
+        self.items = None
+        if resize is not None:
+            self.items = ResizedItems("camvid", self.files, resize, self.decode, cache_dir)
+
+    def prepare(self) -> None:
+        """Build or open the cache of resized items now (before DataLoader workers start)."""
+        if self.items is not None:
+            self.items.prepare()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -72,6 +84,13 @@ class CamVid(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
+        sample = self.decode(index) if self.items is None else self.items[index]
+        generator = item_generator(self.seed, self.epoch, index) if self.train else None
+        sample = resize_and_crop(sample, None, self.crop, generator)
+        return sample | {"name": self.files[index][0].stem}
+
+    def decode(self, index: int) -> dict[str, torch.Tensor]:
+        """Item ``index`` at the files' resolution, checked (void as ``IGNORE_INDEX``)."""
         image_path, label_path = self.files[index]
         image, labels = read_png(image_path, "RGB"), read_png(label_path)
         if labels.ndim != 2:
@@ -79,7 +98,4 @@ class CamVid(Dataset):
         check_same_size(image, labels, image_path, label_path)
         check_max_value(labels, VOID, label_path, "class indices")
         labels = np.where(labels == VOID, IGNORE_INDEX, labels).astype(np.int64)
-        sample = {"image": image_to_tensor(image), "labels": torch.from_numpy(labels)}
-        generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, self.resize, self.crop, generator)
-        return sample | {"name": image_path.stem}
+        return {"image": image_to_tensor(image), "labels": torch.from_numpy(labels)}

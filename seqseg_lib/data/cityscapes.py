@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seqseg_lib.data.cache import ResizedItems
 from seqseg_lib.data.io import (
     check_max_value,
     check_same_size,
@@ -36,7 +37,9 @@ class Cityscapes(Dataset):
 
     Sec. 2.2's transform: resize to ``resize``, then a random (``train``) or centre crop of
     ``crop``. ``resize=None, crop=None`` returns the files' content at full resolution.
-    ``num_images`` keeps the split's first images (None: all).
+    ``num_images`` keeps the split's first images (None: all). The resized images and labels
+    are cached on disk after their first decoding (``cache.ResizedItems``; ``cache_dir=False``
+    turns that off).
     """
 
     label_space = CITYSCAPES
@@ -52,6 +55,7 @@ class Cityscapes(Dataset):
         train: bool | None = None,
         seed: int = 0,
         num_images: int | None = None,
+        cache_dir: str | os.PathLike | None | bool = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown Cityscapes split {split!r}; valid: {', '.join(SPLITS)}")
@@ -60,6 +64,14 @@ class Cityscapes(Dataset):
         self.train = split == "train" if train is None else train
         self.epoch = 0
         self.files = list_split(self.root, split)[:num_images]
+        self.items = None
+        if resize is not None:
+            self.items = ResizedItems("cityscapes", self.files, resize, self.decode, cache_dir)
+
+    def prepare(self) -> None:
+        """Build or open the cache of resized items now (before DataLoader workers start)."""
+        if self.items is not None:
+            self.items.prepare()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -68,6 +80,14 @@ class Cityscapes(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
+        sample = self.decode(index) if self.items is None else self.items[index]
+        generator = item_generator(self.seed, self.epoch, index) if self.train else None
+        sample = resize_and_crop(sample, None, self.crop, generator)
+        name = self.files[index][0].name.removesuffix("_leftImg8bit.png")
+        return sample | {"name": name}
+
+    def decode(self, index: int) -> dict[str, torch.Tensor]:
+        """Item ``index`` at the files' resolution, checked."""
         image_path, label_path, instance_path = self.files[index]
         image = read_png(image_path, "RGB")
         labels = read_png(label_path)
@@ -75,14 +95,11 @@ class Cityscapes(Dataset):
         check_same_size(image, labels, image_path, label_path)
         check_same_size(image, instances, image_path, instance_path)
         check_max_value(labels, 33, label_path, "labelIds")
-        sample = {
+        return {
             "image": image_to_tensor(image),
             "labels": torch.from_numpy(labels.astype(np.int64)),
             "instances": torch.from_numpy(instances),
         }
-        generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, self.resize, self.crop, generator)
-        return sample | {"name": image_path.name.removesuffix("_leftImg8bit.png")}
 
 
 def check_cityscapes_root(root: Path) -> Path:

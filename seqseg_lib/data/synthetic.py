@@ -5,6 +5,7 @@ The project's default dataset, so that every experiment runs without the real Ci
 module makes them a dataset with Cityscapes' items, splits, resize and crop.
 """
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -35,8 +36,9 @@ class SyntheticCityscapes(Dataset):
     random crop is drawn from ``item_generator(seed, epoch, index)``, so ``set_epoch``
     changes crops but never scenes. ``resize=None, crop=None`` returns the scene at ``size``.
 
-    The cache holds about 0.8 MB per 256x512 scene (470 MB for the 600 training scenes), per
-    process: generation (~30 ms) is cheap enough that data-loader workers may each fill theirs.
+    Each scene is kept after its resize (0.5 MB at 140x280). ``prepare()`` renders them all at
+    once into one tensor per key: DataLoader workers, forked afterwards, then read the scenes
+    from the parent's pages (copy-on-write, never written) instead of each rendering its own.
     """
 
     label_space = CITYSCAPES
@@ -74,6 +76,40 @@ class SyntheticCityscapes(Dataset):
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._resized_cache: dict[int, dict[str, torch.Tensor]] = {}
+        self._stacked: dict[str, torch.Tensor] | None = None  # filled by ``prepare``
+
+    def prepare(self, processes: int | None = None) -> None:
+        """Render and resize every scene now, into one tensor per key (see the class), on
+        ``processes`` processes (default: every core; scenes are independent, and rendering
+        is single-threaded numpy)."""
+        if self._stacked is not None or not self.num_images:
+            return
+        first = self._resized_compact(0)
+        stacked = {
+            key: torch.empty((self.num_images, *value.shape), dtype=value.dtype)
+            for key, value in first.items()
+        }
+        processes = min(processes or os.cpu_count() or 1, self.num_images)
+        missing = [i for i in range(self.num_images) if i not in self._resized_cache]
+        if processes > 1 and len(missing) >= 8 * processes:  # else not worth the forks
+            global _PREPARING
+            _PREPARING = self  # what the forked processes render from
+            try:
+                context = multiprocessing.get_context("fork")
+                # one thread per process, as in DataLoader workers (forked OpenMP pools hang)
+                with context.Pool(processes, torch.set_num_threads, (1,)) as pool:
+                    rendered = pool.imap(_render_compact, missing, chunksize=8)
+                    for index, item in zip(missing, rendered):
+                        self._resized_cache[index] = {
+                            k: torch.from_numpy(v) for k, v in item.items()
+                        }
+            finally:
+                _PREPARING = None
+        for index in range(self.num_images):
+            for key, value in self._resized_compact(index).items():
+                stacked[key][index] = value
+            self._resized_cache.pop(index, None)
+        self._stacked = stacked
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random crops of ``epoch``; the scenes stay the same."""
@@ -104,8 +140,19 @@ class SyntheticCityscapes(Dataset):
         return sample | {"name": f"synthetic_{self.split}_{index:06d}"}
 
     def _resized(self, index: int) -> dict[str, torch.Tensor]:
-        """Scene ``index`` after the (deterministic) resize, cached compactly: training only
-        re-draws the crop, so each scene is rendered and resized once per process."""
+        """Scene ``index`` after the (deterministic) resize, label maps as int64."""
+        compact = self._resized_compact(index)
+        return {
+            "image": compact["image"],
+            "labels": compact["labels"].long(),
+            "instances": compact["instances"].long(),
+        }
+
+    def _resized_compact(self, index: int) -> dict[str, torch.Tensor]:
+        """Scene ``index`` after the resize, cached compactly (labels uint8, instances int32):
+        training only re-draws the crop, so each scene is rendered and resized once."""
+        if self._stacked is not None:
+            return {key: value[index] for key, value in self._stacked.items()}
         if index not in self._resized_cache:
             image, labels, instances = self.scene(index)
             sample = {
@@ -121,12 +168,7 @@ class SyntheticCityscapes(Dataset):
             }
             if self.resize is not None:
                 del self._cache[index]  # keep one copy per scene
-        cached = self._resized_cache[index]
-        return {
-            "image": cached["image"],
-            "labels": cached["labels"].long(),
-            "instances": cached["instances"].long(),
-        }
+        return self._resized_cache[index]
 
     def write_cityscapes_layout(self, root: str | os.PathLike, city: str = "synthville") -> Path:
         """Write every scene of this split at ``size`` (no resize or crop) as Cityscapes files.
@@ -151,3 +193,12 @@ class SyntheticCityscapes(Dataset):
             Image.fromarray(instances).save(label_dir / f"{stem}_gtFine_instanceIds.png")
             Image.fromarray(LABEL_COLOURS[labels]).save(label_dir / f"{stem}_gtFine_color.png")
         return root
+
+
+_PREPARING: SyntheticCityscapes | None = None
+
+
+def _render_compact(index: int) -> dict[str, np.ndarray]:
+    """Scene ``index`` of the dataset being prepared, resized, as arrays (in a forked process:
+    arrays travel back pickled, never through shared-memory file descriptors)."""
+    return {key: value.numpy() for key, value in _PREPARING._resized_compact(index).items()}

@@ -21,8 +21,11 @@ from seqseg_lib.config import (
     check_positive_int,
     replace_settings,
 )
+from seqseg_lib.devices import fast_bfloat16
 from seqseg_lib.experiments import instance, panoptic, semantic
 from seqseg_lib.experiments.base import Experiment
+
+PAPER_WORKERS = 4
 
 EXPERIMENTS: dict[str, Experiment] = {
     "seq2seg": semantic.SEQ2SEG,
@@ -47,8 +50,11 @@ def build_config(
     """The named preset for ``experiment`` on ``dataset`` under ``profile``, then overrides.
 
     ``dataset`` None takes the experiment's embedded default. ``model`` and ``loss`` overrides
-    are dicts of settings to change. Unknown names, fields and settings are refused with a
-    ``ValueError`` that lists the valid ones.
+    are dicts of settings to change. Unless ``amp`` is given, the ``paper`` profile autocasts
+    to bfloat16 where the run's device has fast bfloat16 (``devices.fast_bfloat16``; the
+    saved config says which), the other profiles train in float32. Unknown names, fields and
+    settings are refused with a ``ValueError`` that lists the valid ones. ``paper`` loads its
+    data with ``PAPER_WORKERS`` DataLoader workers unless ``num_workers`` is given.
     """
     spec = get_experiment(experiment)
     check_choice("profile", profile, PROFILES)
@@ -63,6 +69,10 @@ def build_config(
         raise ValueError(f"unknown config field(s) {unknown}; valid config fields: {valid}")
     if overrides.get("max_steps") is not None:
         check_positive_int("max_steps", overrides["max_steps"])
+    if overrides.get("amp") is None:
+        overrides["amp"] = profile == "paper" and fast_bfloat16(overrides.get("device", "auto"))
+    if profile == "paper":  # a GPU's input pipeline (run control: results do not change)
+        overrides.setdefault("num_workers", PAPER_WORKERS)
     return Config(experiment, profile, dataset, **(values | overrides))
 
 

@@ -30,7 +30,9 @@ class Experiment:
       dict``, and ``state_dict`` / ``load_state_dict`` so a resumed epoch keeps its running
       metrics;
     - ``dummy_items(config, count, generator)``: random items of the dataset's kind at the
-      config's image size, for step timing and benchmarks (``dummy_batch``).
+      config's image size, for step timing and benchmarks (``dummy_batch``);
+    - ``channels_last``: a convolutional network, trained on CUDA with its weights and images
+      in the ``channels_last`` memory format (NHWC, what tensor-core convolutions read).
     """
 
     datasets: tuple[str, ...]
@@ -43,6 +45,7 @@ class Experiment:
     build_evaluator: Callable[[Config, Dataset], Any]
     collate_fn: Callable[[list[dict]], tuple[Any, Any]]
     dummy_items: Callable[[Config, int, torch.Generator], list[dict]]
+    channels_last: bool = False
 
     def dummy_batch(self, config: Config, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
         """``(images, targets)`` of ``batch_size`` random items, as ``collate_fn`` makes them."""

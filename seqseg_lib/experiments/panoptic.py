@@ -126,4 +126,5 @@ HUNGARIAN_UNET = Experiment(
     build_evaluator=lambda config, dataset: PanopticEvaluator(dataset.label_space),
     collate_fn=collate_panoptic,
     dummy_items=dummy_panoptic_items,
+    channels_last=True,
 )

@@ -148,6 +148,7 @@ def semantic_experiment(name: str) -> Experiment:
         build_evaluator=lambda config, dataset: SemanticEvaluator(dataset.label_space),
         collate_fn=collate_semantic,
         dummy_items=dummy_semantic_items,
+        channels_last=name == "unet",
     )
 
 

@@ -1,0 +1,63 @@
+"""The device a run uses, what it can do fast, and how it is described beside results.
+
+- ``resolve_device``: ``auto`` is CUDA when available, else CPU.
+- ``fast_bfloat16``: whether bfloat16 matmuls run natively (a CUDA device of compute
+  capability 8.0 or later; a CPU with AVX-512 BF16 or AMX). Elsewhere bfloat16 is emulated
+  and slower than float32 (14-25x for a training step on an AVX2 CPU), so the ``paper``
+  profile autocasts to bfloat16 only where this is true.
+- ``configure_device``: TF32 matmuls and convolutions on CUDA (the float32 parts of a step).
+- ``describe_device``: the device, its model and the thread count, for provenance.
+"""
+
+import platform
+
+import torch
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; asking for CUDA without it is an error."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def fast_bfloat16(device: str | torch.device) -> bool:
+    """True where bfloat16 matmuls run in hardware: CUDA with ``is_bf16_supported`` (compute
+    capability >= 8.0), or a CPU with AVX-512 BF16 or AMX tiles."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def configure_device(device: torch.device) -> None:
+    """Let float32 matmuls and convolutions use TF32 tensor cores on CUDA (Ampere and later):
+    the parts of a step that autocast leaves in float32, and every step of a float32 run."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def describe_device(device: str | torch.device) -> str:
+    """``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cpu (AMD EPYC ..., 2 threads)"``."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` where there is one."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
