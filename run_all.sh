@@ -84,13 +84,16 @@ check_name profile "$profile" "${profiles[@]}"
 check_name dataset "$dataset" "${street_datasets[@]}"
 # Plain progress lines in the log (a widget bar would stay frozen at 0% here).
 export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
-export MPLBACKEND=Agg
+# (no MPLBACKEND: the kernel's inline backend keeps every figure in the executed notebook)
 
 # -- notebooks --------------------------------------------------------------------------
 mkdir -p "$reports_dir/notebooks"
 marker="$(mktemp)"
 trap 'rm -f "$marker"' EXIT
-common=(-p profile "$profile" -p runs_dir "$runs_dir" -p reports_dir "$reports_dir")
+# Paths are passed relative to the notebook's folder (its working directory), so that the
+# executed notebooks name no folder of the machine that ran them.
+relative() { realpath -m --relative-to="$1" "$2"; }
+common=(-p profile "$profile")
 [ -n "$max_steps" ] && common+=(-p max_steps "$max_steps")
 total=${#notebooks[@]}
 index=0
@@ -98,12 +101,14 @@ for notebook in "${notebooks[@]}"; do
   index=$((index + 1))
   [ -f "$notebook" ] || { echo "run_all.sh: no notebook $notebook" >&2; exit 2; }
   name="$(basename "$notebook" .ipynb)"
+  here="$(cd "$(dirname "$notebook")" && pwd)"
   nb_dataset="$dataset"
-  parameters=("${common[@]}")
+  parameters=("${common[@]}" -p runs_dir "$(relative "$here" "$runs_dir")")
+  parameters+=(-p reports_dir "$(relative "$here" "$reports_dir")")
   case "$name" in
     03_*)
       nb_dataset=mnist
-      [ -n "$mnist_root" ] && parameters+=(-p data_root "$mnist_root") ;;
+      [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
     04_*)
       if [ "$dataset" = camvid ]; then
         echo "== [$index/$total] $name skipped: CamVid has no instance ids"
@@ -112,7 +117,7 @@ for notebook in "${notebooks[@]}"; do
   esac
   if [ "$nb_dataset" != mnist ]; then
     parameters+=(-p dataset "$dataset")
-    [ -n "$data_root" ] && parameters+=(-p data_root "$data_root")
+    [ -n "$data_root" ] && parameters+=(-p data_root "$(relative "$here" "$data_root")")
   fi
   output="$reports_dir/notebooks/${name}_${nb_dataset}_${profile}.ipynb"
   echo "== [$index/$total] $name (profile $profile, dataset $nb_dataset)"

@@ -10,6 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.patches import Patch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
 from seqseg_lib.devices import describe_device
@@ -67,14 +72,31 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def save_figure(figure: plt.Figure, name: str, reports_dir: str | Path, meta: dict) -> Path:
-    """Write ``figures/{name}.png`` with the provenance as a footer."""
+    """Write ``figures/{name}.png`` with the provenance in a small grey line above it (the
+    legend, if any, is below), and in the PNG's metadata."""
     folder = Path(reports_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    footer = ", ".join(f"{k}: {v}" for k, v in meta.items())
-    figure.text(0.01, 0.002, footer, fontsize=7, color="0.4", va="bottom")
+    line = ", ".join(f"{k}: {v}" for k, v in meta.items())
+    figure.text(0.01, 1.0, line, fontsize=7, color="0.4", va="bottom", transform=figure.transFigure)
     path = folder / f"{name}.png"
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Description": line})
+    if path.stat().st_size > MAX_FIGURE_BYTES:  # e.g. 100 smooth masks: 256 colours suffice
+        with Image.open(path) as image:
+            info = image.info
+            quantized = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        quantized.save(path, optimize=True, pnginfo=_png_text(info))
     return path
+
+
+MAX_FIGURE_BYTES = 1_000_000
+
+
+def _png_text(info: dict) -> PngInfo:
+    text = PngInfo()
+    for key in ("Description", "Software"):
+        if key in info:
+            text.add_text(key, str(info[key]))
+    return text
 
 
 def colorize(eval_ids: torch.Tensor | np.ndarray, label_space: LabelSpace) -> np.ndarray:
@@ -109,7 +131,36 @@ def plot_segmentations(
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].set_axis_off()
     figure.tight_layout()
+    shown = torch.cat([torch.as_tensor(maps).flatten() for maps in columns.values()]).unique()
+    add_class_legend(
+        figure, [int(c) for c in shown if c < label_space.num_eval_classes], label_space
+    )
     return figure
+
+
+def add_class_legend(
+    figure: plt.Figure,
+    class_ids: list[int],
+    label_space: LabelSpace,
+    dim: float = 1.0,
+    extra: tuple[tuple[str, Any], ...] = (),
+) -> None:
+    """A legend under the figure: each evaluation class shown, in the dataset's official
+    colour (times ``dim``) and name, then ``extra`` (label, colour) entries and void (black)."""
+    palette = np.array(label_space.palette, dtype=float) / 255 * dim
+    handles = [
+        Patch(color=palette[c], label=label_space.eval_names[c]) for c in sorted(set(class_ids))
+    ]
+    handles += [Patch(color=colour, label=label) for label, colour in extra]
+    handles.append(Patch(facecolor="black", edgecolor="0.5", label="void / ignored"))
+    figure.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), 7),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def plot_curves(histories: dict[str, list[dict[str, Any]]], keys=("loss", "accuracy")):
@@ -161,21 +212,40 @@ def plot_query_grid(
     ``columns`` per row (Figures 7-9: 10x10), under the input.
     ``matched`` maps a query to the ground truth it was matched to (shown in its title)."""
     prediction = predict_queries(pred_logits)
-    rows = -(-len(pred_masks) // columns) + 1  # the input alone on the first row
+    rows = -(-len(pred_masks) // columns) + 1  # the input (and colour bar) on the first row
     height, width = pred_masks.shape[-2:]
-    cell = 1.6
-    size = (cell * columns * max(width / height, 0.6), cell * rows * 1.15)
+    cell = 1.25  # inches per panel's height, title included
+    size = (cell * columns * max(width / height, 0.6) * 0.75, cell * rows)
     figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     for axis in axes.flat:
         axis.set_axis_off()
     show_image(axes[0, 0], image, "input")
+    axes[0, 0].title.set_fontsize(9)
     for query, axis in enumerate(axes[1:].flat[: len(pred_masks)]):
-        axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap="magma")
+        axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP)
         name, probability = prediction.label(query, class_names)
         title = f"q{query} {name} {probability:.2f}"
         if matched and query in matched:
             title += f"\nGT {matched[query]}"
         faded = not prediction.predicts_object[query]
-        axis.set_title(title, fontsize=6, color="0.55" if faded else "black")
-    figure.tight_layout(pad=0.3)
+        axis.set_title(title, fontsize=7.5, color="0.55" if faded else "black", pad=2)
+    figure.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
+    add_probability_bar(figure, axes[0, 2:5])
     return figure
+
+
+MASK_CMAP = "magma"
+
+
+def add_probability_bar(figure: plt.Figure, axes) -> None:
+    """A colour bar of mask probability (sigmoid of the mask logits, 0 to 1) in the place of
+    ``axes`` (empty panels of a constrained-layout figure), saying what grey titles mean."""
+    colour_bar = figure.colorbar(
+        ScalarMappable(Normalize(0, 1), MASK_CMAP),
+        ax=list(axes),
+        location="bottom",
+        fraction=0.5,
+        aspect=30,
+    )
+    colour_bar.set_label("mask probability (grey titles: the query predicts no object)", fontsize=9)
+    colour_bar.ax.tick_params(labelsize=8)

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from seqseg_lib.data.labels import CITYSCAPES, LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
@@ -19,6 +21,8 @@ from seqseg_lib.engine import prepare, read_metrics
 from seqseg_lib.metrics import confusion_matrix, scores
 from seqseg_lib.panoptic import panoptic_inference
 from seqseg_lib.plotting import (
+    MASK_CMAP,
+    add_class_legend,
     colorize_segments,
     plot_query_grid,
     plot_segmentations,
@@ -131,6 +135,25 @@ def spread_indices(size: int, count: int) -> list[int]:
     """``count`` indices spread evenly over ``range(size)`` (consecutive CamVid frames are
     near duplicates)."""
     return sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+def diverse_indices(dataset, count: int) -> list[int]:
+    """``count`` items that differ most in what they show: greedy farthest points, from item
+    0, under the L1 distance between the images' class frequencies. Consecutive frames of a
+    video (CamVid's splits) would otherwise show the same street."""
+    label_space = dataset.label_space
+    classes = label_space.num_eval_classes + 1  # void last
+    frequencies = []
+    for index in range(len(dataset)):
+        ids = label_space.to_eval(dataset[index]["labels"]).flatten().clamp(max=classes - 1)
+        frequencies.append(torch.bincount(ids, minlength=classes).double() / ids.numel())
+    frequencies = torch.stack(frequencies)
+    chosen, distance = [], torch.full((len(dataset),), float("inf"), dtype=torch.double)
+    while len(chosen) < min(count, len(dataset)):
+        chosen.append(int(distance.argmax()) if chosen else 0)
+        distance = torch.minimum(distance, (frequencies - frequencies[chosen[-1]]).abs().sum(1))
+        distance[chosen] = -1  # never twice
+    return chosen
 
 
 def figure_segmentations(val_set, models, names, indices):
@@ -292,6 +315,7 @@ def figure_instances(model, dataset, indices: list[int]) -> plt.Figure:
     things = label_space.thing_eval_ids
     figure, axes = plt.subplots(len(indices), 3, figsize=(11, 2.1 * len(indices)), squeeze=False)
     device = next(model.parameters()).device
+    stuff = []  # the stuff classes shown, for the legend
     for row, index in enumerate(indices):
         item = dataset[index]
         outputs = model(item["image"][None].to(device))
@@ -314,7 +338,11 @@ def figure_instances(model, dataset, indices: list[int]) -> plt.Figure:
             axes[row, col].imshow(rgb)
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].set_axis_off()
+        stuff += [c for c, t in zip(categories.tolist(), thing) if not t]
+        stuff += [s["category_id"] for s in segments if not s["isthing"]]
     figure.tight_layout()
+    instances = (("things: one colour per instance", "tab:orange"),)
+    add_class_legend(figure, stuff, label_space, dim=0.45, extra=instances)
     return figure
 
 
@@ -421,7 +449,10 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
     device = next(model.parameters()).device
     num_queries = model(dataset[0]["image"][None].to(device))["pred_masks"].shape[1]
     figure, axes = plt.subplots(
-        len(indices), num_queries + 2, figsize=(1.5 * (num_queries + 2), 1.75 * len(indices))
+        len(indices),
+        num_queries + 2,
+        figsize=(1.5 * (num_queries + 2), 1.9 * len(indices) + 0.5),
+        layout="constrained",
     )
     axes = np.atleast_2d(axes)
     for row, index in enumerate(indices):
@@ -441,17 +472,27 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
         for query in range(num_queries):
             axis = axes[row, query + 2]
             axis.imshow(
-                outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap="magma"
+                outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP
             )
             name, probability = prediction.label(query, dataset.class_names)
             name = {"no object": "no obj"}.get(name, name)  # six narrow panels per row
             title = f"q{query}: {name} ({probability:.2f})"
             if query in matched:
                 title += f"\nmatched {matched[query]}"
-            axis.set_title(title, fontsize=6)
+            faded = not prediction.predicts_object[query]
+            axis.set_title(title, fontsize=8, color="0.55" if faded else "black")
         for axis in axes[row]:
             axis.set_axis_off()
-    figure.tight_layout(pad=0.3)
+    colour_bar = figure.colorbar(
+        ScalarMappable(Normalize(0, 1), MASK_CMAP),
+        ax=axes,
+        location="top",
+        shrink=0.3,
+        aspect=40,
+        pad=0.02,
+    )
+    colour_bar.set_label("mask probability (grey titles: no object)", fontsize=8)
+    colour_bar.ax.tick_params(labelsize=7)
     return figure
 
 

@@ -137,6 +137,14 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
     for run in (tmp_path / "runs").iterdir():
         (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert record["partial"] and record["epoch_fraction"] == 0.5
+    executed = nbformat.read(
+        reports / "notebooks" / f"{NOTEBOOKS[0].stem}_synthetic_smoke.ipynb", 4
+    )
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    values = [line.split(" = ", 1)[1] for line in injected[0].source.splitlines() if " = " in line]
+    assert values and not [v for v in values if v.startswith('"/')], values
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # figures 1 and 2 inline
 
 
 @pytest.mark.slow

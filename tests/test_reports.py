@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import torch
 
 from seqseg_lib import reports
 
@@ -80,7 +81,8 @@ def test_query_grid_is_ten_by_ten_under_the_input():
         matched={7: "car"},
     )
     titled = [a.get_title() for a in figure.axes if a.get_title()]
-    assert len(figure.axes) == 110 and titled[0] == "input" and len(titled) == 101
+    assert len(figure.axes) == 111  # 11 rows of 10 panels, and the colour bar
+    assert titled[0] == "input" and len(titled) == 101
     assert titled[8].startswith("q7 c13 1.00") and titled[8].endswith("GT car")
 
 
@@ -115,3 +117,24 @@ def test_provenance_describes_the_runs_not_the_process(tmp_path):
     meta = provenance("cpu", "synthetic", "cpu", 0, runs=[tmp_path / "new", tmp_path / "old"])
     assert meta["trained on"].count(";") == 1 and "not recorded" in meta["trained on"]
     assert "trained on" not in provenance("cpu", "synthetic", "cpu", 0)
+
+
+def test_diverse_indices_pick_different_scenes():
+    from seqseg_lib.data.labels import CITYSCAPES
+
+    class Frames:  # a video: 6 near-identical road frames, then 2 of sky
+        label_space = CITYSCAPES
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, index):
+            road, sky = CITYSCAPES.eval_names.index("road"), CITYSCAPES.eval_names.index("sky")
+            labels = torch.full((4, 4), 7 if index < 6 else 23)  # labelIds of road and sky
+            labels[0, 0] = 26 if index == 3 else labels[0, 0]  # one car pixel in frame 3
+            assert CITYSCAPES.to_eval(labels)[1, 1] in (road, sky)
+            return {"labels": labels}
+
+    assert reports.diverse_indices(Frames(), 2) == [0, 6]
+    assert reports.diverse_indices(Frames(), 3) == [0, 6, 3]
+    assert sorted(reports.diverse_indices(Frames(), 20)) == list(range(8))  # each once

@@ -9,6 +9,7 @@ from an experiment's preset, and ``config_from_dict`` reads one back from ``conf
 """
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -71,6 +72,8 @@ def build_config(
         check_positive_int("max_steps", overrides["max_steps"])
     if overrides.get("amp") is None:
         overrides["amp"] = profile == "paper" and fast_bfloat16(overrides.get("device", "auto"))
+    if overrides.get("data_root") is not None:  # where the data is, wherever the run goes on
+        overrides["data_root"] = str(Path(overrides["data_root"]).resolve())
     if profile == "paper":  # a GPU's input pipeline (run control: results do not change)
         overrides.setdefault("num_workers", PAPER_WORKERS)
     return Config(experiment, profile, dataset, **(values | overrides))
