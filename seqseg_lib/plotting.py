@@ -223,8 +223,7 @@ def plot_query_grid(
     axes[0, 0].title.set_fontsize(9)
     for query, axis in enumerate(axes[1:].flat[: len(pred_masks)]):
         axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP)
-        name, probability = prediction.label(query, class_names)
-        title = f"q{query} {name} {probability:.2f}"
+        title = prediction.describe(query, class_names)
         if matched and query in matched:
             title += f"\nGT {matched[query]}"
         faded = not prediction.predicts_object[query]

@@ -1,10 +1,12 @@
 """Training progress that reads well both in JupyterLab and in a headless log.
 
-``SEQSEG_PROGRESS`` picks the style: ``bar`` (``tqdm.auto``: a widget in JupyterLab, a text
-bar in a terminal), ``log`` (one plain line every ``SEQSEG_PROGRESS_INTERVAL`` seconds and at
-each epoch end, for papermill and ``nohup`` logs, where a widget would stay frozen at 0% and
-a text bar writes a line per refresh) or ``none``. Default: ``bar`` when the standard error is
-a terminal or a notebook kernel, else ``log``.
+``SEQSEG_PROGRESS`` picks the style: ``bar`` (a ``tqdm`` text bar, for a terminal),
+``display`` (for a notebook: one line of text updated in place through an IPython display
+handle, at most twice a second; no widget, so a saved notebook reopens without "model not
+found" and keeps the last line), ``log`` (one plain line every ``SEQSEG_PROGRESS_INTERVAL``
+seconds and at each epoch end, for papermill and ``nohup`` logs, where a widget would stay
+frozen at 0% and a text bar writes a line per refresh) or ``none``. Default: ``display`` in a
+notebook kernel, ``bar`` when the standard error is a terminal, else ``log``.
 """
 
 import os
@@ -12,17 +14,20 @@ import sys
 import time
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
+
+STYLES = ("bar", "display", "log", "none")
 
 
 def _style() -> str:
     style = os.environ.get("SEQSEG_PROGRESS")
-    if style in ("bar", "log", "none"):
+    if style in STYLES:
         return style
     if style:
-        raise ValueError(f"SEQSEG_PROGRESS={style!r}; valid: bar, log, none")
-    in_kernel = "ipykernel" in sys.modules
-    return "bar" if in_kernel or sys.stderr.isatty() else "log"
+        raise ValueError(f"SEQSEG_PROGRESS={style!r}; valid: {', '.join(STYLES)}")
+    if "ipykernel" in sys.modules:
+        return "display"
+    return "bar" if sys.stderr.isatty() else "log"
 
 
 class Progress:
@@ -34,6 +39,7 @@ class Progress:
         self.steps_per_epoch = steps_per_epoch
         self.interval = float(os.environ.get("SEQSEG_PROGRESS_INTERVAL", "30"))
         self.bar = None
+        self.handle = None  # the IPython display handle of the ``display`` style
         self.last_print = self.start = time.monotonic()
         self.start_step = position["global_step"]
 
@@ -48,9 +54,29 @@ class Progress:
         images = (self.position["global_step"] - self.start_step) * self.config.batch_size
         return images / max(time.monotonic() - self.start, 1e-9)
 
+    def _line(self, loss: float) -> str:
+        epoch, step = self.position["epoch"], self.position["step_in_epoch"]
+        return (
+            f"[{self.config.experiment}] epoch {epoch + 1}/{self.config.epochs} "
+            f"step {step}/{self.steps_per_epoch} loss {loss:.4f} {self._rate():.1f} img/s"
+        )
+
+    def _show(self, line: str) -> None:
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display({"text/plain": line}, raw=True, display_id=True)
+        else:
+            self.handle.update({"text/plain": line}, raw=True)
+
     def step(self, running: dict) -> None:
         loss = running["loss_sums"].get("loss", 0.0) / max(running["num_batches"], 1)
         epoch, step = self.position["epoch"], self.position["step_in_epoch"]
+        if self.style == "display":
+            if step == self.steps_per_epoch or time.monotonic() - self.last_print >= 0.5:
+                self.last_print = time.monotonic()
+                self._show(self._line(loss))
+            return
         if self.style == "bar":
             if self.bar is None or self.bar.n > step:
                 self._new_bar(epoch)
@@ -58,12 +84,7 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self._rate():.1f}")
         elif self.style == "log" and time.monotonic() - self.last_print >= self.interval:
             self.last_print = time.monotonic()
-            print(
-                f"[{self.config.experiment}] epoch {epoch + 1}/{self.config.epochs} "
-                f"step {step}/{self.steps_per_epoch} loss {loss:.4f} "
-                f"{self._rate():.1f} img/s",
-                flush=True,
-            )
+            print(self._line(loss), flush=True)
 
     def _new_bar(self, epoch: int) -> None:
         if self.bar is not None:
@@ -88,4 +109,8 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.style == "display":
+            self._show(message)  # the step line gives way to the epoch's
+            self.handle = None  # the next epoch's line goes below it
+            return
         print(message, flush=True)

@@ -44,6 +44,11 @@ class QueryPrediction(NamedTuple):
             return class_names[int(self.classes[query])], float(self.scores[query])
         return "no object", float(self.no_object[query])
 
+    def describe(self, query: int, class_names: list[str] | tuple[str, ...]) -> str:
+        """``"q3: car (0.93)"`` or ``"q4: no object (0.88)"``: the words of every figure."""
+        name, probability = self.label(query, class_names)
+        return f"q{query}: {name} ({probability:.2f})"
+
 
 def predict_queries(pred_logits: torch.Tensor) -> QueryPrediction:
     """The ``QueryPrediction`` of class logits [..., C + 1] (module docstring)."""

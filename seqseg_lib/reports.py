@@ -299,12 +299,32 @@ def panoptic_table(result: dict[str, Any], semantic_runs: dict[str, Path]) -> pd
     return pd.DataFrame(rows).T
 
 
+# The rows of the redundancy table: ``PanopticEvaluator``'s keys, in words. "Confident": a
+# query predicting an object with a class score of at least 0.5; "found": matched by a
+# confident query at IoU > 0.5 (PQ's rule).
+REDUNDANCY_ROWS = {
+    "gt_segments_per_image": "ground-truth segments per image",
+    "confident_per_image": "confident queries per image",
+    "matches_per_image": "confident queries on a ground-truth segment (IoU > 0.5), per image",
+    "matched_gt_per_image": "segments found per image",
+    "duplicates_per_image": "duplicates per image (confident queries on a segment already found)",
+    "redundancy": "confident queries per segment found (1: no duplicate)",
+    "segments_per_image": "segments per image after post-processing",
+}
+
+
 def redundancy_table(result: dict[str, Any]) -> pd.DataFrame:
-    """Sec. 4.1's "lots of redundant detections", measured on the validation set."""
-    keys = {k: v for k, v in result.items() if isinstance(v, float | int)}
-    wanted = [k for k in keys if "redundan" in k or "duplicate" in k or "segments" in k]
-    wanted += [k for k in keys if k.endswith("_per_image") and k not in wanted]
-    return pd.DataFrame({"value": {k: round(float(keys[k]), 3) for k in wanted}})
+    """Sec. 4.1's "lots of redundant detections", measured on the validation set; rows named
+    by ``REDUNDANCY_ROWS``."""
+    rows = {name: round(float(result[key]), 3) for key, name in REDUNDANCY_ROWS.items()}
+    return pd.DataFrame({"value": rows})
+
+
+def _redundancy_from(table: pd.DataFrame) -> dict[str, float]:
+    """The evaluator's keys back from a redundancy table (rows in words, or older tables'
+    raw keys)."""
+    keys = {name: key for key, name in REDUNDANCY_ROWS.items()}
+    return {keys.get(row, row): value for row, value in table["value"].items()}
 
 
 @torch.no_grad()
@@ -474,9 +494,7 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
             axis.imshow(
                 outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP
             )
-            name, probability = prediction.label(query, dataset.class_names)
-            name = {"no object": "no obj"}.get(name, name)  # six narrow panels per row
-            title = f"q{query}: {name} ({probability:.2f})"
+            title = prediction.describe(query, dataset.class_names)
             if query in matched:
                 title += f"\nmatched {matched[query]}"
             faded = not prediction.predicts_object[query]
@@ -544,11 +562,20 @@ _TITLES = {
     "(Sec. 2.4)",
     "table_patches": "Scaling it up: larger patches at equal image size (Sec. 2.4)",
 }
+# The figures each table is discussed with: (label, file name prefix).
+_FIGURES = {
+    "table1": [("Figure 1: segmentation maps", "figure1"), ("Figure 2: curves", "figure2")],
+    "table_skip_ablation": [("learning curves", "figure_skip_ablation")],
+    "table_mnist": [("Figure 4: hard mode", "figure4"), ("Figure 5: easy mode", "figure5")],
+    "table_panoptic": [("Figure 6: panoptic segments", "figure6")]
+    + [(f"Figure {n}: every query on one image", f"figure{n}") for n in (7, 8, 9)],
+    "table_scaling": [("time and memory against the image size", "figure_scaling")],
+}
 _CLAIMS = {
     "table1": compare_table1,
     "table_skip_ablation": lambda table: compare_skip(table, _baseline_from(table)),
     "table_mnist": compare_mnist,
-    "table_redundancy": lambda table: redundancy_claim(table["value"].to_dict()),
+    "table_redundancy": lambda table: redundancy_claim(_redundancy_from(table)),
     "table_panoptic": cars_claim,
     "table_scaling": lambda table: compare_scaling(
         fitted_slopes(table.reset_index()), table.reset_index()
@@ -594,6 +621,14 @@ def summarize(reports_dir: str | Path) -> Path:
         provenance_line = ", ".join(f"{k}: {v}" for k, v in meta.items())
         lines += [f"## {_TITLES[kind]} — {meta['dataset']}, {meta['profile']} profile", ""]
         lines += [f"_{provenance_line}_", "", to_markdown(table), ""]
+        tag = f"{meta['dataset']}_{meta['profile']}"
+        figures = [
+            f"[{label}](figures/{name}_{tag}.png)"
+            for label, name in _FIGURES.get(kind, [])
+            if (reports_dir / "figures" / f"{name}_{tag}.png").exists()
+        ]
+        if figures:
+            lines += ["Figures: " + ", ".join(figures) + ".", ""]
         if kind in _CLAIMS:
             try:
                 claims = _CLAIMS[kind](table)

@@ -5,31 +5,51 @@ and each query's mask with what it predicts (a class and its probability, or "no
 queries matched to a ground-truth
 instance (``HungarianMatcher``, as in training) carry that instance's label. Controls: an
 image slider, an easy/hard toggle when ``dataset`` is a dict of datasets, a confidence
-threshold (queries below it are greyed, or hidden with ``hide_below=True``) and a page slider
-for models with many queries (the 100 of the Hungarian U-Net, Sec. 4).
+threshold (queries below it are drawn faded in a grey frame, or hidden with
+``hide_below=True``) and a page slider, shown only when the queries take more than one page
+(the 100 of the Hungarian U-Net, Sec. 4). Titles use the words of Figures 4-5
+(``QueryPrediction.describe``); a colour bar gives the mask probabilities; each ground-truth
+segment has its own colour.
 
 Nothing blocks and nothing needs a browser: the figure is rendered to PNG bytes (Agg, no
 pyplot state) into an ``ipywidgets.Image``, and the current state is exposed as attributes
 (``image_index``, ``dataset_key``, ``shown_queries``, ``titles``, ``png``) for tests and
-headless notebooks.
+headless notebooks. Displayed, it also carries a PNG of its current state, which an executed
+notebook keeps where no widget can run.
 """
 
+import base64
 import io
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, hsv_to_rgb
 from matplotlib.figure import Figure
 from torch import nn
 
 from seqseg_lib.matcher import HungarianMatcher, resize_masks
+from seqseg_lib.plotting import MASK_CMAP
 from seqseg_lib.queries import QueryPrediction, predict_queries
 
 COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5
+DPI = 100
+
+
+def segment_colours(count: int) -> np.ndarray:
+    """RGB [count + 1, 3] in [0, 1]: black, then ``count`` distinct colours (tab10, then
+    hues spaced by the golden ratio), so that no two segments share one."""
+    colours = [(0.0, 0.0, 0.0), *[colormaps["tab10"](k)[:3] for k in range(min(count, 10))]]
+    for k in range(10, count):
+        colours.append(hsv_to_rgb(((k * 0.618034) % 1.0, 0.75, 0.95)))
+    return np.array(colours)
 
 
 def instance_targets(item: dict[str, Any]) -> dict[str, torch.Tensor] | None:
@@ -102,7 +122,12 @@ class QueryInspector:
         return [self.mode_toggle, self.image_slider, self.threshold_slider, self.page_slider]
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget, and a picture of its current state for where widgets do not run
+        (an executed notebook read later, GitHub): each front end shows what it can."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        return dict(bundle) | {"image/png": base64.b64encode(self.png).decode()}
 
     @property
     def dataset_key(self) -> str:
@@ -147,7 +172,7 @@ class QueryInspector:
             candidates = [q for q in candidates if confident[q]]
         pages = max(1, math.ceil(len(candidates) / self.queries_per_page))
         self.page_slider.max = pages - 1
-        self.page_slider.disabled = pages == 1
+        self.page_slider.layout.display = "none" if pages == 1 else None  # one page: no slider
         start = min(self.page_slider.value, pages - 1) * self.queries_per_page
         self.shown_queries = candidates[start : start + self.queries_per_page]
         self.titles = [self._title(q, prediction, target) for q in self.shown_queries]
@@ -162,8 +187,7 @@ class QueryInspector:
         return dict(zip(src.tolist(), tgt.tolist()))
 
     def _title(self, query: int, prediction: QueryPrediction, target) -> str:
-        name, probability = prediction.label(query, self.class_names)
-        title = f"q{query}: {name} {probability:.2f}"
+        title = prediction.describe(query, self.class_names)  # the words of Figures 4-5
         if query in self.matched:
             title += f"\nGT {self.class_names[target['labels'][self.matched[query]]]}"
         return title
@@ -171,25 +195,46 @@ class QueryInspector:
     # -- figure --------------------------------------------------------------------------
     def _render(self, outputs: dict, target: dict | None, confident: torch.Tensor) -> bytes:
         """Input, ground truth, then the shown queries' mask probabilities, as PNG bytes."""
-        panels = 2 + len(self.shown_queries)
+        panels = 2 + max(len(self.shown_queries), 1)
         rows = math.ceil(panels / COLUMNS)
-        figure = Figure(figsize=(1.7 * COLUMNS, 1.9 * rows))
+        image = outputs["image"].permute(1, 2, 0).numpy().clip(0, 1)  # (H, W, C)
+        aspect = image.shape[1] / image.shape[0]
+        figure = Figure(figsize=(1.3 * aspect * COLUMNS, 1.7 * rows + 0.6), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.subplots(rows, COLUMNS, squeeze=False).ravel()
         for axis in axes:
             axis.set_axis_off()
-        image = outputs["image"].permute(1, 2, 0).numpy().clip(0, 1)  # (H, W, C)
         axes[0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-        axes[0].set_title("input", fontsize=7)
+        axes[0].set_title("input", fontsize=9)
         self._draw_targets(axes[1], target, image.shape[:2])
         size = tuple(image.shape[:2])
         probs = resize_masks(outputs["pred_masks"], size).sigmoid()  # (Q, H, W)
+        mappable = None
         for axis, query, title in zip(axes[2:], self.shown_queries, self.titles):
             shown = bool(confident[query])
-            axis.imshow(probs[query].numpy(), cmap="viridis" if shown else "Greys", vmin=0, vmax=1)
-            axis.set_title(title, fontsize=7, color="black" if shown else "0.6")
+            # below the threshold: the same colours, faded, in a grey frame
+            mappable = axis.imshow(
+                probs[query].numpy(), cmap=MASK_CMAP, vmin=0, vmax=1, alpha=1.0 if shown else 0.3
+            )
+            axis.set_title(title, fontsize=8, color="black" if shown else "0.55")
+            if not shown:
+                axis.set_axis_on()
+                axis.set_xticks([])
+                axis.set_yticks([])
+                for spine in axis.spines.values():
+                    spine.set_edgecolor("0.6")
+        if not self.shown_queries:
+            threshold = self.threshold_slider.value
+            axes[2].text(0.0, 0.5, f"no query above the threshold {threshold:.2f}", fontsize=9)
+        if mappable is not None:  # the unfaded colours
+            full = ScalarMappable(Normalize(0, 1), MASK_CMAP)
+            bar = figure.colorbar(full, ax=list(axes), location="top", shrink=0.35, aspect=40)
+            bar.set_label("mask probability (faded, grey title: below the threshold)", fontsize=8)
+            bar.ax.tick_params(labelsize=7)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80)
+        figure.savefig(buffer, format="png", dpi=DPI)
+        width = int(round(figure.get_figwidth() * DPI))
+        self.image_widget.layout.width = f"{width}px"  # shown at the resolution it is drawn
         return buffer.getvalue()
 
     def _draw_targets(self, axis, target: dict | None, size: tuple[int, int]) -> None:
@@ -199,8 +244,8 @@ class QueryInspector:
         instance_map = np.zeros(size)  # 0 background, k + 1 the k-th instance
         for k, mask in enumerate(target["masks"].bool()):
             instance_map[mask.numpy()] = k + 1
-        axis.imshow(np.zeros(size), cmap="gray", vmin=0, vmax=1)  # black background
-        shown = np.ma.masked_equal(instance_map, 0)
-        axis.imshow(shown, cmap="tab10", vmin=0, vmax=10, interpolation="nearest")
-        labels = " ".join(self.class_names[int(label)] for label in target["labels"])
-        axis.set_title(f"GT: {labels}", fontsize=7)
+        colours = segment_colours(len(target["masks"]))  # one per segment, black background
+        axis.imshow(colours[instance_map.astype(int)], interpolation="nearest")
+        counts = Counter(self.class_names[int(label)] for label in target["labels"])
+        summary = ", ".join(f"{n} {name}" if n > 1 else name for name, n in counts.items())
+        axis.set_title(f"GT: {summary}", fontsize=8, wrap=True)

@@ -83,7 +83,7 @@ def test_query_grid_is_ten_by_ten_under_the_input():
     titled = [a.get_title() for a in figure.axes if a.get_title()]
     assert len(figure.axes) == 111  # 11 rows of 10 panels, and the colour bar
     assert titled[0] == "input" and len(titled) == 101
-    assert titled[8].startswith("q7 c13 1.00") and titled[8].endswith("GT car")
+    assert titled[8].startswith("q7: c13 (1.00)") and titled[8].endswith("GT car")
 
 
 def test_the_car_claim_is_judged_from_numbers():
@@ -138,3 +138,22 @@ def test_diverse_indices_pick_different_scenes():
     assert reports.diverse_indices(Frames(), 2) == [0, 6]
     assert reports.diverse_indices(Frames(), 3) == [0, 6, 3]
     assert sorted(reports.diverse_indices(Frames(), 20)) == list(range(8))  # each once
+
+
+def test_redundancy_rows_are_words_and_the_claim_reads_them_back():
+    result = dict.fromkeys(reports.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
+    table = reports.redundancy_table(result)
+    assert list(table.index) == list(reports.REDUNDANCY_ROWS.values())
+    assert "Lots of redundant detections: reproduced" in reports._CLAIMS["table_redundancy"](table)
+
+
+def test_summarize_links_the_figures_of_each_table(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "figures").mkdir()
+    meta = {"profile": "cpu", "dataset": "camvid", "device": "cpu", "seed": "0", "date": "x"}
+    table1(80.0, 78.0, 0.6).to_csv(tmp_path / "tables" / "table1_camvid_cpu.csv")
+    (tmp_path / "tables" / "table1_camvid_cpu.json").write_text(json.dumps(meta))
+    (tmp_path / "figures" / "figure1_camvid_cpu.png").write_bytes(b"")
+    text = reports.summarize(tmp_path).read_text()
+    assert "Figures: [Figure 1: segmentation maps](figures/figure1_camvid_cpu.png)." in text
+    assert "figure2_camvid_cpu" not in text  # not written: not linked

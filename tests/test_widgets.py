@@ -1,11 +1,17 @@
+import base64
+import io
+import re
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from seqseg_lib.data.scattered_mnist import ScatteredMNIST
 from seqseg_lib.models import Seq2SegInstance, Seq2SegInstanceConfig
 from seqseg_lib.queries import predict_queries
-from seqseg_lib.widgets import QueryInspector
+from seqseg_lib.widgets import QueryInspector, segment_colours
 
 
 def fake_digits():
@@ -93,3 +99,33 @@ def test_many_queries_are_paginated_with_class_names():
     assert all("class" in t for t in inspector.titles) and inspector.matched == {}
     with pytest.raises(ValueError, match="class names"):
         QueryInspector(ManyQueries(), images)  # 19 classes, 10 default names
+
+
+def test_one_page_hides_the_page_slider_and_the_picture_travels(model, datasets):
+    inspector = QueryInspector(model, datasets["easy"])
+    assert inspector.page_slider.layout.display == "none"  # 6 queries, 20 per page
+    bundle = inspector._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == inspector.png
+    width = int(inspector.image_widget.layout.width.removesuffix("px"))
+    assert Image.open(io.BytesIO(inspector.png)).width == width  # drawn at its shown size
+
+
+def test_no_query_above_the_threshold_says_so(model, datasets):
+    inspector = QueryInspector(model, datasets["easy"], hide_below=True, threshold=1.0)
+    assert inspector.shown_queries == [] and inspector.png.startswith(b"\x89PNG")
+
+
+def test_every_ground_truth_segment_has_its_own_colour():
+    colours = segment_colours(25)
+    assert colours.shape == (26, 3) and (colours[0] == 0).all()
+    assert len({tuple(np.round(c, 3)) for c in colours}) == 26
+
+
+def test_titles_use_the_words_of_the_figures(model, datasets):
+    inspector = QueryInspector(model, datasets["easy"])
+    outputs, _ = inspector.predict("", 0)
+    prediction = predict_queries(outputs["pred_logits"])
+    for query, title in zip(inspector.shown_queries, inspector.titles):
+        assert title.split("\n")[0] == prediction.describe(query, inspector.class_names)
+        assert re.fullmatch(r"q\d+: (\d|no object) \(\d\.\d\d\)", title.split("\n")[0])

@@ -1,0 +1,41 @@
+"""Progress output: one line updated in place in a notebook (no widget), lines in a log."""
+
+import IPython.display
+import pytest
+
+from seqseg_lib import engine
+from seqseg_lib.experiments import build_config
+from seqseg_lib.progress import Progress
+
+
+class Handle:
+    def __init__(self, shown):
+        self.shown = shown
+
+    def update(self, data, raw):
+        assert raw
+        self.shown[-1].append(data["text/plain"])
+
+
+def test_a_notebook_gets_lines_updated_in_place_not_widgets(tmp_path, monkeypatch):
+    shown = []  # one list of successive texts per display handle
+
+    def display(data, raw, display_id):
+        assert raw and display_id is True
+        shown.append([data["text/plain"]])
+        return Handle(shown)
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setenv("SEQSEG_PROGRESS", "display")
+    engine.train(build_config("unet", "smoke", progress=True), tmp_path)
+    assert len(shown) == 2  # one line per epoch, each ending with the epoch's summary
+    for epoch, texts in enumerate(shown, start=1):
+        assert texts[0].startswith(f"[unet] epoch {epoch}/2 step ")
+        assert texts[-1].startswith(f"[unet] epoch {epoch}/2 train loss ")
+
+
+def test_an_unknown_style_is_refused(monkeypatch):
+    monkeypatch.setenv("SEQSEG_PROGRESS", "widget")
+    config = build_config("unet", "smoke", progress=True)
+    with pytest.raises(ValueError, match="valid: bar, display, log, none"):
+        Progress(config, {"epoch": 0, "step_in_epoch": 0, "global_step": 0}, 2)
