@@ -145,13 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 **overrides,
             )
             trainer = engine.Trainer(config, args.out)
-            parameters = sum(p.numel() for p in trainer.model.parameters())
-            print(
-                f"{config.experiment} ({config.profile} profile, {config.dataset}): "
-                f"{parameters:,} parameters, run directory {args.out}",
-                file=sys.stderr,
-            )
-            records = trainer.fit()
+            records = trainer.fit()  # its progress starts with the model's size and device
             print(stop_summary(trainer), file=sys.stderr)
             print(to_json(records[-1] if records else {}))
         elif args.command == "evaluate":

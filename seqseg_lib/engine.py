@@ -297,6 +297,12 @@ class Trainer:
         metrics so far and a validation), which resuming replaces by the whole epoch's."""
         config = self.config
         with Progress(config, self.position, len(self._loader(0))) as progress:
+            parameters = sum(p.numel() for p in self.model.parameters())
+            environment = self.environment()
+            progress.note(
+                f"{parameters:,} parameters, {environment['device']}, "
+                f"{environment['precision']}, run directory {self.run_dir}"
+            )
             while self.position["epoch"] < config.epochs:
                 if not self._train_epoch(progress):
                     self.save()  # stopped by max_steps

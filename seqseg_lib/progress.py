@@ -54,6 +54,12 @@ class Progress:
         images = (self.position["global_step"] - self.start_step) * self.config.batch_size
         return images / max(time.monotonic() - self.start, 1e-9)
 
+    def note(self, text: str) -> None:
+        """One line about the run (its size, device, ...), printed once, in every style but
+        ``none``."""
+        if self.style != "none":
+            print(f"[{self.config.experiment}] {text}", flush=True)
+
     def _line(self, loss: float) -> str:
         epoch, step = self.position["epoch"], self.position["step_in_epoch"]
         return (

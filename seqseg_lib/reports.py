@@ -444,8 +444,19 @@ REPORT_MNIST = {
     "easy": {"accuracy": 0.97, "dice_loss": 0.03},
     "hard": {"accuracy": 0.62, "dice_loss": 0.2},
 }
-MNIST_KEYS = ("accuracy", "dice_loss", "dice", "ap", "ap50", "ap75", "precision", "recall")
-MNIST_KEYS += ("miss_rate", "duplicate_rate")
+# Validation metrics -> column: rates in percent, the Dice loss as the report gives it (0 to 1).
+MNIST_COLUMNS = {
+    "accuracy": "accuracy (%)",
+    "dice_loss": "Dice loss",
+    "dice": "Dice (%)",
+    "ap": "mask AP (%)",
+    "ap50": "AP50 (%)",
+    "ap75": "AP75 (%)",
+    "precision": "precision (%)",
+    "recall": "recall (%)",
+    "miss_rate": "digits missed (%)",
+    "duplicate_rate": "digits found twice (%)",
+}
 
 
 def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
@@ -453,10 +464,18 @@ def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     rows = {}
     for name, run_dir in run_dirs.items():
         final = final_metrics(run_dir)
-        row = {key: round(final[f"val_{key}"], 4) for key in MNIST_KEYS if f"val_{key}" in final}
+        row = {
+            column: round(final[f"val_{key}"], 4)
+            if key == "dice_loss"
+            else _percent(final[f"val_{key}"])
+            for key, column in MNIST_COLUMNS.items()
+            if f"val_{key}" in final
+        }
         mode = "hard" if "hard" in name else "easy"
         if "BCE" not in name:
-            row |= {f"report {k}": v for k, v in REPORT_MNIST[mode].items()}
+            report = REPORT_MNIST[mode]
+            row |= {"report accuracy (%)": 100 * report["accuracy"]}
+            row |= {"report Dice loss": report["dice_loss"]}
         rows[name] = row | {"epochs": final["epochs"]}
     return pd.DataFrame(rows).T
 
@@ -521,7 +540,7 @@ def compare_mnist(table: pd.DataFrame) -> str:
         name = f"Seq2SegInstance {mode}"
         if name not in table.index:
             continue
-        row, report = table.loc[name], REPORT_MNIST[mode]
+        row, report = _mnist_row(table.loc[name]), REPORT_MNIST[mode]
         lines.append(
             f"{mode}: digit accuracy {100 * row['accuracy']:.1f}% "
             f"(report {100 * report['accuracy']:.0f}%), Dice loss {row['dice_loss']:.3f} "
@@ -531,22 +550,36 @@ def compare_mnist(table: pd.DataFrame) -> str:
             f"{100 * row['duplicate_rate']:.1f}%."
         )
     if "Seq2SegInstance easy" in table.index and "Seq2SegInstance hard" in table.index:
-        easy, hard = table.loc["Seq2SegInstance easy"], table.loc["Seq2SegInstance hard"]
+        easy = _mnist_row(table.loc["Seq2SegInstance easy"])
+        hard = _mnist_row(table.loc["Seq2SegInstance hard"])
         holds = easy["accuracy"] > hard["accuracy"] and easy["dice_loss"] < hard["dice_loss"]
         lines.append(f"Hard (overlapping) digits are harder than easy ones: {_verdict(holds)}.")
     for mode in ("easy", "hard"):
         dice, bce = f"Seq2SegInstance {mode}", f"Seq2SegInstance {mode} (BCE masks)"
         if dice in table.index and bce in table.index:
             # "a big improvement": at least a fifth less Dice loss than the BCE-trained model
-            holds = table.loc[dice, "dice_loss"] < 0.8 * table.loc[bce, "dice_loss"]
+            with_dice, with_bce = _mnist_row(table.loc[dice]), _mnist_row(table.loc[bce])
+            holds = with_dice["dice_loss"] < 0.8 * with_bce["dice_loss"]
             lines.append(
-                f"Dice loss over BCE for masks is a big improvement ({mode}): {_verdict(holds)} "
-                f"(Dice loss {table.loc[dice, 'dice_loss']:.3f} with Dice training, "
-                f"{table.loc[bce, 'dice_loss']:.3f} with BCE; accuracy "
-                f"{100 * table.loc[dice, 'accuracy']:.1f}% vs "
-                f"{100 * table.loc[bce, 'accuracy']:.1f}%)."
+                f"Dice loss over BCE for masks is a big improvement ({mode}; judged: at least a "
+                f"fifth less Dice loss): {_verdict(holds)} "
+                f"(Dice loss {with_dice['dice_loss']:.3f} with Dice training, "
+                f"{with_bce['dice_loss']:.3f} with BCE; accuracy "
+                f"{100 * with_dice['accuracy']:.1f}% vs {100 * with_bce['accuracy']:.1f}%)."
             )
     return "\n".join(lines)
+
+
+def _mnist_row(row: pd.Series) -> dict[str, float]:
+    """A row of the MNIST table as the evaluator's keys, rates as fractions (tables written
+    before the columns were in percent have the keys themselves)."""
+    values = {}
+    for key, column in MNIST_COLUMNS.items():
+        if column in row.index:
+            values[key] = row[column] if key == "dice_loss" else row[column] / 100
+        elif key in row.index:
+            values[key] = row[key]
+    return values
 
 
 # -- reports/README.md ---------------------------------------------------------------------

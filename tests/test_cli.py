@@ -82,13 +82,14 @@ def test_the_module_entry_point_reports_errors_with_status_2():
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
 
 
-def test_train_says_its_size_and_where_it_stopped(tmp_path, capsys):
+def test_train_says_its_size_and_where_it_stopped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEQSEG_PROGRESS", "log")
     assert (
         main(["train", "unet", "--profile", "smoke", "--out", str(tmp_path), "--max-steps", "1"])
         == 0
     )
     captured = capsys.readouterr()
-    assert "unet (smoke profile, synthetic): 122,258 parameters" in captured.err
+    assert captured.out.startswith("[unet] 122,258 parameters, cpu (")
     assert "stopped at step 1, epoch 1 of 2 at step 1 of 2 (--max-steps 1" in captured.err
     assert f"checkpoint {tmp_path / 'checkpoint.pt'}" in captured.err
-    assert json.loads(captured.out)["partial"] is True
+    assert json.loads(captured.out[captured.out.index("{") :])["partial"] is True

@@ -39,3 +39,10 @@ def test_an_unknown_style_is_refused(monkeypatch):
     config = build_config("unet", "smoke", progress=True)
     with pytest.raises(ValueError, match="valid: bar, display, log, none"):
         Progress(config, {"epoch": 0, "step_in_epoch": 0, "global_step": 0}, 2)
+
+
+def test_training_says_the_model_size_when_it_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEQSEG_PROGRESS", "log")
+    engine.train(build_config("unet", "smoke", progress=True, max_steps=1), tmp_path)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("[unet] 122,258 parameters, cpu (") and "float32" in first

@@ -157,3 +157,22 @@ def test_summarize_links_the_figures_of_each_table(tmp_path):
     text = reports.summarize(tmp_path).read_text()
     assert "Figures: [Figure 1: segmentation maps](figures/figure1_camvid_cpu.png)." in text
     assert "figure2_camvid_cpu" not in text  # not written: not linked
+
+
+def test_mnist_claims_read_percent_tables_and_older_fraction_tables():
+    names = ["Seq2SegInstance easy", "Seq2SegInstance hard", "Seq2SegInstance easy (BCE masks)"]
+    fractions = {"accuracy": [0.9, 0.6, 0.88], "dice_loss": [0.2, 0.35, 0.5]}
+    fractions |= {"miss_rate": [0.1, 0.5, 0.7], "duplicate_rate": [0.01, 0.02, 0.0]}
+    older = pd.DataFrame(fractions, index=names)
+    percent = pd.DataFrame(
+        {
+            reports.MNIST_COLUMNS[key]: [v if key == "dice_loss" else 100 * v for v in values]
+            for key, values in fractions.items()
+        },
+        index=names,
+    )
+    for table in (older, percent):
+        text = reports.compare_mnist(table)
+        assert "easy: digit accuracy 90.0% (report 97%), Dice loss 0.200" in text
+        assert "Hard (overlapping) digits are harder than easy ones: reproduced." in text
+        assert "big improvement (easy; judged: at least a fifth less Dice loss): reproduced" in text
