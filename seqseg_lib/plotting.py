@@ -79,12 +79,18 @@ def save_figure(figure: plt.Figure, name: str, reports_dir: str | Path, meta: di
     line = ", ".join(f"{k}: {v}" for k, v in meta.items())
     figure.text(0.01, 1.0, line, fontsize=7, color="0.4", va="bottom", transform=figure.transFigure)
     path = folder / f"{name}.png"
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Description": line})
-    if path.stat().st_size > MAX_FIGURE_BYTES:  # e.g. 100 smooth masks: 256 colours suffice
+    dpi = 110
+    for _ in range(4):  # e.g. 100 smooth masks: 256 colours, then fewer pixels, until it fits
+        figure.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Description": line})
+        if path.stat().st_size <= MAX_FIGURE_BYTES:
+            break
         with Image.open(path) as image:
             info = image.info
             quantized = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
         quantized.save(path, optimize=True, pnginfo=_png_text(info))
+        if path.stat().st_size <= MAX_FIGURE_BYTES:
+            break
+        dpi = int(dpi * 0.85)
     return path
 
 

@@ -176,3 +176,17 @@ def test_mnist_claims_read_percent_tables_and_older_fraction_tables():
         assert "easy: digit accuracy 90.0% (report 97%), Dice loss 0.200" in text
         assert "Hard (overlapping) digits are harder than easy ones: reproduced." in text
         assert "big improvement (easy; judged: at least a fifth less Dice loss): reproduced" in text
+
+
+def test_saved_figures_stay_under_a_megabyte(tmp_path):
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from seqseg_lib.plotting import MAX_FIGURE_BYTES, save_figure
+
+    figure, axis = plt.subplots(figsize=(20, 12))
+    axis.imshow(np.random.default_rng(0).random((600, 1000)), cmap="magma")  # incompressible
+    path = save_figure(figure, "noise", tmp_path, {"profile": "cpu"})
+    assert path.stat().st_size <= MAX_FIGURE_BYTES
+    assert Image.open(path).info["Description"] == "profile: cpu"
