@@ -174,15 +174,6 @@ def test_autocast_path_runs_on_cpu(tmp_path, experiment):
     assert torch.isfinite(torch.tensor(records[-1]["train"]["loss"]))
 
 
-def test_device_resolution():
-    assert engine.resolve_device("cpu").type == "cpu"
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert engine.resolve_device("auto").type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            engine.resolve_device("cuda")
-
-
 def test_load_or_train_refuses_a_finished_run_of_another_config(tmp_path):
     run_dir = engine.load_or_train(smoke(), tmp_path)
     assert engine.load_or_train(smoke(), tmp_path) == run_dir  # finished: loaded
