@@ -2,12 +2,15 @@
 
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
-        [--checkpoint-every N] [--seed S] [--device auto|cpu|cuda] [--[no-]amp] [--threads N]
+        [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
+        [--[no-]amp] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
 
 Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
+``torchrun --nproc_per_node=N -m seqseg_lib train ...`` trains on N processes (GPUs), the
+profile's batch shared among them (``seqseg_lib.distributed``).
 ``evaluate`` writes nothing and prints JSON (``null`` for an undefined value). ``names``
 prints the valid names of each kind asked, one line per kind (``run_all.sh`` asks it).
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 import torch
 
+from seqseg_lib import distributed
 from seqseg_lib.config import PROFILES
 from seqseg_lib.data import DATASETS
 from seqseg_lib.experiments import EXPERIMENTS, build_config
@@ -47,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (created or resumed)")
     train.add_argument("--max-steps", type=positive_int, default=None)
     train.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--validate-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate every N epochs (and after the last); default 1",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
     train.add_argument(
@@ -136,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
+            if args.validate_every is not None:
+                overrides["validate_every"] = args.validate_every
             config = build_config(
                 args.experiment,
                 args.profile,
@@ -146,15 +159,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             trainer = engine.Trainer(config, args.out)
             records = trainer.fit()  # its progress starts with the model's size and device
-            print(stop_summary(trainer), file=sys.stderr)
-            print(to_json(records[-1] if records else {}))
+            if distributed.is_main():  # (torchrun: rank 0 speaks for all)
+                print(stop_summary(trainer), file=sys.stderr)
+                print(to_json(records[-1] if records else {}))
+            distributed.finish()
         elif args.command == "evaluate":
             print(to_json(engine.evaluate(args.run_dir, args.split, args.device)))
         elif args.command == "names":
             for kind in args.kinds:
                 print(" ".join(valid_names(kind, args.experiment)))
         else:
-            from seqseg_lib.reports import summarize
+            from seqseg_lib.summary import summarize
 
             print(summarize(args.reports_dir))
     except (ValueError, FloatingPointError) as error:

@@ -23,7 +23,14 @@ from typing import Any
 PROFILES = ("smoke", "cpu", "paper")
 # Fields that steer a run without changing what it computes: a run directory may be resumed
 # with different values for these.
-RUN_CONTROL_FIELDS = ("max_steps", "checkpoint_every", "device", "num_workers", "progress")
+RUN_CONTROL_FIELDS = (
+    "max_steps",
+    "checkpoint_every",
+    "validate_every",
+    "device",
+    "num_workers",
+    "progress",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Config:
     # run control (may change between a run and its resumption)
     max_steps: int | None = None
     checkpoint_every: int = 0  # steps; 0 = at the end of each epoch only
+    validate_every: int = 1  # epochs between validations; the last epoch is always validated
     device: str = "auto"
     amp: bool = False  # autocast to bfloat16 (``paper``: where the device has it in hardware)
     num_workers: int = 0

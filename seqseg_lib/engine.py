@@ -12,9 +12,14 @@ with the same weights on CPU, bit for bit:
 - checkpoints, and ``metrics.jsonl`` when a resumption rewrites it, are written to a
   temporary file, then renamed: a crash while writing leaves the previous file intact.
 
+Under torchrun (``seqseg_lib.distributed``) every process trains its share of each global
+batch through ``DistributedDataParallel``; rank 0 alone writes the run directory, and the
+checkpoint holds every process's RNG state, so a killed multi-process run resumes as well.
+
 ``evaluate`` only reads a run directory.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -23,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from seqseg_lib import distributed
 from seqseg_lib.config import Config
 from seqseg_lib.devices import configure_device, describe_device, resolve_device
 from seqseg_lib.experiments import config_from_dict, get_experiment
@@ -67,18 +74,32 @@ def set_determinism(device: torch.device) -> None:
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation seeded by ``(seed, epoch)``, started at ``start`` (to resume mid-epoch)."""
+    """A permutation seeded by ``(seed, epoch)``, started at ``start`` (to resume mid-epoch).
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int = 0) -> None:
-        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+    Under several processes, this process's share of each global batch of ``batch_size``
+    (``distributed.shard_batches``), ``start`` counted in its own items.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        batch_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(size, generator=generator).tolist()
+        if distributed.world_size() > 1:
+            order = distributed.shard_batches(order, batch_size, drop_last)
+        self.order = order[start:]
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)
-        return iter(order[self.start :].tolist())
+        return iter(self.order)
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return len(self.order)
 
 
 def _loader_generator(seed: int, epoch: int) -> torch.Generator:
@@ -145,6 +166,14 @@ def check_run_config(config: Config, run_dir: Path) -> None:
                 f"run directory {str(run_dir)!r} was made with another config; refusing to "
                 f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
             )
+
+
+def load_config(run_dir: str | os.PathLike) -> Config:
+    """The ``Config`` saved in a run directory's ``config.json``."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
+    return config_from_dict(json.loads(path.read_text()))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -221,16 +250,24 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: str | os.PathLike, timed: bool = False) -> None:
         self.config, self.run_dir = config, Path(run_dir)
-        prepare_run_dir(config, self.run_dir)
-        self.device = resolve_device(config.device)
+        self.device = distributed.init(resolve_device(config.device))
+        self.world = distributed.world_size()
+        if config.batch_size % self.world:
+            raise ValueError(
+                f"batch_size {config.batch_size} (the global batch) does not divide among "
+                f"{self.world} processes: use a number of processes that divides it"
+            )
+        if distributed.is_main():
+            prepare_run_dir(config, self.run_dir)
+        distributed.barrier()
+        check_run_config(config, self.run_dir)
         self.timer = PhaseTimer(timed, self.device)
         set_determinism(self.device)
         configure_device(self.device)
         self.experiment = get_experiment(config.experiment)
         self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
-        self.model = self.experiment.build_model(config)
-        self.model.to(self.device, memory_format=self.memory_format)
+        self.model, self.train_model = self._build_model()
         self.train_set, self.val_set = self.experiment.build_datasets(config)
         for dataset in (self.train_set, self.val_set):
             prepare(dataset)  # on every core, before DataLoader workers fork and share it
@@ -240,6 +277,20 @@ class Trainer:
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
         self._restore()
+
+    def _build_model(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The model, and what trains it: itself, or under several processes its
+        ``DistributedDataParallel`` wrapper (BatchNorm synchronised across GPUs; gloo has no
+        synchronised BatchNorm, so on CPU each process normalises its own share)."""
+        model = self.experiment.build_model(self.config)
+        if self.world > 1 and self.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model.to(self.device, memory_format=self.memory_format)
+        if self.world == 1:
+            return model, model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # static_graph: the same parameters take part in every step (BERT's pooler in none)
+        return model, DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
 
     # -- state -------------------------------------------------------------------------
     def _new_running(self) -> dict[str, Any]:
@@ -255,20 +306,33 @@ class Trainer:
             "epoch_scheduler": self.epoch_scheduler.state_dict(),
             "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
             "position": dict(self.position),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            # this process's RNG states; under several processes, the list of every one's
+            "rng": self._rng_state()
+            if self.world == 1
+            else distributed.all_gather(self._rng_state()),
+            # the running sums of every process, merged (rank 0 resumes them, the others
+            # start from zero)
             "running": {
-                "evaluator": running["evaluator"].state_dict(),
-                "loss_sums": dict(running["loss_sums"]),
+                "evaluator": distributed.merged(running["evaluator"].state_dict()),
+                "loss_sums": distributed.merged(dict(running["loss_sums"])),
                 "num_batches": running["num_batches"],
-                "num_images": running["num_images"],
+                "num_images": distributed.merged(running["num_images"]),
             },
         }
 
+    @staticmethod
+    def _rng_state() -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
     def save(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
+        """Write the checkpoint (rank 0; every process must call it: it gathers their states)."""
+        state = self.state_dict()
+        if distributed.is_main():
+            save_checkpoint(self.run_dir / CHECKPOINT, state)
+        distributed.barrier()
 
     def _restore(self) -> None:
         """Continue from the run directory's checkpoint, if it has one."""
@@ -282,13 +346,18 @@ class Trainer:
         if self.step_scheduler is not None:
             self.step_scheduler.load_state_dict(state["step_scheduler"])
         self.position = dict(state["position"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        rng = state["rng"]  # one process's, or a list of every process's
+        rng = rng[min(distributed.rank(), len(rng) - 1)] if isinstance(rng, list) else rng
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
         running = state["running"]
-        self.running["evaluator"].load_state_dict(running["evaluator"])
-        self.running.update({k: running[k] for k in ("loss_sums", "num_batches", "num_images")})
-        keep_metrics_before(self.run_dir, self.position["epoch"])
+        self.running["num_batches"] = running["num_batches"]
+        if distributed.is_main():
+            self.running["evaluator"].load_state_dict(running["evaluator"])
+            self.running.update({k: running[k] for k in ("loss_sums", "num_images")})
+            keep_metrics_before(self.run_dir, self.position["epoch"])
+        distributed.barrier()
 
     # -- loops -------------------------------------------------------------------------
     def fit(self) -> list[dict[str, Any]]:
@@ -296,7 +365,8 @@ class Trainer:
         an epoch ends with a record of that partial epoch (``"partial": true``: its training
         metrics so far and a validation), which resuming replaces by the whole epoch's."""
         config = self.config
-        with Progress(config, self.position, len(self._loader(0))) as progress:
+        shown = config if distributed.is_main() else dataclasses.replace(config, progress=False)
+        with Progress(shown, self.position, len(self._loader(0))) as progress:
             parameters = sum(p.numel() for p in self.model.parameters())
             environment = self.environment()
             progress.note(
@@ -311,18 +381,22 @@ class Trainer:
                     break
                 record = self._end_epoch()
                 progress.epoch_done(record)
+        distributed.barrier()  # rank 0 has written every record
         return read_metrics(self.run_dir)
 
     def _loader(self, start: int) -> DataLoader:
         epoch = self.position["epoch"]
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
-        sampler = EpochSampler(len(self.train_set), self.config.seed, epoch, start)
+        config, world = self.config, self.world
+        sampler = EpochSampler(
+            len(self.train_set), config.seed, epoch, start, config.batch_size, config.drop_last
+        )
         return DataLoader(
             self.train_set,
-            batch_size=self.config.batch_size,
+            batch_size=config.batch_size // world,  # this process's share of the batch
             sampler=sampler,
-            drop_last=self.config.drop_last,
+            drop_last=config.drop_last and world == 1,  # (shares: the sampler has dropped it)
             collate_fn=self.experiment.collate_fn,
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -334,7 +408,8 @@ class Trainer:
         config, position = self.config, self.position
         self.model.train()
         self.epoch_start = time.monotonic()  # (resumed epochs: the time since resuming)
-        batches = iter(self._loader(position["step_in_epoch"] * config.batch_size))
+        share = config.batch_size // self.world
+        batches = iter(self._loader(position["step_in_epoch"] * share))
         while True:
             with self.timer("data"):
                 batch = next(batches, None)
@@ -354,9 +429,10 @@ class Trainer:
         with timer("data"):
             images, targets = to_device(images, self.device), to_device(targets, self.device)
             images = images.contiguous(memory_format=self.memory_format)
-        outputs, losses, total = forward(
-            self.model, self.criterion, images, targets, self.config, timer
-        )
+        with distributed.global_normalization():
+            outputs, losses, total = forward(
+                self.train_model, self.criterion, images, targets, self.config, timer
+            )
         if not torch.isfinite(total):
             values = {k: v.item() for k, v in losses.items()}
             raise FloatingPointError(
@@ -378,32 +454,49 @@ class Trainer:
 
     def _write_record(self, partial: bool = False) -> dict[str, Any]:
         """Append the current epoch's record to ``metrics.jsonl``: training losses and metrics
-        (running means), validation, and what the numbers were computed with."""
+        (running means), validation (``"val"``, in the epochs of ``_validates`` and on a
+        partial record), and what the numbers were computed with."""
         running = self.running
-        n = max(running["num_batches"], 1)
-        train = {k: v / n for k, v in running["loss_sums"].items()}
-        train |= running["evaluator"].compute()
+        n = max(running["num_batches"], 1) * self.world  # each process's loss is 1/N-th
+        train = {k: v / n for k, v in distributed.merged(running["loss_sums"]).items()}
+        train |= self._merged(running["evaluator"], self.train_set).compute()
         record = {
             "epoch": self.position["epoch"],
             "global_step": self.position["global_step"],
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_seconds": round(time.monotonic() - self.epoch_start, 2),
             "train": train,
-            "val": self.validate(),
-            "environment": self.environment(),
         }
+        if partial or self._validates(self.position["epoch"]):
+            record["val"] = self.validate()
+        record["environment"] = self.environment()
         if partial:
             steps = len(self._loader(0))
             record |= {"partial": True, "epoch_fraction": self.position["step_in_epoch"] / steps}
-        with open(self.run_dir / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if distributed.is_main():
+            with open(self.run_dir / METRICS, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
         return record
 
+    def _merged(self, evaluator: Any, dataset: Dataset) -> Any:
+        """``evaluator`` with the states of every process merged into it."""
+        if self.world == 1:
+            return evaluator
+        merged = self.experiment.build_evaluator(self.config, dataset)
+        merged.load_state_dict(distributed.merged(evaluator.state_dict()))
+        return merged
+
+    def _validates(self, epoch: int) -> bool:
+        """Whether ``epoch``'s record holds a validation: every ``validate_every`` epochs, and
+        the last."""
+        return (epoch + 1) % self.config.validate_every == 0 or epoch + 1 == self.config.epochs
+
     def environment(self) -> dict[str, Any]:
-        """Device (model and threads), precision and torch version of this process."""
+        """Device (model and threads), processes, precision and torch version."""
         return {
             "device": describe_device(self.device),
             "threads": torch.get_num_threads(),
+            "processes": self.world,
             "precision": "bfloat16 autocast" if self.config.amp else "float32",
             "tf32": self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
             "torch": torch.__version__,
@@ -435,14 +528,18 @@ def evaluate_model(
     device: torch.device,
 ) -> dict[str, Any]:
     """Loss terms (mean over batches) and metrics of ``model`` on ``dataset``, in eval mode;
-    the model's training mode is restored afterwards."""
+    the model's training mode is restored afterwards. Under several processes each evaluates
+    a contiguous share of ``dataset`` and the results are merged (the loss is then the mean
+    over every process's batches)."""
     was_training = model.training
     model.eval()
     prepare(dataset)
     evaluator = experiment.build_evaluator(config, dataset)
     running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
+    world, rank = distributed.world_size(), distributed.rank()
+    share = range(len(dataset) * rank // world, len(dataset) * (rank + 1) // world)
     loader = DataLoader(
-        dataset,
+        dataset if world == 1 else Subset(dataset, share),
         batch_size=config.batch_size,
         collate_fn=experiment.collate_fn,
         num_workers=config.num_workers,
@@ -456,6 +553,11 @@ def evaluate_model(
         accumulate(running, losses, total, batch_size(images))
         evaluator.update(detach(outputs), targets)
     model.train(was_training)
+    if world > 1:
+        running = distributed.merged(running)
+        merged = experiment.build_evaluator(config, dataset)
+        merged.load_state_dict(distributed.merged(evaluator.state_dict()))
+        evaluator = merged
     batches = max(running["num_batches"], 1)
     return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqseg_lib.data.labels import IGNORE_INDEX
+from seqseg_lib.distributed import global_count
 from seqseg_lib.matcher import HungarianMatcher, matched_queries, matched_targets, resize_masks
 
 
@@ -43,10 +44,11 @@ class SemanticCriterion(nn.Module):
         onehot = onehot.permute(0, 3, 1, 2).to(logits.dtype)  # (B, C, H, W)
         loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
         weight = valid.unsqueeze(1).to(loss.dtype)  # (B, 1, H, W)
-        return (loss * weight).sum() / (weight.sum() * num_classes).clamp(min=1)
+        return (loss * weight).sum() / global_count(weight.sum() * num_classes).clamp(min=1)
 
 
 MASK_LOSSES = ("dice", "bce")
+CLASS_LOSSES = ("ce", "focal")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,9 @@ class SetLossConfig:
     The matcher uses the loss weights as its costs (the matching cost "can be the loss",
     Sec. 3.1); ``match_size`` (H, W) is where it compares masks (Sec. 4: 32x64), None at the
     targets' resolution. ``mask_loss="bce"`` changes only the loss the masks are trained with;
-    the matching cost stays the Dice cost.
+    the matching cost stays the Dice cost. ``class_loss="focal"`` is the focal loss that
+    Sec. 4.1 proposes against redundant detections (Lin et al., 2017): the cross-entropy of
+    each query scaled by ``(1 - p_t) ** focal_gamma``, normalised as the cross-entropy is.
     """
 
     no_object_weight: float = 0.5  # Sec. 3.3
@@ -64,12 +68,20 @@ class SetLossConfig:
     mask_weight: float = 1.0  # Sec. 3.3
     mask_loss: str = "dice"  # Sec. 3.3
     match_size: tuple[int, int] | None = None
+    class_loss: str = "ce"  # Sec. 3.3
+    focal_gamma: float = 2.0  # Lin et al.'s default
 
     def __post_init__(self) -> None:
         if self.mask_loss not in MASK_LOSSES:
             raise ValueError(
                 f"unknown mask_loss {self.mask_loss!r}; valid: {', '.join(MASK_LOSSES)}"
             )
+        if self.class_loss not in CLASS_LOSSES:
+            raise ValueError(
+                f"unknown class_loss {self.class_loss!r}; valid: {', '.join(CLASS_LOSSES)}"
+            )
+        if self.focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
 
     def build_matcher(self) -> HungarianMatcher:
         return HungarianMatcher(self.class_weight, self.mask_weight, self.match_size)
@@ -92,7 +104,8 @@ class SetCriterion(nn.Module):
     all B*Q queries (unmatched ones must say "no object", index ``num_classes``), averaged
     with the class weights as PyTorch does (divided by the sum of the weights of the targets);
     the mask loss is summed over matched masks and divided by the number of target masks in
-    the batch (at least 1). The matcher is ``config.build_matcher()``.
+    the batch (at least 1). Both divisors are the global batch's under several processes
+    (``seqseg_lib.distributed``), as DETR does. The matcher is ``config.build_matcher()``.
     """
 
     def __init__(self, num_classes: int = 10, config: SetLossConfig | None = None) -> None:
@@ -124,18 +137,33 @@ class SetCriterion(nn.Module):
         batch_idx, src_idx = matched_queries(indices)
         matched = matched_targets(targets, indices, "labels")
         target_classes[batch_idx, src_idx] = matched.to(logits.device)
-        loss = F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
-        return {"loss_ce": loss}
+        if self.config.class_loss == "ce":
+            loss = F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
+        else:
+            loss = self.focal_loss(logits, target_classes)
+        # Both are means weighted by this batch's class weights; several processes average
+        # over the global batch's (the ratio is exactly 1 on one process).
+        weights = self.empty_weight[target_classes].sum()
+        return {"loss_ce": loss * (weights / global_count(weights))}
+
+    def focal_loss(self, logits: torch.Tensor, target_classes: torch.Tensor) -> torch.Tensor:
+        """Softmax focal loss of logits [B, Q, C + 1] and classes [B, Q]: ``-w_t (1 - p_t)^g
+        log p_t`` summed and divided by the sum of ``w_t``, the cross-entropy's averaging (g=0
+        gives the cross-entropy exactly)."""
+        log_p = logits.log_softmax(-1).gather(-1, target_classes[..., None])[..., 0]  # (B, Q)
+        weight = self.empty_weight[target_classes]  # (B, Q)
+        focus = (1 - log_p.exp()).clamp(min=0) ** self.config.focal_gamma
+        return -(weight * focus * log_p).sum() / weight.sum()
 
     def loss_dice(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
         pred, target = self._matched_masks(outputs, targets, indices)  # (M, HW) each
         loss = dice_loss(pred.sigmoid(), target).sum()
-        return {"loss_dice": loss / self._num_masks(targets)}
+        return {"loss_dice": loss / self._num_masks(targets, loss.device)}
 
     def loss_mask_bce(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
         pred, target = self._matched_masks(outputs, targets, indices)  # (M, HW) each
         loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none").mean(1).sum()
-        return {"loss_mask_bce": loss / self._num_masks(targets)}
+        return {"loss_mask_bce": loss / self._num_masks(targets, loss.device)}
 
     def _matched_masks(self, outputs, targets, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Matched mask logits, upsampled to the targets' size, and their targets: [M, HW]."""
@@ -146,5 +174,8 @@ class SetCriterion(nn.Module):
         return pred.flatten(1), target.to(pred).flatten(1)
 
     @staticmethod
-    def _num_masks(targets) -> float:
-        return max(sum(len(t["labels"]) for t in targets), 1)
+    def _num_masks(targets, device: torch.device) -> torch.Tensor:
+        """Target masks in the batch (over all processes: ``distributed.global_count``), at
+        least 1."""
+        count = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
+        return global_count(count).clamp(min=1)

@@ -52,7 +52,9 @@ def _trained_with(run_dir: Path) -> str:
     environment = json.loads(lines[-1]).get("environment") if lines else None
     if environment is None:
         return "not recorded (runs older than the record of their environment)"
-    return f"{environment['device']}, {environment['precision']}"
+    processes = environment.get("processes", 1)
+    where = environment["device"] + (f" x {processes} processes" if processes > 1 else "")
+    return f"{where}, {environment['precision']}"
 
 
 def save_table(table: pd.DataFrame, name: str, reports_dir: str | Path, meta: dict) -> Path:
@@ -177,7 +179,13 @@ def plot_curves(histories: dict[str, list[dict[str, Any]]], keys=("loss", "accur
         for colour, (name, records) in zip(colours, histories.items()):
             epochs = [r["epoch"] + 1 for r in records]
             axis.plot(epochs, [r["train"][key] for r in records], color=colour, alpha=0.35)
-            axis.plot(epochs, [r["val"][key] for r in records], color=colour, label=name)
+            validated = [r for r in records if "val" in r]  # see ``Config.validate_every``
+            axis.plot(
+                [r["epoch"] + 1 for r in validated],
+                [r["val"][key] for r in validated],
+                color=colour,
+                label=name,
+            )
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)
         axis.grid(alpha=0.3)

@@ -104,11 +104,13 @@ class Progress:
     def epoch_done(self, record: dict) -> None:
         if self.style == "none":
             return
-        train, val = record["train"], record["val"]
+        train, val = record["train"], record.get("val", {})
         message = (
             f"[{self.config.experiment}] epoch {record['epoch'] + 1}/{self.config.epochs} "
-            f"train loss {train['loss']:.4f} val loss {val['loss']:.4f}"
+            f"train loss {train['loss']:.4f}"
         )
+        if val:
+            message += f" val loss {val['loss']:.4f}"
         for key in ("accuracy", "miou", "dice_loss", "pq"):
             if key in val:
                 message += f" val {key} {val[key]:.4f}"

@@ -9,7 +9,7 @@ PACKAGE = REPO / "seqseg_lib"
 
 # From the bottom up: a module imports only modules of its own layer or of layers below it.
 LAYERS = [
-    ["seqseg_lib", "seqseg_lib.config", "seqseg_lib.devices"],
+    ["seqseg_lib", "seqseg_lib.config", "seqseg_lib.devices", "seqseg_lib.distributed"],
     ["seqseg_lib.data.labels", "seqseg_lib.data.io", "seqseg_lib.data.transforms"],
     [
         "seqseg_lib.data.cache",
@@ -33,6 +33,8 @@ LAYERS = [
     ["seqseg_lib.progress", "seqseg_lib.engine"],
     ["seqseg_lib.speed"],
     ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports", "seqseg_lib.scaling"],
+    ["seqseg_lib.studies"],
+    ["seqseg_lib.summary"],
     ["seqseg_lib.cli", "seqseg_lib.__main__"],
 ]
 LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}

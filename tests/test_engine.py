@@ -258,3 +258,16 @@ def test_load_or_train_reuses_a_run_stopped_at_max_steps(tmp_path):
     engine.load_or_train(dataclasses.replace(config, max_steps=None), tmp_path)
     assert engine.is_finished(run_dir)
     assert [r.get("partial", False) for r in engine.read_metrics(run_dir)] == [False, False]
+
+
+def test_validate_every_skips_validations_but_not_the_last_or_the_weights(tmp_path):
+    every = engine.train(smoke(epochs=5), tmp_path / "every")
+    sparse = engine.train(smoke(epochs=5, validate_every=2), tmp_path / "sparse")
+    assert ["val" in r for r in sparse] == [False, True, False, True, True]
+    assert sparse[-1]["val"] == every[-1]["val"]  # validation changes nothing of training
+    assert_same_weights(weights(tmp_path / "every"), weights(tmp_path / "sparse"))
+    assert (
+        reports.final_metrics(tmp_path / "sparse")["val_accuracy"] == every[-1]["val"]["accuracy"]
+    )
+    with pytest.raises(ValueError, match="validate_every must be a positive integer, got 0"):
+        smoke(validate_every=0)

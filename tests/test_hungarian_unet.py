@@ -99,3 +99,57 @@ def test_a_few_steps_on_one_batch_lower_the_hungarian_loss():
         optimizer.step()
         totals.append(float(total.detach()))
     assert totals[-1] < totals[0], totals
+
+
+def test_masked_class_head_follows_the_masks():
+    torch.manual_seed(0)
+    config = HungarianUNetConfig(num_queries=3, num_classes=4, base_width=4, class_head="masked")
+    model = HungarianUNet(config).eval()
+    features = torch.randn(1, 4, 16, 16)
+    left, right = torch.full((1, 3, 16, 16), -20.0), torch.full((1, 3, 16, 16), -20.0)
+    left[..., :8], right[..., 8:] = 20.0, 20.0
+    on_left, on_right = model.class_head(features, left), model.class_head(features, right)
+    assert on_left.shape == (1, 3, 5)
+    assert not torch.allclose(on_left, on_right)  # the class depends on where the mask is
+    # the mask-weighted mean of the features, then the MLP
+    expected = model.class_head.mlp(features[..., :8].mean((-2, -1))[:, None].expand(1, 3, 4))
+    torch.testing.assert_close(on_left, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_masked_class_head_adds_to_the_reports_and_leaves_masks_to_the_mask_loss():
+    torch.manual_seed(0)
+    config = HungarianUNetConfig(num_queries=5, base_width=4, class_head="masked")
+    model = HungarianUNet(config)
+    outputs = model(torch.randn(2, 3, 32, 32))
+    outputs["pred_logits"].logsumexp(-1).sum().backward()
+    grads = dict(model.named_parameters())
+    for name in ("class_embed.weight", "class_head.mlp.0.weight"):
+        assert grads[name].grad.abs().sum() > 0, name
+    assert grads["decoder.outc.weight"].grad is None  # detached mask weights
+
+
+def test_bert_layers_in_the_bottleneck():
+    config = HungarianUNetConfig(num_queries=4, base_width=4, bottleneck_layers=2)
+    model = HungarianUNet(config).eval()
+    assert len(model.bottleneck.encoder.encoder.layer) == 2
+    assert model.bottleneck.encoder.pooler is None  # nothing unused
+    outputs = model(torch.randn(2, 3, 32, 64))
+    assert outputs["pred_masks"].shape == (2, 4, 32, 64)
+    features = torch.randn(2, 64, 2, 4)
+    assert not torch.allclose(model.bottleneck(features), features)
+    plain = HungarianUNet(HungarianUNetConfig(num_queries=4, base_width=4))
+    width = 64  # 16 * base_width: 4 D^2 + 2 D 4D weights and biases, LayerNorms, positions
+    assert num_parameters(model) - num_parameters(plain) > 2 * 12 * width**2
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"class_head": "linear"}, "unknown class_head 'linear'; valid: pooled, masked"),
+        ({"bottleneck_layers": -1}, "bottleneck_layers must be >= 0"),
+        ({"bottleneck_layers": 1, "bottleneck_heads": 3}, "multiple of bottleneck_heads=3"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        HungarianUNetConfig(base_width=4, **settings)

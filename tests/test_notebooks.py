@@ -22,9 +22,16 @@ PROMISED = {
     "03_mnist_instance": ["tables/table_mnist_{mnist}.csv", "tables/table_mnist_{mnist}.md"]
     + ["figures/figure4_{mnist}.png", "figures/figure5_{mnist}.png"],
     "04_hungarian_unet": ["tables/table_panoptic_{tag}.csv", "tables/table_redundancy_{tag}.csv"]
+    + ["tables/table_ablation_{tag}.csv"]
     + [f"figures/figure{n}_{{tag}}.png" for n in (6, 7, 8, 9)],
     "05_scaling": ["tables/table_scaling_{tag}.csv", "tables/table_scaling_slopes_{tag}.csv"]
     + ["tables/table_patches_{tag}.csv", "figures/figure_scaling_{tag}.png"],
+    "06_extensions": [
+        "tables/table_mask_heads_{mnist}.csv",
+        "figures/figure_mask_heads_{mnist}.png",
+    ]
+    + ["tables/table_class_loss_{tag}.csv", "tables/table_bottleneck_{tag}.csv"]
+    + ["tables/table_per_class_iou_{tag}.csv", "figures/figure_per_class_iou_{tag}.png"],
 }
 
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import torch
 
-from seqseg_lib import reports
+from seqseg_lib import reports, summary
 
 
 def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
         meta = {"profile": "cpu", "dataset": dataset, "device": "cpu", "seed": "0", "date": "x"}
         table1(80.0, 78.0, 0.6).to_csv(folder / f"table1_{dataset}_cpu.csv")
         (folder / f"table1_{dataset}_cpu.json").write_text(json.dumps(meta))
-    text = reports.summarize(tmp_path).read_text()
+    text = summary.summarize(tmp_path).read_text()
     assert text.index("— camvid, cpu profile") < text.index("— synthetic, cpu profile")
     assert text.count("U-Net ahead by 2.00 points") == 2 and "nan" not in text
     assert "_profile: cpu, dataset: camvid, device: cpu, seed: 0, date: x_" in text
@@ -144,7 +144,7 @@ def test_redundancy_rows_are_words_and_the_claim_reads_them_back():
     result = dict.fromkeys(reports.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
     table = reports.redundancy_table(result)
     assert list(table.index) == list(reports.REDUNDANCY_ROWS.values())
-    assert "Lots of redundant detections: reproduced" in reports._CLAIMS["table_redundancy"](table)
+    assert "Lots of redundant detections: reproduced" in summary._CLAIMS["table_redundancy"](table)
 
 
 def test_summarize_links_the_figures_of_each_table(tmp_path):
@@ -154,7 +154,7 @@ def test_summarize_links_the_figures_of_each_table(tmp_path):
     table1(80.0, 78.0, 0.6).to_csv(tmp_path / "tables" / "table1_camvid_cpu.csv")
     (tmp_path / "tables" / "table1_camvid_cpu.json").write_text(json.dumps(meta))
     (tmp_path / "figures" / "figure1_camvid_cpu.png").write_bytes(b"")
-    text = reports.summarize(tmp_path).read_text()
+    text = summary.summarize(tmp_path).read_text()
     assert "Figures: [Figure 1: segmentation maps](figures/figure1_camvid_cpu.png)." in text
     assert "figure2_camvid_cpu" not in text  # not written: not linked
 

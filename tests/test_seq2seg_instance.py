@@ -54,3 +54,35 @@ def test_seeded_regression():
     assert float(outputs["pred_masks"].sum()) == pytest.approx(125.888718, abs=1e-2)
     expected = [-1.450769, 1.181082, 0.168526, -0.161775]
     assert outputs["pred_logits"][0, 0, :4].tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_dot_product_mask_head_shapes_and_subgrid():
+    dot = replace(SMALL, mask_head="dot", mask_dim=8)
+    model = Seq2SegInstance(dot).eval()
+    assert model.mask_head.subgrid == 4  # 32 * 8 / 64: a 4x4 grid of cells in each 8x8 patch
+    outputs = model(torch.rand(3, 1, 64, 64))
+    assert outputs["pred_masks"].shape == (3, 6, 32, 32)
+    heatmap = Seq2SegInstance(replace(dot, mask_size=8)).eval()  # r = 1: the patch grid
+    assert heatmap.mask_head.subgrid == 1
+    assert heatmap(torch.rand(1, 1, 64, 64))["pred_masks"].shape == (1, 6, 8, 8)
+
+
+def test_dot_product_masks_are_query_embedding_times_cell_embedding():
+    torch.manual_seed(0)
+    model = Seq2SegInstance(replace(SMALL, mask_head="dot", mask_dim=8)).eval()
+    head = model.mask_head
+    queries, patches = torch.randn(1, 2, 32), torch.randn(1, 64, 32)  # 8x8 patches of 8x8
+    masks = head(queries, patches, (8, 8))  # (1, 2, 32, 32)
+    # pixel (y, x) lies in patch (y // 4, x // 4), cell (y % 4, x % 4) of its 4x4 grid
+    y, x = 13, 22
+    patch, cell = (y // 4) * 8 + x // 4, (y % 4) * 4 + x % 4
+    cells = head.patch_proj(patches[0, patch]).view(4 * 4, 8)  # (r*r, E)
+    expected = head.query_proj(queries[0]) @ cells[cell]  # (2,)
+    torch.testing.assert_close(masks[0, :, y, x], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_mask_head_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown mask_head 'conv'"):
+        replace(SMALL, mask_head="conv")
+    with pytest.raises(ValueError, match="mask_size .30. to be a multiple of the patch grid"):
+        replace(SMALL, mask_head="dot", mask_size=30)

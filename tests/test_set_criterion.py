@@ -96,3 +96,28 @@ def test_matched_queries_are_the_ones_supervised():
 def test_unknown_mask_loss_is_refused():
     with pytest.raises(ValueError, match="mask_loss 'focal'; valid: dice, bce"):
         SetLossConfig(mask_loss="focal")
+
+
+def test_focal_loss_with_gamma_0_is_the_cross_entropy():
+    outputs, targets = tiny_case()
+    outputs["pred_logits"] = torch.randn(1, 2, 3, generator=torch.Generator().manual_seed(0))
+    ce = SetCriterion(2)(outputs, targets)["loss_ce"]
+    focal = SetCriterion(2, SetLossConfig(class_loss="focal", focal_gamma=0.0))
+    torch.testing.assert_close(focal(outputs, targets)["loss_ce"], ce)
+
+
+def test_focal_loss_by_hand():
+    outputs, targets = tiny_case()
+    outputs["pred_logits"][0, 1] = torch.tensor([0.0, 0.0, math.log(4)])  # p(no-object) = 2/3
+    criterion = SetCriterion(2, SetLossConfig(class_loss="focal", focal_gamma=2.0))
+    loss = float(criterion(outputs, targets)["loss_ce"])
+    # query 0: class 1, p = 1/3; query 1: no object (weight 0.5), p = 2/3
+    expected = (1 * (2 / 3) ** 2 * math.log(3) + 0.5 * (1 / 3) ** 2 * -math.log(2 / 3)) / 1.5
+    assert loss == pytest.approx(expected, abs=1e-6)
+
+
+def test_unknown_class_loss_is_refused():
+    with pytest.raises(ValueError, match="unknown class_loss 'hinge'; valid: ce, focal"):
+        SetLossConfig(class_loss="hinge")
+    with pytest.raises(ValueError, match="focal_gamma must be >= 0"):
+        SetLossConfig(class_loss="focal", focal_gamma=-1.0)

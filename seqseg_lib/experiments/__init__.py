@@ -68,8 +68,9 @@ def build_config(
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; valid config fields: {valid}")
-    if overrides.get("max_steps") is not None:
-        check_positive_int("max_steps", overrides["max_steps"])
+    for name in ("max_steps", "validate_every"):
+        if overrides.get(name) is not None:
+            check_positive_int(name, overrides[name])
     if overrides.get("amp") is None:
         overrides["amp"] = profile == "paper" and fast_bfloat16(overrides.get("device", "auto"))
     if overrides.get("data_root") is not None:  # where the data is, wherever the run goes on

@@ -102,11 +102,12 @@ def build_bert_encoder(
     max_positions: int = 512,
     dropout: float = 0.1,
     attention: str = "sdpa",
+    pooler: bool = True,
 ) -> "BertModel":
     """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
     table would be unused), SDPA attention (or ``attention="eager"``), BERT's pooler kept (as
     in the report's ``BertModel``; it is unused and its 0.6M parameters count in Table 1's
-    50.8M).
+    50.8M; ``pooler=False`` leaves it out).
 
     ``transformers`` is imported here, when a model is built, rather than with the module: its
     import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
@@ -124,7 +125,7 @@ def build_bert_encoder(
         attention_probs_dropout_prob=dropout,
         attn_implementation=attention,
     )
-    return BertModel(config)
+    return BertModel(config, add_pooling_layer=pooler)
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

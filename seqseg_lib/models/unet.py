@@ -72,10 +72,14 @@ class UNetDecoder(nn.Module):
         self.outc = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.outc(self.expand(features))  # (B, out_channels, H, W)
+
+    def expand(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The features of the last level, before the 1x1 output convolution: [B, w, H, W]."""
         x = features[-1]
         for up, skip in zip(self.ups, reversed(features[:-1])):
             x = up(x, skip)
-        return self.outc(x)
+        return x
 
 
 @dataclass(frozen=True)

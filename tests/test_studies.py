@@ -1,0 +1,101 @@
+"""Studies beyond the report (``seqseg_lib.studies``): variants, their run names and tables,
+and the verdicts computed from the tables."""
+
+import pandas as pd
+import pytest
+
+from seqseg_lib import engine, studies
+from seqseg_lib.experiments import build_config
+from seqseg_lib.studies import Variant
+
+
+def test_variant_names_say_what_differs_from_the_preset():
+    def name(variant, profile="cpu"):
+        return studies.variant_name(studies.variant_config(variant, profile, None))
+
+    assert name(Variant("report", "hungarian-unet", short=False)) == ""
+    assert name(Variant("short", "hungarian-unet")) == "short"
+    masked = Variant("m", "hungarian-unet", {"class_head": "masked"}, {"match_size": None})
+    assert name(masked) == "short-class_head=masked-match_size=none"
+    assert name(Variant("d", "mnist-easy", {"mask_head": "dot"}, short=False)) == "mask_head=dot"
+    # a setting equal to the preset's is no difference: two studies share the run
+    same = Variant("same", "hungarian-unet", loss={"class_weight": 0.1})
+    assert name(same) == name(Variant("short", "hungarian-unet"))
+
+
+def test_short_budget_is_a_quarter_of_the_cpu_profile():
+    full = build_config("hungarian-unet", "cpu")
+    short = studies.variant_config(Variant("s", "hungarian-unet"), "cpu", None)
+    assert short.epochs * short.num_train * 4 == full.epochs * full.num_train
+    fractions = [epoch / short.epochs for epoch, _ in short.lr_milestones]
+    assert fractions == [
+        epoch / full.epochs for epoch, _ in full.lr_milestones
+    ]  # Sec. 4's 1/3, 2/3
+
+
+def test_studies_ask_for_distinct_runs():
+    for study in (studies.HUNGARIAN_ABLATION, studies.CLASS_LOSS_STUDY, studies.MASK_HEAD_STUDY):
+        configs = [studies.variant_config(v, "cpu", None) for v in study]
+        names = [(c.experiment, studies.variant_name(c)) for c in configs]
+        assert len(set(names)) == len(names)
+
+
+@pytest.mark.slow
+def test_panoptic_study_table_from_smoke_runs(tmp_path):
+    variants = studies.BOTTLENECK_STUDY
+    runs = studies.train_variants(variants, "smoke", None, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hungarian-unet-bottleneck_layers=2-synthetic-smoke-seed0",
+        "hungarian-unet-synthetic-smoke-seed0",
+    ]
+    table = studies.panoptic_study_table(runs, {v.label: 0.5 for v in variants})
+    record = engine.read_metrics(runs["plain bottleneck"])[-1]
+    assert table.loc["plain bottleneck", "PQ"] == round(100 * record["val"]["pq"], 2)
+    assert table.loc["plain bottleneck", "training scenes"] == 8
+    assert list(table["training step (s)"]) == [0.5, 0.5]
+
+
+def test_class_loss_verdicts():
+    labels = [v.label for v in studies.CLASS_LOSS_STUDY[:3]]
+    table = pd.DataFrame(
+        {"duplicates per image": [1.0, 0.5, 0.5], "PQ": [20.0, 19.5, 18.0]}, index=labels
+    )
+    lines = studies.class_loss_claim(table).splitlines()
+    assert lines[0].endswith(
+        "fewer redundant detections (judged: fewer duplicates, PQ down by at most 1 point)."
+    )
+    assert "no fewer redundant detections" in lines[1]  # PQ down 2 points
+
+
+def test_bottleneck_and_mask_head_verdicts():
+    table = pd.DataFrame(
+        {"PQ": [20.0, 21.0], "PQ things": [2.0, 3.0], "training step (s)": [1.0, 1.5]},
+        index=["plain", "bert"],
+    )
+    assert "+1.0 points" in studies.bottleneck_claim(table)
+    assert "at 1.50x the step time: improves" in studies.bottleneck_claim(table)
+    rows = {}
+    for mode in ("easy", "hard"):
+        rows[f"{mode}, linear mask head (Sec. 3.2)"] = {
+            "Dice loss": 0.2,
+            "AP75 (%)": 10.0,
+            "accuracy (%)": 90.0,
+        }
+        rows[f"{mode}, dot-product mask head (Sec. 3.5)"] = {
+            "Dice loss": 0.1 if mode == "easy" else 0.3,
+            "AP75 (%)": 20.0,
+            "accuracy (%)": 91.0,
+        }
+    lines = studies.mask_head_claim(pd.DataFrame(rows).T).splitlines()
+    assert lines[0].endswith(": better masks.") and lines[1].endswith(": no better masks.")
+
+
+def test_per_class_iou_names_the_ignored_classes():
+    table = pd.DataFrame(
+        {"U-Net": [90.0, 2.0, float("nan"), 80.0, 40.0]},
+        index=["road", "pole", "train", "pixel accuracy", "mIoU"],
+    )
+    claim = studies.per_class_iou_claim(table)
+    assert claim == ("U-Net: pixel accuracy 80.0%, mIoU 40.0%; 1 of 2 classes below 5% IoU (pole).")
+    figure = studies.figure_per_class_iou(table)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["road", "pole", "train"]
