@@ -97,6 +97,7 @@ def train_variants(
 # -- the Hungarian U-Net: what keeps it from separating cars (notebook 04) ---------------------
 _REPORT_HEAD = {"class_head": "pooled"}
 _MASKED_HEAD = {"class_head": "masked"}
+_COORDINATES = {"coordinates": True}
 _REPORT_MATCH = {"match_size": (32, 64)}  # Sec. 4
 _CROP_MATCH = {"match_size": None}  # the targets' resolution: the crop's
 
@@ -110,10 +111,17 @@ HUNGARIAN_ABLATION = [
         "masked class head, matching at the crop's", "hungarian-unet", _MASKED_HEAD, _CROP_MATCH
     ),
     Variant(
-        "masked class head, class weight 1",
+        "class weight 1 (loss and matching)",
         "hungarian-unet",
-        _MASKED_HEAD,
+        _REPORT_HEAD,
         _REPORT_MATCH | {"class_weight": 1.0},
+    ),
+    Variant("coordinate channels", "hungarian-unet", _REPORT_HEAD | _COORDINATES, _REPORT_MATCH),
+    Variant(
+        "masked class head, coordinate channels, matching at the crop's",
+        "hungarian-unet",
+        _MASKED_HEAD | _COORDINATES,
+        _CROP_MATCH,
     ),
     Variant(
         "masked class head, U-Net width 32",

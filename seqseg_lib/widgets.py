@@ -14,8 +14,9 @@ segment has its own colour.
 Nothing blocks and nothing needs a browser: the figure is rendered to PNG bytes (Agg, no
 pyplot state) into an ``ipywidgets.Image``, and the current state is exposed as attributes
 (``image_index``, ``dataset_key``, ``shown_queries``, ``titles``, ``png``) for tests and
-headless notebooks. Displayed, it also carries a PNG of its current state, which an executed
-notebook keeps where no widget can run.
+headless notebooks. The titles are also written out as text under the picture (``caption``),
+for screen readers and for tests in a browser. Displayed, it also carries a PNG of its
+current state, which an executed notebook keeps where no widget can run.
 """
 
 import base64
@@ -113,7 +114,9 @@ class QueryInspector:
         )
         self.page_slider = widgets.IntSlider(value=0, min=0, max=0, description="page")
         self.image_widget = widgets.Image(format="png")
-        rows = [self.image_slider, self.threshold_slider, self.page_slider, self.image_widget]
+        self.caption = widgets.HTML()
+        rows = [self.image_slider, self.threshold_slider, self.page_slider]
+        rows += [self.image_widget, self.caption]
         if len(self.datasets) > 1:
             rows.insert(0, self.mode_toggle)
         self.widget = widgets.VBox(rows)
@@ -178,6 +181,20 @@ class QueryInspector:
         self.titles = [self._title(q, prediction, target) for q in self.shown_queries]
         self.png = self._render(outputs, target, confident)
         self.image_widget.value = self.png
+        self.caption.value = self._caption(confident)
+
+    def _caption(self, confident: torch.Tensor) -> str:
+        """The shown queries' titles as text, in the order of the picture."""
+        where = f"{self.dataset_key} image" if self.dataset_key else "image"
+        items = [
+            f"<li>{title.replace(chr(10), ', ')}{'' if confident[query] else ' (below)'}</li>"
+            for query, title in zip(self.shown_queries, self.titles)
+        ]
+        threshold = self.threshold_slider.value
+        head = f"{where} {self.image_index}, threshold {threshold:.2f}"
+        if not items:
+            return f"<p>{head}: no query above the threshold</p>"
+        return f'<p>{head}:</p><ul class="seqseg-queries">{"".join(items)}</ul>'
 
     def _match(self, outputs: dict, target: dict | None) -> dict[int, int]:
         if target is None or len(target["labels"]) == 0:

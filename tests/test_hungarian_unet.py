@@ -153,3 +153,21 @@ def test_bert_layers_in_the_bottleneck():
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         HungarianUNetConfig(base_width=4, **settings)
+
+
+def test_coordinate_channels_tell_positions_apart():
+    from seqseg_lib.models.hungarian_unet import add_coordinates
+
+    images = torch.zeros(2, 3, 4, 8)
+    extended = add_coordinates(images)
+    assert extended.shape == (2, 5, 4, 8)
+    assert extended[0, 3, :, 0].tolist() == pytest.approx([-1, -1 / 3, 1 / 3, 1])  # rows
+    assert extended[1, 4, 0, [0, -1]].tolist() == [-1.0, 1.0]  # columns
+    torch.manual_seed(0)
+    config = HungarianUNetConfig(num_queries=2, base_width=4, coordinates=True)
+    model = HungarianUNet(config).eval()
+    assert model.encoder.inc[0].in_channels == 5
+    blank = torch.zeros(1, 3, 32, 32)
+    with torch.no_grad():
+        masks = model(blank)["pred_masks"]  # a uniform image: only the coordinates vary
+    assert masks[0, 0, 16, 4] != masks[0, 0, 16, 27]

@@ -65,7 +65,7 @@ def test_threshold_hides_queries_when_asked(model, datasets):
     objects = predict_queries(outputs["pred_logits"]).predicts_object
     assert 0 < objects.sum() < 6, "the untrained model says 'no object' for some queries only"
     assert inspector.shown_queries == objects.nonzero()[:, 0].tolist(), "threshold 0: objects"
-    assert len(inspector.widget.children) == 4, "no easy/hard toggle for a single dataset"
+    assert inspector.mode_toggle not in inspector.widget.children, "no toggle for one dataset"
     inspector.threshold_slider.value = 1.0
     assert inspector.shown_queries == [] and inspector.titles == []
     greyed = QueryInspector(model, datasets["easy"], threshold=1.0)
@@ -129,3 +129,13 @@ def test_titles_use_the_words_of_the_figures(model, datasets):
     for query, title in zip(inspector.shown_queries, inspector.titles):
         assert title.split("\n")[0] == prediction.describe(query, inspector.class_names)
         assert re.fullmatch(r"q\d+: (\d|no object) \(\d\.\d\d\)", title.split("\n")[0])
+
+
+def test_the_caption_writes_the_titles_out(model, datasets):
+    inspector = QueryInspector(model, datasets)
+    caption = inspector.caption.value
+    assert caption.startswith("<p>easy image 0, threshold 0.50:</p>")
+    assert caption.count("<li>") == len(inspector.titles)
+    assert inspector.titles[0].replace("\n", ", ") in caption
+    inspector.image_slider.value = 1
+    assert "easy image 1" in inspector.caption.value

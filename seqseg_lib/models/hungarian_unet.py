@@ -1,6 +1,7 @@
 """Hungarian U-Net (Sec. 4): a U-Net whose output channels are object queries.
 
     images [B, 3, H, W]
+      -> (optional) + 2 channels of pixel coordinates                  (ours: CoordConv)
       -> UNetEncoder                      features, the last (bottleneck) [B, 16w, H/16, W/16]
       -> (optional) BERT layers over the bottleneck's H/16 x W/16 positions       (Sec. 5)
       -> UNetDecoder with Q channels      pred_masks  [B, Q, H, W]      one mask per query
@@ -38,6 +39,7 @@ class HungarianUNetConfig:
     class_hidden: int = 256  # "masked" head: width of its hidden layer
     bottleneck_layers: int = 0  # BERT layers over the bottleneck (Sec. 5's proposal); 0: none
     bottleneck_heads: int = 8
+    coordinates: bool = False  # ours: see ``add_coordinates``
     in_channels: int = 3
 
     def __post_init__(self) -> None:
@@ -52,6 +54,22 @@ class HungarianUNetConfig:
                 f"the bottleneck's width 16 * base_width = {16 * self.base_width} must be a "
                 f"multiple of bottleneck_heads={self.bottleneck_heads}"
             )
+
+
+def add_coordinates(images: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C + 2, H, W]: the row and column of every pixel, in [-1, 1]
+    (CoordConv, Liu et al. 2018; SOLO's mask branch does the same).
+
+    A U-Net is translation-equivariant: two identical cars give identical responses in every
+    output channel, wherever they are, so a query channel cannot take one car and leave the
+    other but through the image's borders. Coordinates let a query's mask depend on position,
+    as DETR's object queries attend to positional encodings.
+    """
+    batch, _, height, width = images.shape
+    rows = torch.linspace(-1, 1, height, device=images.device, dtype=images.dtype)
+    cols = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))  # (2, H, W)
+    return torch.cat([images, grid.expand(batch, -1, -1, -1)], dim=1)  # (B, C + 2, H, W)
 
 
 class MaskedClassHead(nn.Module):
@@ -125,7 +143,8 @@ class HungarianUNet(nn.Module):
         super().__init__()
         self.config = config = config or HungarianUNetConfig()
         self.num_queries, self.num_classes = config.num_queries, config.num_classes
-        self.encoder = UNetEncoder(config.in_channels, config.base_width)
+        in_channels = config.in_channels + 2 * config.coordinates
+        self.encoder = UNetEncoder(in_channels, config.base_width)
         self.bottleneck = (
             BottleneckTransformer(
                 self.encoder.out_channels, config.bottleneck_layers, config.bottleneck_heads
@@ -144,6 +163,8 @@ class HungarianUNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         check_divisible(images, 16)
+        if self.config.coordinates:
+            images = add_coordinates(images)  # (B, 3 + 2, H, W)
         features = self.encoder(images)  # [(B, w, H, W), ..., (B, 16w, H/16, W/16)]
         features[-1] = self.bottleneck(features[-1])  # (B, 16w, H/16, W/16)
         decoded = self.decoder.expand(features)  # (B, w, H, W)
