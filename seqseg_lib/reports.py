@@ -456,18 +456,24 @@ MNIST_COLUMNS = {
 }
 
 
+def mnist_values(final: dict[str, Any], columns: dict[str, str]) -> dict[str, float]:
+    """A run's validation metrics (``final_metrics``) under their ``columns`` names: rates in
+    percent, the Dice loss as the report gives it (0 to 1)."""
+    return {
+        column: round(final[f"val_{key}"], 4)
+        if key == "dice_loss"
+        else _percent(final[f"val_{key}"])
+        for key, column in columns.items()
+        if f"val_{key}" in final
+    }
+
+
 def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """Validation metrics of each run (rows), with the report's two numbers per mode."""
     rows = {}
     for name, run_dir in run_dirs.items():
         final = final_metrics(run_dir)
-        row = {
-            column: round(final[f"val_{key}"], 4)
-            if key == "dice_loss"
-            else _percent(final[f"val_{key}"])
-            for key, column in MNIST_COLUMNS.items()
-            if f"val_{key}" in final
-        }
+        row = mnist_values(final, MNIST_COLUMNS)
         mode = "hard" if "hard" in name else "easy"
         if "BCE" not in name:
             report = REPORT_MNIST[mode]

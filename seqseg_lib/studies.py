@@ -22,8 +22,8 @@ import pandas as pd
 from seqseg_lib.config import Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.engine import load_config, load_or_train, read_metrics
-from seqseg_lib.experiments import build_config
-from seqseg_lib.reports import REPORT_MNIST, _percent, final_metrics
+from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.reports import REPORT_MNIST, _percent, final_metrics, mnist_values
 from seqseg_lib.speed import measure_step_time
 
 # A quarter of the Hungarian U-Net's training: half the scenes for half the epochs, with the
@@ -123,12 +123,6 @@ HUNGARIAN_ABLATION = [
         _MASKED_HEAD | _COORDINATES,
         _CROP_MATCH,
     ),
-    Variant(
-        "masked class head, U-Net width 32",
-        "hungarian-unet",
-        _MASKED_HEAD | {"base_width": 32},
-        _REPORT_MATCH,
-    ),
 ]
 
 # Validation metrics of a Hungarian U-Net run -> column (in %, except counts per image).
@@ -213,12 +207,9 @@ def mask_head_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     rows = {}
     for label, run_dir in run_dirs.items():
         final = final_metrics(run_dir)
-        row = {
-            column: round(final[f"val_{key}"], 4)
-            if key == "dice_loss"
-            else _percent(final[f"val_{key}"])
-            for key, column in MASK_COLUMNS.items()
-        }
+        row = mnist_values(final, MASK_COLUMNS)
+        model = build_model(load_config(run_dir))
+        row["parameters (M)"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
         report = REPORT_MNIST[label.split(",")[0]]
         row["report accuracy (%)"] = 100 * report["accuracy"]
         row["report Dice loss"] = report["dice_loss"]
