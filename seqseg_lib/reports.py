@@ -14,6 +14,7 @@ import torch
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from seqseg_lib.data import build_dataset
 from seqseg_lib.data.labels import CITYSCAPES, LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
 from seqseg_lib.engine import prepare, read_metrics
@@ -132,6 +133,21 @@ def spread_indices(size: int, count: int) -> list[int]:
     """``count`` indices spread evenly over ``range(size)`` (consecutive CamVid frames are
     near duplicates)."""
     return sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+# CamVid's validation split is one drive (the 101 frames of sequence 0016E5): Figure 1 takes
+# its scenes from the test split (sequences 0001TP and Seq05VD), on which no model trained.
+FIGURE_SPLITS = {"camvid": "test"}
+
+
+def figure_scenes(config, val_set) -> tuple[Any, str]:
+    """The dataset Figure 1 draws its scenes from, and its split: ``val_set``, or the split of
+    ``FIGURE_SPLITS`` (all its images, centre crops like validation)."""
+    split = FIGURE_SPLITS.get(config.dataset, "val")
+    if split == "val":
+        return val_set, split
+    common = {"resize": config.resize, "crop": config.crop, "seed": config.seed}
+    return build_dataset(config.dataset, config.data_root, split, **common), split
 
 
 def diverse_indices(dataset, count: int) -> list[int]:
