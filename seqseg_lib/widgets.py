@@ -181,17 +181,21 @@ class QueryInspector:
         self.titles = [self._title(q, prediction, target) for q in self.shown_queries]
         self.png = self._render(outputs, target, confident)
         self.image_widget.value = self.png
-        self.caption.value = self._caption(confident)
+        self.caption.value = self._caption(confident, target)
 
-    def _caption(self, confident: torch.Tensor) -> str:
-        """The shown queries' titles as text, in the order of the picture."""
+    def _caption(self, confident: torch.Tensor, target: dict | None) -> str:
+        """The ground truth and the shown queries' titles as text, in the order of the
+        picture."""
         where = f"{self.dataset_key} image" if self.dataset_key else "image"
+        where = f"{where} {self.image_index}"
+        if target is not None and len(target["labels"]):
+            where = f"{where} (GT: {self._gt_summary(target)})"
         items = [
             f"<li>{title.replace(chr(10), ', ')}{'' if confident[query] else ' (below)'}</li>"
             for query, title in zip(self.shown_queries, self.titles)
         ]
         threshold = self.threshold_slider.value
-        head = f"{where} {self.image_index}, threshold {threshold:.2f}"
+        head = f"{where}, threshold {threshold:.2f}"
         if not items:
             return f"<p>{head}: no query above the threshold</p>"
         return f'<p>{head}:</p><ul class="seqseg-queries">{"".join(items)}</ul>'
@@ -263,6 +267,13 @@ class QueryInspector:
             instance_map[mask.numpy()] = k + 1
         colours = segment_colours(len(target["masks"]))  # one per segment, black background
         axis.imshow(colours[instance_map.astype(int)], interpolation="nearest")
+        axis.set_title(f"GT: {self._gt_summary(target, most=4)}", fontsize=8, wrap=True)
+
+    def _gt_summary(self, target: dict, most: int | None = None) -> str:
+        """'11 person, bus, ...': the ground truth's classes, most segments first, the first
+        ``most`` of them (the rest counted)."""
         counts = Counter(self.class_names[int(label)] for label in target["labels"])
-        summary = ", ".join(f"{n} {name}" if n > 1 else name for name, n in counts.items())
-        axis.set_title(f"GT: {summary}", fontsize=8, wrap=True)
+        parts = [f"{n} {name}" if n > 1 else name for name, n in counts.most_common()]
+        if most is not None and len(parts) > most:
+            parts = parts[:most] + [f"+{len(parts) - most} more"]
+        return ", ".join(parts)

@@ -67,6 +67,10 @@ def lab(tmp_path_factory):
     root.mkdir()
     lab_copy("03_mnist_instance.ipynb", root, runs, reports, bce_modes=[])
     lab_copy("04_hungarian_unet.ipynb", root, runs, reports, ablation=False)
+    # no "Jupyter news?" prompt over the screenshots (the setting of JupyterLab 4's notifications)
+    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port, token = free_port(), secrets.token_hex(16)
     env = os.environ | {
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),

@@ -134,7 +134,11 @@ def test_titles_use_the_words_of_the_figures(model, datasets):
 def test_the_caption_writes_the_titles_out(model, datasets):
     inspector = QueryInspector(model, datasets)
     caption = inspector.caption.value
-    assert caption.startswith("<p>easy image 0, threshold 0.50:</p>")
+    item = datasets["easy"][0]
+    digits = ", ".join(inspector.class_names[int(d)] for d in item["labels"])
+    assert caption.startswith("<p>easy image 0 (GT: ")
+    assert "), threshold 0.50:</p>" in caption
+    assert sorted(caption.split("(GT: ")[1].split(")")[0].split(", ")) == sorted(digits.split(", "))
     assert caption.count("<li>") == len(inspector.titles)
     assert inspector.titles[0].replace("\n", ", ") in caption
     inspector.image_slider.value = 1
