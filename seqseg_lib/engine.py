@@ -257,10 +257,10 @@ class Trainer:
                 f"batch_size {config.batch_size} (the global batch) does not divide among "
                 f"{self.world} processes: use a number of processes that divides it"
             )
+        check_run_config(config, self.run_dir)  # every process, before any of them writes
         if distributed.is_main():
             prepare_run_dir(config, self.run_dir)
         distributed.barrier()
-        check_run_config(config, self.run_dir)
         self.timer = PhaseTimer(timed, self.device)
         set_determinism(self.device)
         configure_device(self.device)
@@ -459,7 +459,10 @@ class Trainer:
         running = self.running
         n = max(running["num_batches"], 1) * self.world  # each process's loss is 1/N-th
         train = {k: v / n for k, v in distributed.merged(running["loss_sums"]).items()}
-        train |= self._merged(running["evaluator"], self.train_set).compute()
+        evaluator = merged_evaluator(
+            self.experiment, self.config, running["evaluator"], self.train_set
+        )
+        train |= evaluator.compute()
         record = {
             "epoch": self.position["epoch"],
             "global_step": self.position["global_step"],
@@ -477,14 +480,6 @@ class Trainer:
             with open(self.run_dir / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
         return record
-
-    def _merged(self, evaluator: Any, dataset: Dataset) -> Any:
-        """``evaluator`` with the states of every process merged into it."""
-        if self.world == 1:
-            return evaluator
-        merged = self.experiment.build_evaluator(self.config, dataset)
-        merged.load_state_dict(distributed.merged(evaluator.state_dict()))
-        return merged
 
     def _validates(self, epoch: int) -> bool:
         """Whether ``epoch``'s record holds a validation: every ``validate_every`` epochs, and
@@ -553,13 +548,19 @@ def evaluate_model(
         accumulate(running, losses, total, batch_size(images))
         evaluator.update(detach(outputs), targets)
     model.train(was_training)
-    if world > 1:
-        running = distributed.merged(running)
-        merged = experiment.build_evaluator(config, dataset)
-        merged.load_state_dict(distributed.merged(evaluator.state_dict()))
-        evaluator = merged
+    running = distributed.merged(running)
+    evaluator = merged_evaluator(experiment, config, evaluator, dataset)
     batches = max(running["num_batches"], 1)
     return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
+
+
+def merged_evaluator(experiment: Experiment, config: Config, evaluator: Any, dataset: Dataset):
+    """``evaluator`` with every process's state merged into a new one (itself on one process)."""
+    if distributed.world_size() == 1:
+        return evaluator
+    merged = experiment.build_evaluator(config, dataset)
+    merged.load_state_dict(distributed.merged(evaluator.state_dict()))
+    return merged
 
 
 def forward(

@@ -41,3 +41,12 @@ def mnist_root() -> Path:
 def untimed(records: list[dict]) -> list[dict]:
     """Per-epoch records without their wall-clock time, which no two runs share."""
     return [{k: v for k, v in r.items() if k != "train_seconds"} for r in records]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -12,7 +12,6 @@ Chromium or Playwright the test fails and says how to install them: it does not 
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO
+from conftest import REPO, free_port
 
 CHROMIUM = Path(os.environ.get("SEQSEG_CHROMIUM", "/usr/bin/chromium"))
 # Chromium as root, headless, without the background connections a closed network refuses
@@ -46,12 +45,6 @@ def lab_copy(name: str, root: Path, runs: Path, reports: Path, **parameters) -> 
     cell.source += "".join(f"\n{k} = {v!r}" for k, v in (values | parameters).items())
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(notebook, root / name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

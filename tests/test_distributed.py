@@ -4,11 +4,11 @@ gloo processes on CPU training what one process trains, and resuming after being
 import dataclasses
 import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import free_port
 
 from seqseg_lib import distributed, engine
 from seqseg_lib.experiments import build_config
@@ -57,12 +57,6 @@ def test_one_process_is_the_identity():
         assert distributed.global_count(count) is count
     assert distributed.merged({"a": 1}) == {"a": 1}
     assert distributed.shard_batches([3, 1, 2], 2, drop_last=False) == [3, 1, 2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, config, run_dir: str, stop_after: int) -> None:
