@@ -54,6 +54,7 @@ class Config:
     # data: resize then crop (Sec. 2.2), sizes as (H, W); None keeps the files' size
     resize: tuple[int, int] | None = (140, 280)
     crop: tuple[int, int] | None = (128, 256)
+    hflip: bool = False  # random horizontal flips of training crops (ours; Sec. 2.2: crops only)
     num_train: int | None = None  # None: the whole split
     num_val: int | None = None
     # the criterion's settings: a frozen dataclass (e.g. ``SetLossConfig``)

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from seqseg_lib.config import Config
+from seqseg_lib.config import RUN_CONTROL_FIELDS, Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.engine import load_config, load_or_train, read_metrics
 from seqseg_lib.experiments import build_config, build_model
@@ -38,14 +38,16 @@ SHORT_BUDGET = {
 @dataclass(frozen=True)
 class Variant:
     """One row of a study: ``label`` in the table, ``experiment``, the ``model`` and ``loss``
-    settings it changes (dicts, as ``build_config`` takes them), at the ``short`` budget or
-    the profile's own."""
+    settings it changes (dicts, as ``build_config`` takes them) and the ``training`` fields of
+    ``Config`` it changes (``lr``, ``epochs``, ...), at the ``short`` budget or the profile's
+    own."""
 
     label: str
     experiment: str
     model: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     short: bool = True
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def variant_config(variant: Variant, profile: str, dataset: str | None, **run: Any) -> Config:
@@ -57,17 +59,31 @@ def variant_config(variant: Variant, profile: str, dataset: str | None, **run: A
         dataset,
         model=variant.model,
         loss=variant.loss,
-        **(budget | run),
+        **(budget | variant.training | run),
     )
+
+
+# Config fields a run directory is already named after (``engine.run_name``), or that do not
+# change what a run computes.
+_NAMED_FIELDS = {"experiment", "profile", "dataset", "data_root", "seed", "model", "loss"}
 
 
 def variant_name(config: Config) -> str:
     """What a config changes from its profile's preset, as a run-directory suffix:
-    ``"short-class_head=masked-match_size=64x128"``; ``""`` for the preset itself."""
+    ``"short-class_head=masked-match_size=64x128"``, ``"lr=0.0001-num_layers=12"``; ``""``
+    for the preset itself. ``short`` stands for ``SHORT_BUDGET``'s epochs, scenes and
+    schedule."""
     preset = build_config(config.experiment, config.profile, config.dataset)
-    parts = (
-        ["short"] if config.epochs != preset.epochs or config.num_train != preset.num_train else []
-    )
+    budget = SHORT_BUDGET[config.profile]
+    short = bool(budget) and all(getattr(config, key) == value for key, value in budget.items())
+    parts = ["short"] if short else []
+    for item in dataclasses.fields(config):
+        name = item.name
+        if name in _NAMED_FIELDS or name in RUN_CONTROL_FIELDS or (short and name in budget):
+            continue
+        value = getattr(config, name)
+        if value != getattr(preset, name):
+            parts.append(f"{name}={_slug(value)}")
     for name in ("model", "loss"):
         mine, theirs = getattr(config, name), getattr(preset, name)
         for item in dataclasses.fields(mine):
@@ -78,8 +94,11 @@ def variant_name(config: Config) -> str:
 
 
 def _slug(value: Any) -> str:
+    """``(32, 64)`` -> ``32x64``; ``((5, 5e-4), (10, 1e-4))`` -> ``5x0.0005+10x0.0001``."""
+    if value == ():
+        return "none"
     if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
+        return ("+" if value and isinstance(value[0], tuple) else "x").join(_slug(v) for v in value)
     return str(value).lower()
 
 
@@ -122,6 +141,21 @@ HUNGARIAN_ABLATION = [
         "hungarian-unet",
         _MASKED_HEAD | _COORDINATES,
         _CROP_MATCH,
+    ),
+    # the two best of the quarter budget, at the profile's full budget
+    Variant(
+        "coordinate channels, full budget",
+        "hungarian-unet",
+        _REPORT_HEAD | _COORDINATES,
+        _REPORT_MATCH,
+        short=False,
+    ),
+    Variant(
+        "masked class head, coordinate channels, matching at the crop's, full budget",
+        "hungarian-unet",
+        _MASKED_HEAD | _COORDINATES,
+        _CROP_MATCH,
+        short=False,
     ),
 ]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from seqseg_lib import studies
+from seqseg_lib import fidelity, studies
 from seqseg_lib.plotting import to_markdown
 from seqseg_lib.reports import (
     _redundancy_from,
@@ -38,6 +38,10 @@ _TITLES = {
     "table_bottleneck": "Beyond the report: BERT layers in the Hungarian U-Net's bottleneck "
     "(Sec. 5's proposal)",
     "table_per_class_iou": "Beyond the report: what pixel accuracy hides, per-class IoU",
+    "table_skip_depth": "At the report's scale: the skip connection with the report's encoder "
+    "(Sec. 2.2)",
+    "table_depth": "At the report's scale: where the skip connection starts to matter",
+    "table_gap": "At the report's scale: what Seq2Seg's distance to U-Net depends on",
 }
 # Tables of our own studies: their verdicts answer our questions, not claims of the report.
 _STUDIES = {
@@ -46,6 +50,8 @@ _STUDIES = {
     "table_class_loss",
     "table_bottleneck",
     "table_per_class_iou",
+    "table_depth",
+    "table_gap",
 }
 # The figures each table is discussed with: (label, file name prefix).
 _FIGURES = {
@@ -57,6 +63,8 @@ _FIGURES = {
     "table_scaling": [("time and memory against the image size", "figure_scaling")],
     "table_mask_heads": [("dot-product masks on easy images", "figure_mask_heads")],
     "table_per_class_iou": [("per-class IoU", "figure_per_class_iou")],
+    "table_skip_depth": [("curves and depth", "figure_skip_depth")],
+    "table_depth": [("curves and depth", "figure_skip_depth")],
 }
 _CLAIMS = {
     "table1": compare_table1,
@@ -73,6 +81,9 @@ _CLAIMS = {
     "table_class_loss": studies.class_loss_claim,
     "table_bottleneck": studies.bottleneck_claim,
     "table_per_class_iou": studies.per_class_iou_claim,
+    "table_skip_depth": fidelity.skip_claim,
+    "table_depth": fidelity.depth_claim,
+    "table_gap": fidelity.gap_claim,
 }
 
 

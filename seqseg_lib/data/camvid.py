@@ -45,6 +45,7 @@ class CamVid(Dataset):
         resize: tuple[int, int] | None = (140, 187),
         crop: tuple[int, int] | None = (128, 176),
         train: bool | None = None,
+        hflip: bool = False,
         seed: int = 0,
         num_images: int | None = None,
         cache_dir: str | os.PathLike | None | bool = None,
@@ -67,6 +68,7 @@ class CamVid(Dataset):
             raise ValueError(f"no .png images found in {str(image_dir)!r}")
         self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
         self.train = split == "train" if train is None else train
+        self.hflip = hflip
         self.epoch = 0
         self.items = None
         if resize is not None:
@@ -86,7 +88,7 @@ class CamVid(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.decode(index) if self.items is None else self.items[index]
         generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, None, self.crop, generator)
+        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
         return sample | {"name": self.files[index][0].stem}
 
     def decode(self, index: int) -> dict[str, torch.Tensor]:

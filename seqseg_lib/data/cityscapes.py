@@ -53,6 +53,7 @@ class Cityscapes(Dataset):
         resize: tuple[int, int] | None = (140, 280),
         crop: tuple[int, int] | None = (128, 256),
         train: bool | None = None,
+        hflip: bool = False,
         seed: int = 0,
         num_images: int | None = None,
         cache_dir: str | os.PathLike | None | bool = None,
@@ -62,6 +63,7 @@ class Cityscapes(Dataset):
         self.root = check_cityscapes_root(resolve_root(root, "CITYSCAPES_DATASET", "Cityscapes"))
         self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
         self.train = split == "train" if train is None else train
+        self.hflip = hflip
         self.epoch = 0
         self.files = list_split(self.root, split)[:num_images]
         self.items = None
@@ -82,7 +84,7 @@ class Cityscapes(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.decode(index) if self.items is None else self.items[index]
         generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, None, self.crop, generator)
+        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
         name = self.files[index][0].name.removesuffix("_leftImg8bit.png")
         return sample | {"name": name}
 

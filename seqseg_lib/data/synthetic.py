@@ -34,7 +34,8 @@ class SyntheticCityscapes(Dataset):
     ``size`` (H, W) once, then cached. Sec. 2.2's transform follows: resize to ``resize``,
     then a random (``train``, default for the train split) or centre crop of ``crop``; the
     random crop is drawn from ``item_generator(seed, epoch, index)``, so ``set_epoch``
-    changes crops but never scenes. ``resize=None, crop=None`` returns the scene at ``size``.
+    changes crops but never scenes; ``hflip`` adds random horizontal flips of training crops.
+    ``resize=None, crop=None`` returns the scene at ``size``.
 
     Each scene is kept after its resize (0.5 MB at 140x280). ``prepare()`` renders them all at
     once into one tensor per key: DataLoader workers, forked afterwards, then read the scenes
@@ -55,6 +56,7 @@ class SyntheticCityscapes(Dataset):
         resize: tuple[int, int] | None = (140, 280),
         crop: tuple[int, int] | None = (128, 256),
         train: bool | None = None,
+        hflip: bool = False,
     ) -> None:
         if root is not None:
             raise ValueError(
@@ -73,6 +75,7 @@ class SyntheticCityscapes(Dataset):
         self.size = (int(size[0]), int(size[1]))
         self.resize, self.crop = resize, crop
         self.train = split == "train" if train is None else train
+        self.hflip = hflip
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._resized_cache: dict[int, dict[str, torch.Tensor]] = {}
@@ -136,7 +139,7 @@ class SyntheticCityscapes(Dataset):
         index %= self.num_images
         sample = self._resized(index)
         generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, None, self.crop, generator)
+        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
         return sample | {"name": f"synthetic_{self.split}_{index:06d}"}
 
     def _resized(self, index: int) -> dict[str, torch.Tensor]:

@@ -18,11 +18,14 @@ def resize_and_crop(
     resize: tuple[int, int] | None,
     crop: tuple[int, int] | None,
     generator: torch.Generator | None,
+    hflip: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Resize ``image`` [3, H, W] (bilinear) and the label maps [H, W] (nearest), then crop.
 
-    ``generator`` None gives the centre crop (validation), otherwise a random crop. Keys other
-    than ``image`` holding [H, W] tensors are treated as label maps.
+    ``generator`` None gives the centre crop (validation), otherwise a random crop, then, with
+    ``hflip``, a horizontal flip of every map with probability 1/2 (drawn after the crop, so
+    that the crops are those of a run without flips). Keys other than ``image`` holding
+    [H, W] tensors are treated as label maps.
     """
     out = dict(sample)
     if resize is not None:
@@ -47,4 +50,8 @@ def resize_and_crop(
         for key, value in out.items():
             if isinstance(value, torch.Tensor) and value.dim() >= 2:
                 out[key] = value[..., top : top + crop[0], left : left + crop[1]]
+    if hflip and generator is not None and bool(torch.rand(1, generator=generator) < 0.5):
+        for key, value in out.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 2:
+                out[key] = value.flip(-1)
     return out

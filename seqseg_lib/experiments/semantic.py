@@ -113,7 +113,12 @@ def build_street_datasets(config: Config) -> tuple[Dataset, Dataset]:
     crops); the Hungarian U-Net of Sec. 4 trains on the same."""
     common = {"resize": config.resize, "crop": config.crop, "seed": config.seed}
     train = build_dataset(
-        config.dataset, config.data_root, "train", num_images=config.num_train, **common
+        config.dataset,
+        config.data_root,
+        "train",
+        num_images=config.num_train,
+        hflip=config.hflip,
+        **common,
     )
     val = build_dataset(
         config.dataset, config.data_root, "val", num_images=config.num_val, **common

@@ -1,0 +1,239 @@
+"""The report's claims at the report's scale, where two CPU cores allow it (notebook 07).
+
+- ``skip_study``: the skip connection with the report's encoder (6 layers, 768 wide, 12
+  heads, FFN 3072; Sec. 2.2) on the profile's crop, every run the same fixed number of steps
+  at a constant learning rate: with skip at 1e-4, without at 1e-4 and at 5e-5 (Sec. 2.2).
+- ``depth_study``: where the skip connection starts to matter: 2, 4, 6 and 12 layers at the
+  ``cpu`` profile's width (256), with and without, at the report's 1e-4, same fixed steps.
+- ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
+  report's learning rate, three times the steps, horizontal flips (Sec. 2.2 uses random crops
+  only), 4x4 patches; notebook 01's Seq2Seg and U-Net runs are its first and last rows.
+
+Every study is a list of ``studies.Variant`` of the semantic experiments, trained by
+``studies.train_variants`` into run directories named after what they change.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from seqseg_lib.engine import load_config, read_metrics
+from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.reports import _percent, count_parameters, final_metrics
+from seqseg_lib.studies import Variant, variant_config, variant_name
+
+REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
+SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
+REPORT_LR, REPORT_NOSKIP_LR = 1e-4, 5e-5  # Sec. 2.2: with and without the skip connection
+
+# The same number of steps for every run of the skip and depth studies, at a constant rate.
+# ``cpu``: 6 epochs of 300 scenes in minibatches of 8, 222 steps.
+FIXED_STEPS = {
+    "smoke": {"lr_milestones": ()},
+    "cpu": {"epochs": 6, "num_train": 300, "batch_size": 8, "lr_milestones": ()},
+    "paper": {"lr_milestones": ()},
+}
+DEPTHS = {"smoke": (1, 2), "cpu": (2, 4, 6, 12), "paper": (2, 4, 6, 12)}
+# "The skip connection matters": with skip ahead of without by more than this many points of
+# validation accuracy, at equal depth, steps and learning rate.
+MATTERS_MARGIN = 2.0
+# "Fails to train": validation accuracy at most this many points above the majority class.
+FAILS_MARGIN = 1.0
+
+
+def _encoder(profile: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return {} if profile == "smoke" else settings  # ``smoke`` keeps its tiny encoder
+
+
+def skip_study(profile: str) -> list[Variant]:
+    """Sec. 2.2's three runs with the report's encoder, at ``FIXED_STEPS``."""
+    encoder, fixed = _encoder(profile, REPORT_ENCODER), FIXED_STEPS[profile]
+    return [
+        Variant(label, experiment, encoder, short=False, training=fixed | {"lr": lr})
+        for label, experiment, lr in (
+            ("with skip, lr 1e-4", "seq2seg", REPORT_LR),
+            ("without skip, lr 1e-4", "seq2seg-noskip", REPORT_LR),
+            ("without skip, lr 5e-5", "seq2seg-noskip", REPORT_NOSKIP_LR),
+        )
+    ]
+
+
+def depth_study(profile: str) -> list[Variant]:
+    """``DEPTHS`` layers at the small width, with and without skip, at 1e-4 and ``FIXED_STEPS``."""
+    training = FIXED_STEPS[profile] | {"lr": REPORT_LR}
+    return [
+        Variant(
+            f"{layers} layers, {'with' if skip else 'without'} skip",
+            "seq2seg" if skip else "seq2seg-noskip",
+            _encoder(profile, SMALL_ENCODER) | {"num_layers": layers},
+            short=False,
+            training=training,
+        )
+        for layers in DEPTHS[profile]
+        for skip in (True, False)
+    ]
+
+
+def gap_study(profile: str, dataset: str | None) -> list[Variant]:
+    """Seq2Seg as the profile trains it, then one change at a time, then U-Net."""
+    preset = build_config("seq2seg", profile, dataset)
+    scale = REPORT_LR / preset.lr  # the report's rate, the preset's schedule
+    report_rate = {
+        "lr": REPORT_LR,
+        "lr_milestones": tuple((epoch, lr * scale) for epoch, lr in preset.lr_milestones),
+    }
+    longer = {
+        "epochs": 3 * preset.epochs,
+        "lr_milestones": tuple((3 * epoch, lr) for epoch, lr in preset.lr_milestones),
+    }
+    variants = [
+        Variant("Seq2Seg (notebook 01)", "seq2seg", short=False),
+        Variant(
+            "the report's encoder, at its rate 1e-4",
+            "seq2seg",
+            _encoder(profile, REPORT_ENCODER),
+            short=False,
+            training=report_rate,
+        ),
+        Variant("three times the epochs", "seq2seg", short=False, training=longer),
+        Variant("random horizontal flips", "seq2seg", short=False, training={"hflip": True}),
+        Variant("4x4 patches", "seq2seg", {"patch_size": 4}, short=False),
+        Variant("U-Net (notebook 01)", "unet", short=False),
+    ]
+    # under ``paper`` the profile's Seq2Seg already is the report's encoder at 1e-4
+    changed = [v for v in variants[1:-1] if variant_name(variant_config(v, profile, dataset))]
+    return [variants[0], *changed, variants[-1]]
+
+
+# -- tables --------------------------------------------------------------------------------
+def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Per run: parameters, steps and learning rate, the last epoch's training loss, validation
+    accuracy and mIoU (%), the best validation accuracy on the way, and training minutes."""
+    rows = {}
+    for label, run_dir in run_dirs.items():
+        config, records = load_config(run_dir), read_metrics(run_dir)
+        final = final_metrics(run_dir)
+        validated = [r["val"]["accuracy"] for r in records if "val" in r]
+        rows[label] = {
+            "parameters (M)": round(count_parameters(build_model(config)) / 1e6, 2),
+            "steps": records[-1]["global_step"],
+            "lr": config.lr,
+            "train loss": round(final["train_loss"], 4),
+            "val accuracy (%)": _percent(final["val_accuracy"]),
+            "val mIoU (%)": _percent(final["val_miou"]),
+            "best val accuracy (%)": _percent(max(validated)),
+            "training (min)": round(sum(r["train_seconds"] for r in records) / 60, 1),
+        }
+    return pd.DataFrame(rows).T
+
+
+def with_baseline(table: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame:
+    """``table`` with the majority-class baseline (``reports.majority_class_scores``) as its
+    last row."""
+    row = {
+        "val accuracy (%)": _percent(baseline["accuracy"]),
+        "val mIoU (%)": _percent(baseline["miou"]),
+    }
+    return pd.concat([table, pd.DataFrame({f"majority class '{baseline['class']}'": row}).T])
+
+
+def depth_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``study_table`` of ``depth_study``'s runs, one row per depth: validation accuracy with
+    and without skip and the difference (points)."""
+    rows = {}
+    for label, row in table.iterrows():
+        layers, kind = label.split(" layers, ")
+        rows.setdefault(int(layers), {})[f"val accuracy {kind} (%)"] = row["val accuracy (%)"]
+    frame = pd.DataFrame(rows).T.rename_axis("layers")
+    frame["skip ahead by (points)"] = (
+        frame["val accuracy with skip (%)"] - frame["val accuracy without skip (%)"]
+    ).round(2)
+    return frame
+
+
+def skip_claim(table: pd.DataFrame) -> str:
+    """Sec. 2.2: without the skip connection Seq2Seg fails to train at 1e-4, the rate that
+    trains it with skip; it trains at 5e-5. Judged on ``skip_study``'s table (with baseline)."""
+    accuracy = table["val accuracy (%)"]
+    base = float(accuracy[[i for i in table.index if str(i).startswith("majority")][0]])
+    skip, noskip, noskip_slow = (accuracy.iloc[k] for k in range(3))
+    fails = noskip <= base + FAILS_MARGIN or noskip < skip - 5
+    steps = f"{int(table['steps'].iloc[0])} steps each"
+    lines = [
+        "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
+        f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
+        f"{_held(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
+        "Without skip it fails to train at 1e-4 (judged: within "
+        f"{FAILS_MARGIN:g} point of the majority class, or more than 5 points behind the run "
+        f"with skip): {_held(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        "Without skip it trains at 5e-5 (judged: more than "
+        f"{FAILS_MARGIN:g} point above the majority class): "
+        f"{_held(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
+    ]
+    return "\n".join(lines)
+
+
+def depth_claim(table: pd.DataFrame) -> str:
+    """From which depth the skip connection is ahead by more than ``MATTERS_MARGIN`` points."""
+    ahead = table["skip ahead by (points)"]
+    matters = [int(layers) for layers, points in ahead.items() if points > MATTERS_MARGIN]
+    listing = ", ".join(f"{int(layers)} layers {points:+.2f}" for layers, points in ahead.items())
+    where = f"from {min(matters)} layers on" if matters else "at none of these depths"
+    return (
+        f"The skip connection matters {where} (judged: with skip ahead by more than "
+        f"{MATTERS_MARGIN:g} points of validation accuracy; {listing})."
+    )
+
+
+def gap_claim(table: pd.DataFrame, tolerance: float = 5.0) -> str:
+    """Per change, Seq2Seg's gap to U-Net (the table's first and last rows are the profile's
+    Seq2Seg and U-Net); the target: within ``tolerance`` points."""
+    accuracy = table["val accuracy (%)"]
+    unet = accuracy.iloc[-1]
+    lines = []
+    for label in table.index[:-1]:
+        gap = unet - accuracy[label]
+        lines.append(
+            f"{label}: {accuracy[label]:.2f} against U-Net's {unet:.2f}, {gap:.2f} points "
+            f"behind ({table.loc[label, 'training (min)']:g} min): "
+            f"{'within' if gap <= tolerance else 'not within'} {tolerance:g} points."
+        )
+    return "\n".join(lines)
+
+
+def _held(holds: bool) -> str:
+    return "reproduced" if holds else "not reproduced"
+
+
+# -- figure --------------------------------------------------------------------------------
+def figure_skip_study(skip_runs: dict[str, Path], depths: pd.DataFrame) -> plt.Figure:
+    """Training loss and validation accuracy against steps for ``skip_study``'s runs, and
+    validation accuracy against depth with and without skip."""
+    figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
+    for label, run_dir in skip_runs.items():
+        records = read_metrics(run_dir)
+        steps = [r["global_step"] for r in records]
+        axes[0].plot(steps, [r["train"]["loss"] for r in records], marker=".", label=label)
+        validated = [r for r in records if "val" in r]
+        axes[1].plot(
+            [r["global_step"] for r in validated],
+            [100 * r["val"]["accuracy"] for r in validated],
+            marker=".",
+            label=label,
+        )
+    axes[0].set(xlabel="step", ylabel="training loss", title="the report's encoder")
+    axes[1].set(xlabel="step", ylabel="validation accuracy (%)", title="the report's encoder")
+    for column in ("with skip", "without skip"):
+        axes[2].plot(depths.index, depths[f"val accuracy {column} (%)"], marker="o", label=column)
+    axes[2].set(
+        xlabel="encoder layers (width 256)",
+        ylabel="validation accuracy (%)",
+        title="depth at lr 1e-4",
+        xticks=list(depths.index),
+    )
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return figure

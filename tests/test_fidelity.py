@@ -1,0 +1,133 @@
+"""The report's claims at the report's scale (``seqseg_lib.fidelity``): the studies' runs, their
+tables and the verdicts computed from them; random horizontal flips of training crops."""
+
+import pandas as pd
+import pytest
+import torch
+
+from seqseg_lib import fidelity, studies
+from seqseg_lib.data import build_dataset
+from seqseg_lib.data.transforms import item_generator, resize_and_crop
+
+
+def _configs(variants, profile="cpu", dataset="camvid"):
+    return [studies.variant_config(v, profile, dataset) for v in variants]
+
+
+def test_skip_and_depth_runs_share_steps_and_rate_and_differ_in_what_they_test():
+    for profile in ("cpu", "paper"):
+        skip = _configs(fidelity.skip_study(profile), profile)
+        depth = _configs(fidelity.depth_study(profile), profile)
+        budgets = {(c.epochs, c.num_train, c.batch_size, c.lr_milestones) for c in skip + depth}
+        assert len(budgets) == 1 and next(iter(budgets))[-1] == ()  # constant rate
+        assert [c.model.skip for c in skip] == [True, False, False]
+        assert [c.lr for c in skip] == [1e-4, 1e-4, 5e-5]  # Sec. 2.2
+        assert {(c.model.hidden_dim, c.model.num_layers, c.model.ffn_dim) for c in skip} == {
+            (768, 6, 3072)  # Sec. 2.2
+        }
+        assert {c.model.hidden_dim for c in depth} == {256}
+        layers = [(c.model.num_layers, c.model.skip) for c in depth]
+        assert layers == [(n, s) for n in (2, 4, 6, 12) for s in (True, False)]
+        names = [(c.experiment, studies.variant_name(c)) for c in skip + depth]
+        assert len(set(names)) == len(names)
+
+
+def test_gap_study_changes_one_thing_at_a_time():
+    variants = fidelity.gap_study("cpu", "camvid")
+    names = [studies.variant_name(c) for c in _configs(variants)]
+    assert names[0] == names[-1] == ""  # notebook 01's runs, reused
+    assert [v.experiment for v in variants] == ["seq2seg"] * 5 + ["unet"]
+    assert "hflip=true" in names and "patch_size=4" in names
+    assert "epochs=45" in names[2]
+    # under ``paper`` the report's encoder is the preset's: no second run of it
+    assert len(fidelity.gap_study("paper", "camvid")) == len(variants) - 1
+
+
+def test_horizontal_flips_keep_the_crops_and_spare_validation():
+    sample = {
+        "image": torch.rand(3, 10, 12),
+        "labels": torch.arange(120).view(10, 12),
+    }
+    flipped = 0
+    for index in range(20):
+        plain = resize_and_crop(sample, None, (8, 8), item_generator(0, 0, index))
+        flips = resize_and_crop(sample, None, (8, 8), item_generator(0, 0, index), hflip=True)
+        same = torch.equal(flips["labels"], plain["labels"])
+        mirrored = torch.equal(flips["labels"], plain["labels"].flip(-1))
+        assert same or mirrored
+        assert torch.equal(flips["image"], plain["image"] if same else plain["image"].flip(-1))
+        flipped += mirrored
+    assert 0 < flipped < 20
+    centre = resize_and_crop(sample, None, (8, 8), None, hflip=True)
+    assert torch.equal(centre["labels"], sample["labels"][1:9, 2:10])
+
+
+def test_datasets_flip_training_crops_only_when_asked():
+    kwargs = {"num_images": 3, "resize": (36, 72), "crop": (32, 64)}
+    plain = build_dataset("synthetic", None, "train", **kwargs)
+    flips = build_dataset("synthetic", None, "train", hflip=True, **kwargs)
+    pairs = [(plain[i]["labels"], flips[i]["labels"]) for i in range(3)]
+    assert all(torch.equal(b, a) or torch.equal(b, a.flip(-1)) for a, b in pairs)
+    val = build_dataset("synthetic", None, "val", hflip=True, **kwargs)
+    assert torch.equal(
+        val[0]["labels"], build_dataset("synthetic", None, "val", **kwargs)[0]["labels"]
+    )
+
+
+def _skip_table(skip, noskip, noskip_slow, base=30.0):
+    rows = {
+        "with skip, lr 1e-4": {"val accuracy (%)": skip, "steps": 222},
+        "without skip, lr 1e-4": {"val accuracy (%)": noskip, "steps": 222},
+        "without skip, lr 5e-5": {"val accuracy (%)": noskip_slow, "steps": 222},
+        "majority class 'road'": {"val accuracy (%)": base},
+    }
+    return pd.DataFrame(rows).T
+
+
+@pytest.mark.parametrize(
+    "accuracies, verdicts",
+    [
+        ((70.0, 30.5, 65.0), ["reproduced", "reproduced", "reproduced"]),  # the report's story
+        ((70.0, 60.0, 65.0), ["reproduced", "reproduced", "reproduced"]),  # 10 points behind
+        ((70.0, 68.0, 65.0), ["reproduced", "not reproduced", "reproduced"]),
+        ((30.2, 30.1, 30.0), ["not reproduced", "reproduced", "not reproduced"]),
+    ],
+)
+def test_skip_verdicts(accuracies, verdicts):
+    lines = fidelity.skip_claim(_skip_table(*accuracies)).splitlines()
+    assert [line.split("): ")[1].split(" (")[0] for line in lines] == verdicts
+    assert all("222 steps each" in line for line in lines)
+
+
+def test_depth_table_and_where_the_skip_starts_to_matter():
+    table = pd.DataFrame(
+        {
+            "val accuracy (%)": {
+                "2 layers, with skip": 60.0,
+                "2 layers, without skip": 59.5,
+                "4 layers, with skip": 61.0,
+                "4 layers, without skip": 58.0,
+                "12 layers, with skip": 62.0,
+                "12 layers, without skip": 40.0,
+            }
+        }
+    )
+    depths = fidelity.depth_table(table)
+    assert list(depths.index) == [2, 4, 12]
+    assert list(depths["skip ahead by (points)"]) == [0.5, 3.0, 22.0]
+    assert "from 4 layers on" in fidelity.depth_claim(depths)
+    flat = depths.assign(**{"skip ahead by (points)": [0.5, 1.0, -1.0]})
+    assert "at none of these depths" in fidelity.depth_claim(flat)
+
+
+def test_gap_verdicts_against_the_last_row():
+    table = pd.DataFrame(
+        {
+            "val accuracy (%)": {"Seq2Seg": 62.0, "4x4 patches": 75.0, "U-Net": 79.0},
+            "training (min)": {"Seq2Seg": 4.0, "4x4 patches": 20.0, "U-Net": 6.0},
+        }
+    )
+    lines = fidelity.gap_claim(table).splitlines()
+    assert len(lines) == 2
+    assert "17.00 points behind" in lines[0] and "not within 5 points" in lines[0]
+    assert "4.00 points behind" in lines[1] and ": within 5 points" in lines[1]
