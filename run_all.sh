@@ -7,7 +7,7 @@
 #
 # Defaults: the cpu profile on the embedded synthetic data, notebooks 01 to 06 of notebooks/.
 # --fidelity adds notebook 07 (the report's claims at the report's scale), which takes longer
-# than the others together at the cpu profile: about 75 minutes on 2 cores on CamVid.
+# than the others together at the cpu profile: on CamVid, about 130 minutes of one core.
 # reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the

@@ -176,15 +176,25 @@ def skip_claim(table: pd.DataFrame) -> str:
 
 
 def depth_claim(table: pd.DataFrame) -> str:
-    """From which depth the skip connection is ahead by more than ``MATTERS_MARGIN`` points."""
+    """At which depths the skip connection is ahead by more than ``MATTERS_MARGIN`` points."""
     ahead = table["skip ahead by (points)"]
     matters = [int(layers) for layers, points in ahead.items() if points > MATTERS_MARGIN]
+    others = [int(layers) for layers in ahead.index if int(layers) not in matters]
     listing = ", ".join(f"{int(layers)} layers {points:+.2f}" for layers, points in ahead.items())
-    where = f"from {min(matters)} layers on" if matters else "at none of these depths"
+    where = f"at {_layers(matters)}" if matters else "at none of these depths"
+    if matters and others:
+        where += f", not at {_layers(others)}"
     return (
         f"The skip connection matters {where} (judged: with skip ahead by more than "
         f"{MATTERS_MARGIN:g} points of validation accuracy; {listing})."
     )
+
+
+def _layers(depths: list[int]) -> str:
+    """``[2, 4, 6]`` -> ``"2, 4 and 6 layers"``."""
+    names = [str(depth) for depth in depths]
+    text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"{text} layers"
 
 
 def gap_claim(table: pd.DataFrame, tolerance: float = 5.0) -> str:

@@ -142,6 +142,13 @@ HUNGARIAN_ABLATION = [
         _MASKED_HEAD | _COORDINATES,
         _CROP_MATCH,
     ),
+    Variant(
+        "crops of 128x256 (the report's), matching at 32x64",
+        "hungarian-unet",
+        _REPORT_HEAD,
+        _REPORT_MATCH,
+        training={"resize": (140, 280), "crop": (128, 256)},
+    ),
     # the two best of the quarter budget, at the profile's full budget
     Variant(
         "coordinate channels, full budget",

@@ -115,7 +115,7 @@ def test_depth_table_and_where_the_skip_starts_to_matter():
     depths = fidelity.depth_table(table)
     assert list(depths.index) == [2, 4, 12]
     assert list(depths["skip ahead by (points)"]) == [0.5, 3.0, 22.0]
-    assert "from 4 layers on" in fidelity.depth_claim(depths)
+    assert "matters at 4 and 12 layers, not at 2 layers" in fidelity.depth_claim(depths)
     flat = depths.assign(**{"skip ahead by (points)": [0.5, 1.0, -1.0]})
     assert "at none of these depths" in fidelity.depth_claim(flat)
 
