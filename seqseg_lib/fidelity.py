@@ -21,8 +21,14 @@ import pandas as pd
 
 from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_model
-from seqseg_lib.reports import _percent, count_parameters, final_metrics
-from seqseg_lib.studies import Variant, variant_config, variant_name
+from seqseg_lib.reports import (
+    TABLE1_GAP_TOLERANCE,
+    _percent,
+    _verdict,
+    count_parameters,
+    final_metrics,
+)
+from seqseg_lib.studies import Variant, training_minutes, variant_config, variant_name
 
 REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
@@ -124,7 +130,7 @@ def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
             "val accuracy (%)": _percent(final["val_accuracy"]),
             "val mIoU (%)": _percent(final["val_miou"]),
             "best val accuracy (%)": _percent(max(validated)),
-            "training (min)": round(sum(r["train_seconds"] for r in records) / 60, 1),
+            "training (min)": training_minutes(records),
         }
     return pd.DataFrame(rows).T
 
@@ -164,13 +170,13 @@ def skip_claim(table: pd.DataFrame) -> str:
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
-        f"{_held(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
+        f"{_verdict(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
         "Without skip it fails to train at 1e-4 (judged: within "
         f"{FAILS_MARGIN:g} point of the majority class, or more than 5 points behind the run "
-        f"with skip): {_held(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        f"with skip): {_verdict(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
         "Without skip it trains at 5e-5 (judged: more than "
         f"{FAILS_MARGIN:g} point above the majority class): "
-        f"{_held(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
+        f"{_verdict(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
     ]
     return "\n".join(lines)
 
@@ -197,7 +203,7 @@ def _layers(depths: list[int]) -> str:
     return f"{text} layers"
 
 
-def gap_claim(table: pd.DataFrame, tolerance: float = 5.0) -> str:
+def gap_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> str:
     """Per change, Seq2Seg's gap to U-Net (the table's first and last rows are the profile's
     Seq2Seg and U-Net); the target: within ``tolerance`` points."""
     accuracy = table["val accuracy (%)"]
@@ -211,10 +217,6 @@ def gap_claim(table: pd.DataFrame, tolerance: float = 5.0) -> str:
             f"{'within' if gap <= tolerance else 'not within'} {tolerance:g} points."
         )
     return "\n".join(lines)
-
-
-def _held(holds: bool) -> str:
-    return "reproduced" if holds else "not reproduced"
 
 
 # -- figure --------------------------------------------------------------------------------

@@ -113,6 +113,11 @@ def train_variants(
     return run_dirs
 
 
+def training_minutes(records: list[dict[str, Any]]) -> float:
+    """Minutes of training in a run's ``metrics.jsonl`` records (validation excluded)."""
+    return round(sum(record["train_seconds"] for record in records) / 60, 1)
+
+
 # -- the Hungarian U-Net: what keeps it from separating cars (notebook 04) ---------------------
 _REPORT_HEAD = {"class_head": "pooled"}
 _MASKED_HEAD = {"class_head": "masked"}
@@ -200,7 +205,7 @@ def panoptic_study_table(
             row[column] = round(value, 3) if "per image" in column else _percent(value)
         row["epochs"] = final_metrics(run_dir)["epochs"]
         row["training scenes"] = load_config(run_dir).num_train
-        row["training (min)"] = round(sum(r["train_seconds"] for r in records) / 60, 1)
+        row["training (min)"] = training_minutes(records)
         if step_seconds and label in step_seconds:
             row["training step (s)"] = round(step_seconds[label], 3)
         rows[label] = row
