@@ -115,7 +115,7 @@ for notebook in "${notebooks[@]}"; do
     03_*)
       nb_dataset=mnist
       [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
-    06_*)  # street scenes and MNIST
+    06_*|07_*)  # street scenes and MNIST
       [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
     04_*)
       if [ "$dataset" = camvid ]; then

@@ -8,8 +8,10 @@
 - ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
   report's learning rate, three times the steps, horizontal flips (Sec. 2.2 uses random crops
   only), 4x4 patches; notebook 01's Seq2Seg and U-Net runs are its first and last rows.
+- ``mnist_study``: Sec. 3.4's digit accuracy and Dice loss at the profile's budget: notebook
+  03's runs (the report's heads), then the heads Sec. 3.5 proposes and ours, one at a time.
 
-Every study is a list of ``studies.Variant`` of the semantic experiments, trained by
+Every study is a list of ``studies.Variant``, trained by
 ``studies.train_variants`` into run directories named after what they change.
 """
 
@@ -22,11 +24,13 @@ import pandas as pd
 from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_model
 from seqseg_lib.reports import (
+    REPORT_MNIST,
     TABLE1_GAP_TOLERANCE,
     _percent,
     _verdict,
     count_parameters,
     final_metrics,
+    mnist_values,
 )
 from seqseg_lib.studies import Variant, training_minutes, variant_config, variant_name
 
@@ -111,6 +115,32 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
     # under ``paper`` the profile's Seq2Seg already is the report's encoder at 1e-4
     changed = [v for v in variants[1:-1] if variant_name(variant_config(v, profile, dataset))]
     return [variants[0], *changed, variants[-1]]
+
+
+# The heads of the instance model, one change at a time from the report's (Sec. 3.2).
+MNIST_HEADS = (
+    ("the report's heads (notebook 03)", {}, {}),
+    ("dot-product mask head (Sec. 3.5)", {"mask_head": "dot"}, {}),
+    ("dot-product mask head, masked class head", {"mask_head": "dot", "class_head": "masked"}, {}),
+    (
+        "dot-product mask head, masked class head, class weight 1",
+        {"mask_head": "dot", "class_head": "masked"},
+        {"class_weight": 1.0},
+    ),
+)
+# Sec. 3.4's numbers as targets at the profile's budget: the least digit accuracy (%) and the
+# largest Dice loss per mode (None: no target).
+MNIST_TARGETS = {"easy": (95.0, 0.10), "hard": (62.0, None)}
+MNIST_COLUMNS = {"accuracy": "accuracy (%)", "dice_loss": "Dice loss", "ap": "mask AP (%)"}
+
+
+def mnist_study(profile: str) -> list[Variant]:
+    """``MNIST_HEADS`` in both modes, at the profile's budget."""
+    return [
+        Variant(f"{mode}, {label}", f"mnist-{mode}", model, loss, short=False)
+        for mode in ("easy", "hard")
+        for label, model, loss in MNIST_HEADS
+    ]
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -215,6 +245,42 @@ def gap_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> s
             f"{label}: {accuracy[label]:.2f} against U-Net's {unet:.2f}, {gap:.2f} points "
             f"behind ({table.loc[label, 'training (min)']:g} min): "
             f"{'within' if gap <= tolerance else 'not within'} {tolerance:g} points."
+        )
+    return "\n".join(lines)
+
+
+def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Per run: validation digit accuracy, Dice loss and mask AP, the target of its mode
+    (``MNIST_TARGETS``), the report's numbers, steps and training minutes."""
+    rows = {}
+    for label, run_dir in run_dirs.items():
+        mode, records = label.split(",")[0], read_metrics(run_dir)
+        accuracy, dice_loss = MNIST_TARGETS[mode]
+        rows[label] = mnist_values(final_metrics(run_dir), MNIST_COLUMNS) | {
+            "target accuracy (%)": accuracy,
+            "target Dice loss": dice_loss,
+            "report accuracy (%)": 100 * REPORT_MNIST[mode]["accuracy"],
+            "report Dice loss": REPORT_MNIST[mode]["dice_loss"],
+            "steps": records[-1]["global_step"],
+            "training (min)": training_minutes(records),
+        }
+    return pd.DataFrame(rows).T
+
+
+def mnist_claim(table: pd.DataFrame) -> str:
+    """Per run, whether it reaches its mode's target (``MNIST_TARGETS``)."""
+    lines = []
+    for label, row in table.iterrows():
+        accuracy, dice_loss = MNIST_TARGETS[label.split(",")[0]]
+        reached = row["accuracy (%)"] >= accuracy
+        target = f"accuracy at least {accuracy:g}%"
+        if dice_loss is not None:
+            reached = reached and row["Dice loss"] <= dice_loss
+            target += f" and Dice loss at most {dice_loss:g}"
+        lines.append(
+            f"{label}: accuracy {row['accuracy (%)']:.1f}%, Dice loss {row['Dice loss']:.3f} "
+            f"({row['training (min)']:g} min): {'reaches' if reached else 'does not reach'} "
+            f"the target ({target})."
         )
     return "\n".join(lines)
 

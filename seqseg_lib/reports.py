@@ -48,6 +48,8 @@ REPORT_TABLE1 = {
     },
 }
 REPORT_STEP_RATIO = 0.2 / 0.3  # Seq2Seg step / U-Net step, Sec. 2.2
+REPORT_EPOCHS = {"unet": 30, "seq2seg": 45, "seq2seg-noskip": 45}  # Sec. 2.2
+REPORT_STEPS_PER_EPOCH = 123  # Sec. 2.2: "30 epochs of 123 mini batches" of Cityscapes
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -105,6 +107,7 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
             "val accuracy (%)": _percent(final["val_accuracy"]),
             "val mIoU (%)": _percent(final["val_miou"]),
             "epochs": final["epochs"],
+            "training steps": read_metrics(run_dirs[key])[-1]["global_step"],
         }
         columns[f"{name} (report)"] = {
             "parameters (M)": report["parameters"] / 1e6,
@@ -112,7 +115,8 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
             "train accuracy (%)": report["train_accuracy"],
             "val accuracy (%)": report["val_accuracy"],
             "val mIoU (%)": None,
-            "epochs": {"unet": 30, "seq2seg": 45, "seq2seg-noskip": 45}[key],
+            "epochs": REPORT_EPOCHS[key],
+            "training steps": REPORT_EPOCHS[key] * REPORT_STEPS_PER_EPOCH,
         }
     columns[f"majority class '{baseline['class']}'"] = {
         "val accuracy (%)": _percent(baseline["accuracy"]),
@@ -198,16 +202,24 @@ SKIP_MARGIN = 0.5
 
 def size_note(table: pd.DataFrame, columns: dict[str, str]) -> str:
     """'; our Seq2Seg has 3.6M parameters against the report's 50.8M, ...' where a model of
-    ours is more than twice smaller or larger than the report's, else ''."""
+    ours is more than twice smaller or larger than the report's, or trained for less than half
+    the report's steps (where the table counts them), else ''."""
     notes = []
     for name, column in columns.items():
         ours = table.loc["parameters (M)", f"{column} (ours)"]
         report = table.loc["parameters (M)", f"{column} (report)"]
         if not 0.5 <= ours / report <= 2:
             notes.append(f"our {name} has {ours:.1f}M parameters against the report's {report:g}M")
+        if "training steps" in table.index:
+            ours = table.loc["training steps", f"{column} (ours)"]
+            report = table.loc["training steps", f"{column} (report)"]
+            if ours < report / 2:
+                notes.append(
+                    f"our {name} trained {ours:.0f} steps against the report's {report:.0f}"
+                )
     if not notes:
         return ""
-    return "; " + ", ".join(notes) + " (the `cpu` profile's models): the verdict is on them"
+    return "; " + ", ".join(notes) + ": the verdict is on these runs"
 
 
 def compare_table1(table: pd.DataFrame) -> str:

@@ -1,6 +1,8 @@
 """The report's claims at the report's scale (``seqseg_lib.fidelity``): the studies' runs, their
 tables and the verdicts computed from them; random horizontal flips of training crops."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -131,3 +133,45 @@ def test_gap_verdicts_against_the_last_row():
     assert len(lines) == 2
     assert "17.00 points behind" in lines[0] and "not within 5 points" in lines[0]
     assert "4.00 points behind" in lines[1] and ": within 5 points" in lines[1]
+
+
+def test_mnist_study_starts_from_notebook_03_and_changes_one_thing_at_a_time():
+    variants = fidelity.mnist_study("cpu")
+    assert [v.experiment for v in variants] == ["mnist-easy"] * 4 + ["mnist-hard"] * 4
+    configs = [studies.variant_config(v, "cpu", "mnist") for v in variants]
+    names = [studies.variant_name(c) for c in configs]
+    assert names[0] == names[4] == ""  # notebook 03's runs, reused
+    assert names[1] == "mask_head=dot"  # notebook 06's
+    assert [c.model.class_head for c in configs[:4]] == ["linear", "linear", "masked", "masked"]
+    assert [c.loss.class_weight for c in configs[:4]] == [0.1, 0.1, 0.1, 1.0]
+    assert len(set(names[:4])) == 4 and names[:4] == names[4:]
+
+
+def _mnist_run(folder, name, accuracy, dice_loss, steps):
+    run_dir = folder / name
+    run_dir.mkdir()
+    val = {"accuracy": accuracy, "dice_loss": dice_loss, "ap": 0.5}
+    records = [
+        {"epoch": e, "global_step": steps * (e + 1) // 2, "train_seconds": 60.0, "val": val}
+        for e in range(2)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run_dir
+
+
+def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
+    runs = {
+        "easy, a": _mnist_run(tmp_path, "a", 0.96, 0.08, 100),
+        "easy, b": _mnist_run(tmp_path, "b", 0.96, 0.12, 100),
+        "hard, a": _mnist_run(tmp_path, "c", 0.62, 0.30, 100),
+        "hard, b": _mnist_run(tmp_path, "d", 0.61, 0.10, 100),
+    }
+    table = fidelity.mnist_table(runs)
+    assert table.loc["easy, a", "accuracy (%)"] == 96.0
+    assert table.loc["easy, a", "steps"] == 100 and table.loc["easy, a", "training (min)"] == 2.0
+    assert table.loc["hard, a", "report accuracy (%)"] == 62.0
+    verdicts = [
+        line.split("min): ")[1].split(" the target")[0]
+        for line in fidelity.mnist_claim(table).splitlines()
+    ]
+    assert verdicts == ["reaches", "does not reach", "reaches", "does not reach"]

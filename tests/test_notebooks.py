@@ -33,7 +33,8 @@ PROMISED = {
     + ["tables/table_class_loss_{tag}.csv", "tables/table_bottleneck_{tag}.csv"]
     + ["tables/table_per_class_iou_{tag}.csv", "figures/figure_per_class_iou_{tag}.png"],
     "07_fidelity": ["tables/table_skip_depth_{tag}.csv", "tables/table_depth_{tag}.csv"]
-    + ["tables/table_gap_{tag}.csv", "figures/figure_skip_depth_{tag}.png"],
+    + ["tables/table_gap_{tag}.csv", "figures/figure_skip_depth_{tag}.png"]
+    + ["tables/table_mnist_targets_{mnist}.csv"],
 }
 
 

@@ -36,6 +36,14 @@ def test_claims_follow_the_numbers():
     assert "ratio below 1): not reproduced" in text
     text = reports.compare_table1(table1(70.0, 78.0, 0.6))  # Seq2Seg ahead: not the claim
     assert "at most 5 points): not reproduced" in text
+    steps = pd.DataFrame(
+        {"U-Net (ours)": 3000, "U-Net (report)": 3690, "Seq2Seg (ours)": 675}
+        | {"Seq2Seg (report)": 5535},
+        index=["training steps"],
+    )
+    text = reports.compare_table1(pd.concat([table1(80.0, 78.0, 0.6), steps]))
+    assert "our Seq2Seg trained 675 steps against the report's 5535" in text
+    assert "our U-Net trained" not in text  # more than half the report's steps
     skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
     text = reports.compare_skip(skip, {"accuracy": 0.3})
     assert "ahead by more than 0.5 points of validation accuracy): not reproduced" in text

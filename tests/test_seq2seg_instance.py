@@ -86,3 +86,34 @@ def test_bad_mask_head_settings_are_refused():
         replace(SMALL, mask_head="conv")
     with pytest.raises(ValueError, match="mask_size .30. to be a multiple of the patch grid"):
         replace(SMALL, mask_head="dot", mask_size=30)
+    with pytest.raises(ValueError, match="unknown class_head 'pooled'; valid: linear, masked"):
+        replace(SMALL, class_head="pooled")
+
+
+def test_masked_class_head_reads_the_patches_under_each_querys_mask():
+    torch.manual_seed(0)
+    model = Seq2SegInstance(replace(SMALL, class_head="masked", mask_size=8)).eval()
+    images = torch.rand(1, 1, 64, 64)
+    captured = {}
+    model.encoder.register_forward_hook(
+        lambda module, args, output: captured.update(hidden=output.last_hidden_state)
+    )
+    with torch.no_grad():
+        outputs = model(images)
+    queries, patches = captured["hidden"][0, :6], captured["hidden"][0, 6:]  # (6|64, 32)
+    # mask_size 8 is the patch grid: each mask cell weighs one patch's hidden state
+    weights = outputs["pred_masks"][0].sigmoid().flatten(1)  # (6, 64)
+    pooled = weights @ patches / weights.sum(1, keepdim=True)  # (6, 32)
+    expected = model.class_head(queries) + model.masked_class_head.mlp(pooled)
+    torch.testing.assert_close(outputs["pred_logits"][0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_masked_class_head_trains_features_not_masks():
+    torch.manual_seed(0)
+    model = Seq2SegInstance(replace(SMALL, class_head="masked", mask_head="dot", mask_dim=8))
+    outputs = model(torch.rand(2, 1, 64, 64))
+    outputs["pred_logits"].logsumexp(-1).sum().backward()
+    grads = dict(model.named_parameters())
+    for name in ("class_head.weight", "masked_class_head.mlp.0.weight", "patch_embed.weight"):
+        assert grads[name].grad.abs().sum() > 0, name
+    assert grads["mask_head.query_proj.weight"].grad is None  # detached mask weights

@@ -69,9 +69,8 @@ def cpu_preset() -> dict[str, Any]:
       the masks untrained (Dice loss 0.88 after 1,600 steps, against 0.47 at 0.1): the
       report's observation that the class weight must be small (Sec. 3.3).
 
-    Measured (both modes at once, one thread each on a shared 2-core machine): easy 20.0 min,
-    validation accuracy 91.1%, Dice loss 0.195, mask AP 0.40 (AP50 0.87); hard 19.4 min,
-    accuracy 60.6%, Dice loss 0.347, AP 0.11 (AP50 0.39). Report: 97% / 0.03 and 62% / 0.2.
+    Results: ``reports/`` (notebook 03); notebook 07 sets other heads and class weights against
+    the report's accuracy and Dice loss at this budget.
     """
     model = Seq2SegInstanceConfig(
         hidden_dim=256, num_layers=4, num_heads=8, ffn_dim=1024, patch_size=16, dropout=0.0

@@ -31,13 +31,21 @@ image_size; r = 1 is the heatmap at the patch grid exactly):
     queries [B, Q, D] -> Linear -> [B, Q, E]
     patches [B, N, D] -> Linear -> [B, N, r*r*E] -> [B, E, (H/s) r, (W/s) r]
     einsum                     -> pred_masks [B, Q, mask_size, mask_size]
+
+``class_head="masked"`` (ours) adds to each query's class logits a term read from the patches
+under its own mask: the patches' hidden states averaged with the query's mask probabilities
+as weights, then an MLP (``MaskedClassHead``, shared with the Hungarian U-Net). The report's
+head reads the query's hidden state alone, which must then carry both the digit's shape and
+its class.
 """
 
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from seqseg_lib.models.hungarian_unet import MaskedClassHead
 from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length, patchify
 
 
@@ -60,11 +68,17 @@ class Seq2SegInstanceConfig:
     mask_head: str = "linear"  # Sec. 3.2; "dot": Sec. 3.5's proposal (module docstring)
     mask_dim: int = 64  # "dot": width E of the query and patch embeddings
     image_size: int = 64  # scattered MNIST's (Sec. 3.3); sets r of the "dot" head
+    class_head: str = "linear"  # Sec. 3.2; "masked": ours (module docstring)
+    class_hidden: int = 256  # "masked": width of its MLP's hidden layer
 
     def __post_init__(self) -> None:
         if self.mask_head not in MASK_HEADS:
             raise ValueError(
                 f"unknown mask_head {self.mask_head!r}; valid: {', '.join(MASK_HEADS)}"
+            )
+        if self.class_head not in CLASS_HEADS:
+            raise ValueError(
+                f"unknown class_head {self.class_head!r}; valid: {', '.join(CLASS_HEADS)}"
             )
         grid = self.image_size // self.patch_size
         if self.mask_head == "dot" and (self.image_size % self.patch_size or self.mask_size % grid):
@@ -75,6 +89,7 @@ class Seq2SegInstanceConfig:
 
 
 MASK_HEADS = ("linear", "dot")
+CLASS_HEADS = ("linear", "masked")
 
 
 class DotProductMaskHead(nn.Module):
@@ -124,6 +139,10 @@ class Seq2SegInstance(nn.Module):
             config.dropout,
         )
         self.class_head = nn.Linear(hidden_dim, config.num_classes + 1)
+        if config.class_head == "masked":
+            self.masked_class_head = MaskedClassHead(
+                hidden_dim, config.class_hidden, config.num_classes
+            )
         if config.mask_head == "dot":
             subgrid = config.mask_size * config.patch_size // config.image_size
             self.mask_head = DotProductMaskHead(hidden_dim, config.mask_dim, subgrid)
@@ -146,4 +165,9 @@ class Seq2SegInstance(nn.Module):
             masks = self.mask_head(queries).unflatten(
                 2, (self.mask_size, self.mask_size)
             )  # (B, Q, h, w)
-        return {"pred_logits": self.class_head(queries), "pred_masks": masks}
+        logits = self.class_head(queries)  # (B, Q, C + 1)
+        if self.config.class_head == "masked":
+            features = patches.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
+            features = F.interpolate(features, size=masks.shape[-2:], mode="nearest")
+            logits = logits + self.masked_class_head(features, masks)  # (B, Q, C + 1)
+        return {"pred_logits": logits, "pred_masks": masks}
