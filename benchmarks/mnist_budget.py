@@ -1,0 +1,48 @@
+"""Minutes of a whole ``mnist-easy`` / ``mnist-hard`` run per head of notebook 07, measured in
+one run: the step's seconds (median over interleaved rounds) times the profile's steps.
+
+    python benchmarks/mnist_budget.py [--profile cpu] [--repeats 5] [--device auto]
+
+Prints, for each of ``fidelity.MNIST_HEADS``, seconds per training step at the profile's batch
+(dummy digits: the same shapes, matching and losses as real ones; data loading and validation
+excluded), the minutes of the profile's steps at that rate, and the ratio to the report's
+heads, all measured in this process with its threads (2 on a 2-core machine).
+"""
+
+import argparse
+import math
+import statistics
+
+import torch
+
+from seqseg_lib.config import PROFILES
+from seqseg_lib.experiments import build_config
+from seqseg_lib.fidelity import MNIST_HEADS
+from seqseg_lib.speed import TrainingStep, time_interleaved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu", choices=PROFILES)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    print(f"{torch.get_num_threads()} threads, profile {args.profile}")
+    steps, budgets = {}, {}
+    for label, model, loss in MNIST_HEADS:
+        config = build_config("mnist-easy", args.profile, "mnist", model=model, loss=loss)
+        steps[label] = TrainingStep(config, config.batch_size, args.device).seconds
+        budgets[label] = config.epochs * math.ceil(config.num_train / config.batch_size)
+    rounds = time_interleaved(steps, args.repeats)
+    reference = statistics.median(rounds[MNIST_HEADS[0][0]])
+    for label, seconds in rounds.items():
+        median = statistics.median(seconds)
+        minutes = median * budgets[label] / 60
+        print(
+            f"{label:62s} {median:.3f} s/step, {budgets[label]} steps: {minutes:.1f} min "
+            f"(x{median / reference:.2f} the report's heads)"
+        )
+
+
+if __name__ == "__main__":
+    main()
