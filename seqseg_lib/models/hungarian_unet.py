@@ -99,7 +99,7 @@ class MaskedClassHead(nn.Module):
 
     def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         weights = mask_logits.detach().float().sigmoid()  # (B, Q, H, W)
-        if weights.shape[-2:] != features.shape[-2:]:  # features on a coarser grid (B, w, h, w)
+        if weights.shape[-2:] != features.shape[-2:]:  # features on a coarser grid (h, w)
             # each feature cell weighed by the mean of the mask over it: the same average as
             # with the features upsampled to the mask (nearest), without upsampling them
             weights = F.adaptive_avg_pool2d(weights, features.shape[-2:])  # (B, Q, h, w)
