@@ -32,7 +32,8 @@ def main() -> None:
     for label, model, loss in MNIST_HEADS:
         config = build_config("mnist-easy", args.profile, "mnist", model=model, loss=loss)
         steps[label] = TrainingStep(config, config.batch_size, args.device).seconds
-        budgets[label] = config.epochs * math.ceil(config.num_train / config.batch_size)
+        batches = config.num_train / config.batch_size  # per epoch, as the engine draws them
+        budgets[label] = config.epochs * (int(batches) if config.drop_last else math.ceil(batches))
     rounds = time_interleaved(steps, args.repeats)
     reference = statistics.median(rounds[MNIST_HEADS[0][0]])
     for label, seconds in rounds.items():

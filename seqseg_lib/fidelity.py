@@ -24,13 +24,13 @@ import pandas as pd
 from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_model
 from seqseg_lib.reports import (
-    REPORT_MNIST,
     TABLE1_GAP_TOLERANCE,
     _percent,
     _verdict,
     count_parameters,
     final_metrics,
     mnist_values,
+    report_mnist_columns,
 )
 from seqseg_lib.studies import Variant, training_minutes, variant_config, variant_name
 
@@ -256,14 +256,13 @@ def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     for label, run_dir in run_dirs.items():
         mode, records = label.split(",")[0], read_metrics(run_dir)
         accuracy, dice_loss = MNIST_TARGETS[mode]
-        rows[label] = mnist_values(final_metrics(run_dir), MNIST_COLUMNS) | {
-            "target accuracy (%)": accuracy,
-            "target Dice loss": dice_loss,
-            "report accuracy (%)": 100 * REPORT_MNIST[mode]["accuracy"],
-            "report Dice loss": REPORT_MNIST[mode]["dice_loss"],
-            "steps": records[-1]["global_step"],
-            "training (min)": training_minutes(records),
-        }
+        targets = {"target accuracy (%)": accuracy, "target Dice loss": dice_loss}
+        rows[label] = (
+            mnist_values(final_metrics(run_dir), MNIST_COLUMNS)
+            | targets
+            | report_mnist_columns(mode)
+            | {"steps": records[-1]["global_step"], "training (min)": training_minutes(records)}
+        )
     return pd.DataFrame(rows).T
 
 

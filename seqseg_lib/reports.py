@@ -484,6 +484,15 @@ MNIST_COLUMNS = {
 }
 
 
+def report_mnist_columns(mode: str) -> dict[str, float]:
+    """The report's digit accuracy (%) and Dice loss for ``mode`` ("easy" or "hard"), Sec. 3.4."""
+    report = REPORT_MNIST[mode]
+    return {
+        "report accuracy (%)": 100 * report["accuracy"],
+        "report Dice loss": report["dice_loss"],
+    }
+
+
 def mnist_values(final: dict[str, Any], columns: dict[str, str]) -> dict[str, float]:
     """A run's validation metrics (``final_metrics``) under their ``columns`` names: rates in
     percent, the Dice loss as the report gives it (0 to 1)."""

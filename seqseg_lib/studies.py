@@ -23,7 +23,7 @@ from seqseg_lib.config import RUN_CONTROL_FIELDS, Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.engine import load_config, load_or_train, read_metrics
 from seqseg_lib.experiments import build_config, build_model
-from seqseg_lib.reports import REPORT_MNIST, _percent, final_metrics, mnist_values
+from seqseg_lib.reports import _percent, final_metrics, mnist_values, report_mnist_columns
 from seqseg_lib.speed import measure_step_time
 
 # A quarter of the Hungarian U-Net's training: half the scenes for half the epochs, with the
@@ -256,9 +256,7 @@ def mask_head_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
         row = mnist_values(final, MASK_COLUMNS)
         model = build_model(load_config(run_dir))
         row["parameters (M)"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-        report = REPORT_MNIST[label.split(",")[0]]
-        row["report accuracy (%)"] = 100 * report["accuracy"]
-        row["report Dice loss"] = report["dice_loss"]
+        row |= report_mnist_columns(label.split(",")[0])
         row["epochs"] = final["epochs"]
         rows[label] = row
     return pd.DataFrame(rows).T
