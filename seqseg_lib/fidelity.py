@@ -23,11 +23,15 @@ import pandas as pd
 
 from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.experiments.instance import instance_preset
 from seqseg_lib.reports import (
+    FAILS_BEHIND,
+    FAILS_MARGIN,
     TABLE1_GAP_TOLERANCE,
     _percent,
     _verdict,
     count_parameters,
+    fails_to_train,
     final_metrics,
     mnist_values,
     report_mnist_columns,
@@ -49,8 +53,6 @@ DEPTHS = {"smoke": (1, 2), "cpu": (2, 4, 6, 12), "paper": (2, 4, 6, 12)}
 # "The skip connection matters": with skip ahead of without by more than this many points of
 # validation accuracy, at equal depth, steps and learning rate.
 MATTERS_MARGIN = 2.0
-# "Fails to train": validation accuracy at most this many points above the majority class.
-FAILS_MARGIN = 1.0
 
 
 def _encoder(profile: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -134,13 +136,31 @@ MNIST_TARGETS = {"easy": (95.0, 0.10), "hard": (62.0, None)}
 MNIST_COLUMNS = {"accuracy": "accuracy (%)", "dice_loss": "Dice loss", "ap": "mask AP (%)"}
 
 
+# Below ``paper``, the report's heads on easy images also train MNIST_LONGER times the
+# profile's epochs, learning-rate milestones included: at ``cpu``, 11,268 steps of 32 images
+# against the report's 11,256 of 64.
+MNIST_LONGER = 3
+
+
 def mnist_study(profile: str) -> list[Variant]:
-    """``MNIST_HEADS`` in both modes, at the profile's budget."""
-    return [
+    """``MNIST_HEADS`` in both modes, at the profile's budget; below ``paper``, the report's
+    heads on easy images at ``MNIST_LONGER`` times the budget as well (after the easy rows)."""
+    variants = [
         Variant(f"{mode}, {label}", f"mnist-{mode}", model, loss, short=False)
         for mode in ("easy", "hard")
         for label, model, loss in MNIST_HEADS
     ]
+    if profile != "paper":  # ``paper`` already trains the report's 11,256 steps
+        preset = instance_preset(profile, "mnist")
+        training = {
+            "epochs": MNIST_LONGER * preset["epochs"],
+            "lr_milestones": tuple((MNIST_LONGER * e, lr) for e, lr in preset["lr_milestones"]),
+        }
+        label = f"easy, the report's heads, {MNIST_LONGER}x the epochs"
+        variants.insert(
+            len(MNIST_HEADS), Variant(label, "mnist-easy", short=False, training=training)
+        )
+    return variants
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -195,15 +215,15 @@ def skip_claim(table: pd.DataFrame) -> str:
     accuracy = table["val accuracy (%)"]
     base = float(accuracy[[i for i in table.index if str(i).startswith("majority")][0]])
     skip, noskip, noskip_slow = (accuracy.iloc[k] for k in range(3))
-    fails = noskip <= base + FAILS_MARGIN or noskip < skip - 5
+    fails = fails_to_train(noskip, base, skip)
     steps = f"{int(table['steps'].iloc[0])} steps each"
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
         f"{_verdict(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
-        "Without skip it fails to train at 1e-4 (judged: within "
-        f"{FAILS_MARGIN:g} point of the majority class, or more than 5 points behind the run "
-        f"with skip): {_verdict(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        f"Without skip it fails to train at 1e-4 (judged: within {FAILS_MARGIN:g} point of the "
+        f"majority class, or more than {FAILS_BEHIND:g} points behind the run with skip): "
+        f"{_verdict(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
         "Without skip it trains at 5e-5 (judged: more than "
         f"{FAILS_MARGIN:g} point above the majority class): "
         f"{_verdict(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
@@ -222,7 +242,8 @@ def depth_claim(table: pd.DataFrame) -> str:
         where += f", not at {_layers(others)}"
     return (
         f"The skip connection matters {where} (judged: with skip ahead by more than "
-        f"{MATTERS_MARGIN:g} points of validation accuracy; {listing})."
+        f"{MATTERS_MARGIN:g} points of validation accuracy; {listing}). One run per depth and "
+        "variant, one seed: how far these differences move with the seed is not measured."
     )
 
 

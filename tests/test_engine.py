@@ -203,6 +203,7 @@ def test_a_run_stopped_within_an_epoch_records_the_partial_epoch(tmp_path):
     assert records[-1]["epoch_fraction"] == 0.5
     assert {"loss", "accuracy", "miou"} <= records[-1]["val"].keys()
     assert reports.final_metrics(tmp_path)["epochs"] == 1.5
+    assert reports.final_metrics(tmp_path)["steps"] == 3
     # stopped at an epoch's end: nothing partial to record
     assert engine.train(dataclasses.replace(config, max_steps=2), tmp_path / "b")[-1]["epoch"] == 0
     assert "partial" not in engine.read_metrics(tmp_path / "b")[-1]

@@ -47,6 +47,14 @@ def test_claims_follow_the_numbers():
     skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
     text = reports.compare_skip(skip, {"accuracy": 0.3})
     assert "ahead by more than 0.5 points of validation accuracy): not reproduced" in text
+    assert "behind the run without skip at its own rate): reproduced (val accuracy 40.00" in text
+
+
+def test_fails_to_train_is_near_the_majority_class_or_far_behind_a_run_that_trains():
+    assert reports.fails_to_train(30.9, majority=30.0, trained=31.0)  # within 1 point
+    assert not reports.fails_to_train(31.1, majority=30.0, trained=31.0)
+    assert reports.fails_to_train(74.9, majority=30.0, trained=80.0)  # 5.1 points behind
+    assert not reports.fails_to_train(75.1, majority=30.0, trained=80.0)
 
 
 def test_tables_print_empty_cells_as_a_dash():
