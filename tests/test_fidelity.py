@@ -138,25 +138,27 @@ def test_gap_verdicts_against_the_last_row():
 
 def test_mnist_study_starts_from_notebook_03_and_changes_one_thing_at_a_time():
     variants = fidelity.mnist_study("cpu")
-    assert [v.experiment for v in variants] == ["mnist-easy"] * 5 + ["mnist-hard"] * 4
+    assert [v.experiment for v in variants] == ["mnist-easy"] * 6 + ["mnist-hard"] * 4
     configs = [studies.variant_config(v, "cpu", "mnist") for v in variants]
     names = [studies.variant_name(c) for c in configs]
-    assert names[0] == names[5] == ""  # notebook 03's runs, reused
+    assert names[0] == names[6] == ""  # notebook 03's runs, reused
     assert names[1] == "mask_head=dot"  # notebook 06's
     assert [c.model.class_head for c in configs[:4]] == ["linear", "linear", "masked", "masked"]
     assert [c.loss.class_weight for c in configs[:4]] == [0.1, 0.1, 0.1, 1.0]
-    assert len(set(names[:4])) == 4 and names[:4] == names[5:]
+    assert len(set(names[:4])) == 4 and names[:4] == names[6:]
 
 
-def test_mnist_study_trains_the_report_heads_longer_below_paper():
-    longer = studies.variant_config(fidelity.mnist_study("cpu")[4], "cpu", "mnist")
-    base = studies.variant_config(fidelity.mnist_study("cpu")[0], "cpu", "mnist")
-    assert longer.model == base.model and longer.loss == base.loss
-    assert longer.epochs == 3 * base.epochs == 36
-    assert longer.lr_milestones == ((30, 1e-4),)  # the cpu profile's (10, 1e-4), three times
-    assert not longer.drop_last
-    steps = longer.epochs * math.ceil(longer.num_train / longer.batch_size)
-    assert steps == 11_268  # the report's: 11,256 (Sec. 3.3)
+def test_mnist_study_trains_two_heads_at_the_report_steps_below_paper():
+    variants = fidelity.mnist_study("cpu")
+    configs = [studies.variant_config(v, "cpu", "mnist") for v in variants]
+    for short, longer in ((configs[0], configs[4]), (configs[2], configs[5])):
+        assert longer.model == short.model and longer.loss == short.loss
+        assert longer.epochs == 3 * short.epochs == 36
+        assert longer.lr_milestones == ((30, 1e-4),)  # the cpu profile's (10, 1e-4), x3
+        assert not longer.drop_last
+        steps = longer.epochs * math.ceil(longer.num_train / longer.batch_size)
+        assert steps == 11_268  # the report's: 11,256 (Sec. 3.3)
+    assert variants[4].label == "easy, the report's heads, 3x the epochs"
     assert len(fidelity.mnist_study("paper")) == 2 * len(fidelity.MNIST_HEADS)
 
 
