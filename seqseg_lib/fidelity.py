@@ -303,7 +303,8 @@ def mnist_claim(table: pd.DataFrame) -> str:
             target += f" and Dice loss at most {dice_loss:g}"
         lines.append(
             f"{label}: accuracy {row['accuracy (%)']:.1f}%, Dice loss {row['Dice loss']:.3f} "
-            f"({row['training (min)']:g} min): {'reaches' if reached else 'does not reach'} "
+            f"({int(row['steps']):,} steps, {row['training (min)']:g} min): "
+            f"{'reaches' if reached else 'does not reach'} "
             f"the target ({target})."
         )
     return "\n".join(lines)

@@ -190,3 +190,4 @@ def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
         for line in fidelity.mnist_claim(table).splitlines()
     ]
     assert verdicts == ["reaches", "does not reach", "reaches", "does not reach"]
+    assert "(100 steps, 2 min)" in fidelity.mnist_claim(table)
