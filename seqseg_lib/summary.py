@@ -43,7 +43,7 @@ _TITLES = {
     "table_depth": "At the report's scale: where the skip connection starts to matter",
     "table_gap": "At the report's scale: what Seq2Seg's distance to U-Net depends on",
     "table_mnist_targets": "At the report's scale: MNIST digit accuracy and Dice loss at the "
-    "profile's budget (Sec. 3.4)",
+    "profile's budget and at the report's steps (Sec. 3.4)",
 }
 # Tables of our own studies: their verdicts answer our questions, not claims of the report.
 _STUDIES = {
