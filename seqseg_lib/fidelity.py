@@ -174,11 +174,11 @@ def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     rows = {}
     for label, run_dir in run_dirs.items():
         config, records = load_config(run_dir), read_metrics(run_dir)
-        final = final_metrics(run_dir)
+        final = final_metrics(run_dir, records)
         validated = [r["val"]["accuracy"] for r in records if "val" in r]
         rows[label] = {
             "parameters (M)": round(count_parameters(build_model(config)) / 1e6, 2),
-            "steps": records[-1]["global_step"],
+            "steps": final["steps"],
             "lr": config.lr,
             "train loss": round(final["train_loss"], 4),
             "val accuracy (%)": _percent(final["val_accuracy"]),
@@ -282,11 +282,12 @@ def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
         mode, records = label.split(",")[0], read_metrics(run_dir)
         accuracy, dice_loss = MNIST_TARGETS[mode]
         targets = {"target accuracy (%)": accuracy, "target Dice loss": dice_loss}
+        final = final_metrics(run_dir, records)
         rows[label] = (
-            mnist_values(final_metrics(run_dir), MNIST_COLUMNS)
+            mnist_values(final, MNIST_COLUMNS)
             | targets
             | report_mnist_columns(mode)
-            | {"steps": records[-1]["global_step"], "training (min)": training_minutes(records)}
+            | {"steps": final["steps"], "training (min)": training_minutes(records)}
         )
     return pd.DataFrame(rows).T
 

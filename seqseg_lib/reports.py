@@ -56,11 +56,14 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def final_metrics(run_dir: str | Path) -> dict[str, Any]:
+def final_metrics(
+    run_dir: str | Path, records: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The last epoch's record of a run, flattened: ``train_accuracy``, ``val_miou``, ...;
     ``epochs`` counts a partial last epoch (a run stopped by ``max_steps``) by its fraction,
-    ``steps`` the optimiser steps taken."""
-    records = read_metrics(run_dir)
+    ``steps`` the optimiser steps taken. ``records``: the run's ``metrics.jsonl``, where the
+    caller has read it already."""
+    records = read_metrics(run_dir) if records is None else records
     if not records:
         raise ValueError(f"{str(run_dir)!r} has no epoch record in metrics.jsonl")
     last = records[-1]

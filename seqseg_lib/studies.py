@@ -203,7 +203,7 @@ def panoptic_study_table(
                 else val[key]
             )
             row[column] = round(value, 3) if "per image" in column else _percent(value)
-        row["epochs"] = final_metrics(run_dir)["epochs"]
+        row["epochs"] = final_metrics(run_dir, records)["epochs"]
         row["training scenes"] = load_config(run_dir).num_train
         row["training (min)"] = training_minutes(records)
         if step_seconds and label in step_seconds:
