@@ -4,7 +4,8 @@
   heads, FFN 3072; Sec. 2.2) on the profile's crop, every run the same fixed number of steps
   at a constant learning rate: with skip at 1e-4, without at 1e-4 and at 5e-5 (Sec. 2.2).
 - ``depth_study``: where the skip connection starts to matter: 2, 4, 6 and 12 layers at the
-  ``cpu`` profile's width (256), with and without, at the report's 1e-4, same fixed steps.
+  ``cpu`` profile's width (256), with and without, at the report's 1e-4, same fixed steps,
+  ``DEPTH_SEEDS`` seeds each (``train_depth_study``).
 - ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
   report's learning rate, three times the steps, horizontal flips (Sec. 2.2 uses random crops
   only), 4x4 patches; notebook 01's Seq2Seg and U-Net runs are its first and last rows.
@@ -36,7 +37,13 @@ from seqseg_lib.reports import (
     mnist_values,
     report_mnist_columns,
 )
-from seqseg_lib.studies import Variant, training_minutes, variant_config, variant_name
+from seqseg_lib.studies import (
+    Variant,
+    train_variants,
+    training_minutes,
+    variant_config,
+    variant_name,
+)
 
 REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
@@ -50,6 +57,9 @@ FIXED_STEPS = {
     "paper": {"lr_milestones": ()},
 }
 DEPTHS = {"smoke": (1, 2), "cpu": (2, 4, 6, 12), "paper": (2, 4, 6, 12)}
+# Seeds per depth, from the run's own: at a few hundred steps a run's accuracy moves by
+# several points with the seed (the step at which it leaves the majority-class plateau).
+DEPTH_SEEDS = 3
 # "The skip connection matters": with skip ahead of without by more than this many points of
 # validation accuracy, at equal depth, steps and learning rate.
 MATTERS_MARGIN = 2.0
@@ -86,6 +96,24 @@ def depth_study(profile: str) -> list[Variant]:
         for layers in DEPTHS[profile]
         for skip in (True, False)
     ]
+
+
+def depth_seeds(seed: int) -> range:
+    """The depth study's seeds: ``DEPTH_SEEDS`` of them from ``seed``."""
+    return range(seed, seed + DEPTH_SEEDS)
+
+
+def train_depth_study(
+    profile: str, dataset: str | None, runs_dir: str | Path, **run: Any
+) -> dict[str, Path]:
+    """Train (or load) ``depth_study`` with ``DEPTH_SEEDS`` seeds from ``run["seed"]``:
+    ``{"2 layers, with skip, seed 0": run directory, ...}``."""
+    run_dirs = {}
+    for seed in depth_seeds(run["seed"]):
+        variants = depth_study(profile)
+        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
+        run_dirs |= {f"{label}, seed {seed}": path for label, path in trained.items()}
+    return run_dirs
 
 
 def gap_study(profile: str, dataset: str | None) -> list[Variant]:
@@ -200,17 +228,27 @@ def with_baseline(table: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame
 
 
 def depth_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``study_table`` of ``depth_study``'s runs, one row per depth: validation accuracy with
-    and without skip and the difference (points)."""
-    rows = {}
+    """``study_table`` of ``train_depth_study``'s runs, one row per depth: validation accuracy
+    with and without skip averaged over the seeds, how far skip is ahead (points) on average,
+    and for each seed."""
+    accuracy = {}
     for label, row in table.iterrows():
-        layers, kind = label.split(" layers, ")
-        rows.setdefault(int(layers), {})[f"val accuracy {kind} (%)"] = row["val accuracy (%)"]
-    frame = pd.DataFrame(rows).T.rename_axis("layers")
-    frame["skip ahead by (points)"] = (
-        frame["val accuracy with skip (%)"] - frame["val accuracy without skip (%)"]
-    ).round(2)
-    return frame
+        layers, rest = label.split(" layers, ")
+        kind, seed = rest.split(", seed ")
+        accuracy[int(layers), kind, int(seed)] = row["val accuracy (%)"]
+    runs = pd.Series(accuracy).rename_axis(["layers", "kind", "seed"]).unstack("kind")
+    ahead = runs["with skip"] - runs["without skip"]
+    means = runs.groupby("layers").mean()
+    frame = pd.DataFrame(
+        {
+            "val accuracy with skip (%)": means["with skip"],
+            "val accuracy without skip (%)": means["without skip"],
+            "skip ahead by (points)": ahead.groupby("layers").mean(),
+        }
+    )
+    for seed, points in ahead.unstack("layers").iterrows():
+        frame[f"skip ahead by, seed {seed} (points)"] = points
+    return frame.round(2)
 
 
 def skip_claim(table: pd.DataFrame) -> str:
@@ -236,18 +274,36 @@ def skip_claim(table: pd.DataFrame) -> str:
 
 
 def depth_claim(table: pd.DataFrame) -> str:
-    """At which depths the skip connection is ahead by more than ``MATTERS_MARGIN`` points."""
+    """At which depths the skip connection is ahead by more than ``MATTERS_MARGIN`` points on
+    average over the seeds, and where a seed's own run says otherwise."""
     ahead = table["skip ahead by (points)"]
+    seeds = table.filter(like="skip ahead by, seed ")
     matters = [int(layers) for layers, points in ahead.items() if points > MATTERS_MARGIN]
     others = [int(layers) for layers in ahead.index if int(layers) not in matters]
-    listing = ", ".join(f"{int(layers)} layers {points:+.2f}" for layers, points in ahead.items())
     where = f"at {_layers(matters)}" if matters else "at none of these depths"
     if matters and others:
         where += f", not at {_layers(others)}"
+    listing = ", ".join(
+        f"{int(layers)} layers {points:+.2f} ("
+        + " ".join(f"{value:+.1f}" for value in seeds.loc[layers])
+        + ")"
+        for layers, points in ahead.items()
+    )
+    split = [
+        int(layers)
+        for layers, row in seeds.iterrows()
+        if len({value > MATTERS_MARGIN for value in row}) > 1
+    ]
+    if len(seeds.columns) < 2:
+        spread = "One seed: how far these differences move with the seed is not measured."
+    elif split:
+        spread = f"The seeds disagree at {_layers(split)}: there the verdict rests on the mean."
+    else:
+        spread = "Every seed's runs agree with the mean at every depth."
     return (
         f"The skip connection matters {where} (judged: with skip ahead by more than "
-        f"{MATTERS_MARGIN:g} points of validation accuracy; {listing}). One run per depth and "
-        "variant, one seed: how far these differences move with the seed is not measured."
+        f"{MATTERS_MARGIN:g} points of validation accuracy on average over "
+        f"{len(seeds.columns)} seeds; per depth the mean, then each seed: {listing}). {spread}"
     )
 
 
@@ -334,7 +390,7 @@ def figure_skip_study(skip_runs: dict[str, Path], depths: pd.DataFrame) -> plt.F
     axes[2].set(
         xlabel="encoder layers (width 256)",
         ylabel="validation accuracy (%)",
-        title="depth at lr 1e-4",
+        title=f"depth at lr 1e-4, mean of {DEPTH_SEEDS} seeds",
         xticks=list(depths.index),
     )
     for axis in axes:

@@ -34,11 +34,12 @@ def reports_location(reports_dir: str | Path, profile: str) -> Path:
 
 
 def provenance(
-    profile: str, dataset: str, device: str, seed: int, runs: Iterable[str | Path] = ()
+    profile: str, dataset: str, device: str, seed: int | str, runs: Iterable[str | Path] = ()
 ) -> dict[str, str]:
     """Where numbers come from, stated beside every table and figure: the profile, dataset and
-    seed; the device (model, threads) and precision the ``runs`` were trained with, as their
-    last ``metrics.jsonl`` record states; and the device of this process, which evaluates."""
+    seed (of several runs' seeds: ``"0, 1, 2"``); the device (model, threads) and precision the
+    ``runs`` were trained with, as their last ``metrics.jsonl`` record states; and the device
+    of this process, which evaluates."""
     meta = {"profile": profile, "dataset": dataset}
     trained = sorted({_trained_with(Path(run)) for run in runs})
     if trained:

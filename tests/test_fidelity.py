@@ -3,6 +3,7 @@ tables and the verdicts computed from them; random horizontal flips of training 
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -102,25 +103,66 @@ def test_skip_verdicts(accuracies, verdicts):
     assert all("222 steps each" in line for line in lines)
 
 
-def test_depth_table_and_where_the_skip_starts_to_matter():
-    table = pd.DataFrame(
+def _depth_runs(accuracies: dict[tuple[int, int], tuple[float, float]]) -> pd.DataFrame:
+    """A ``study_table`` of depth runs: ``{(layers, seed): (with skip, without skip)}``."""
+    column = {}
+    for (layers, seed), (with_skip, without_skip) in accuracies.items():
+        column[f"{layers} layers, with skip, seed {seed}"] = with_skip
+        column[f"{layers} layers, without skip, seed {seed}"] = without_skip
+    return pd.DataFrame({"val accuracy (%)": column})
+
+
+def test_depth_table_averages_the_seeds_and_keeps_each_seeds_difference():
+    table = _depth_runs(
         {
-            "val accuracy (%)": {
-                "2 layers, with skip": 60.0,
-                "2 layers, without skip": 59.5,
-                "4 layers, with skip": 61.0,
-                "4 layers, without skip": 58.0,
-                "12 layers, with skip": 62.0,
-                "12 layers, without skip": 40.0,
-            }
+            (2, 0): (60.0, 59.5),
+            (2, 1): (58.0, 59.5),
+            (4, 0): (61.0, 58.0),
+            (4, 1): (63.0, 60.0),
+            (12, 0): (62.0, 40.0),
+            (12, 1): (60.0, 58.0),
         }
     )
     depths = fidelity.depth_table(table)
     assert list(depths.index) == [2, 4, 12]
-    assert list(depths["skip ahead by (points)"]) == [0.5, 3.0, 22.0]
-    assert "matters at 4 and 12 layers, not at 2 layers" in fidelity.depth_claim(depths)
-    flat = depths.assign(**{"skip ahead by (points)": [0.5, 1.0, -1.0]})
+    assert list(depths["val accuracy with skip (%)"]) == [59.0, 62.0, 61.0]
+    assert list(depths["val accuracy without skip (%)"]) == [59.5, 59.0, 49.0]
+    assert list(depths["skip ahead by (points)"]) == [-0.5, 3.0, 12.0]
+    assert list(depths["skip ahead by, seed 0 (points)"]) == [0.5, 3.0, 22.0]
+    assert list(depths["skip ahead by, seed 1 (points)"]) == [-1.5, 3.0, 2.0]
+    claim = fidelity.depth_claim(depths)
+    assert "matters at 4 and 12 layers, not at 2 layers" in claim
+    assert "over 2 seeds" in claim and "12 layers +12.00 (+22.0 +2.0)" in claim
+    # seed 1 at 12 layers: 2 points, not more than the margin, where the mean is
+    assert "The seeds disagree at 12 layers" in claim
+
+
+def test_depth_study_trains_every_depth_with_each_seed_from_the_runs_own(monkeypatch):
+    calls = []
+
+    def train(variants, profile, dataset, runs_dir, **run):
+        calls.append(run["seed"])
+        return {v.label: Path(runs_dir, f"{v.label}-seed{run['seed']}") for v in variants}
+
+    monkeypatch.setattr(fidelity, "train_variants", train)
+    runs = fidelity.train_depth_study("cpu", "camvid", "runs", seed=5, device="cpu")
+    seeds = list(range(5, 5 + fidelity.DEPTH_SEEDS))
+    assert calls == seeds and fidelity.DEPTH_SEEDS >= 2
+    assert len(runs) == len(fidelity.depth_study("cpu")) * len(seeds)
+    assert runs["12 layers, without skip, seed 6"] == Path("runs/12 layers, without skip-seed6")
+
+
+def test_depth_claim_with_agreeing_seeds_and_with_one_seed():
+    agreeing = fidelity.depth_table(
+        _depth_runs(
+            {(2, 0): (60.0, 59.5), (2, 1): (60.0, 60.5), (6, 0): (60, 50), (6, 1): (61, 51)}
+        )
+    )
+    assert "matters at 6 layers, not at 2 layers" in fidelity.depth_claim(agreeing)
+    assert "Every seed's runs agree" in fidelity.depth_claim(agreeing)
+    flat = fidelity.depth_table(_depth_runs({(2, 0): (60.0, 59.5), (4, 0): (60.0, 61.0)}))
     assert "at none of these depths" in fidelity.depth_claim(flat)
+    assert "One seed: how far these differences move" in fidelity.depth_claim(flat)
 
 
 def test_gap_verdicts_against_the_last_row():
