@@ -275,14 +275,17 @@ def skip_claim(table: pd.DataFrame) -> str:
 
 def depth_claim(table: pd.DataFrame) -> str:
     """At which depths the skip connection is ahead by more than ``MATTERS_MARGIN`` points on
-    average over the seeds, and where a seed's own run says otherwise."""
+    average over the seeds (and behind by as much), and where a seed's own run says otherwise."""
     ahead = table["skip ahead by (points)"]
     seeds = table.filter(like="skip ahead by, seed ")
     matters = [int(layers) for layers, points in ahead.items() if points > MATTERS_MARGIN]
     others = [int(layers) for layers in ahead.index if int(layers) not in matters]
+    behind = [int(layers) for layers, points in ahead.items() if points < -MATTERS_MARGIN]
     where = f"at {_layers(matters)}" if matters else "at none of these depths"
     if matters and others:
         where += f", not at {_layers(others)}"
+    if behind:
+        where += f"; it is behind by more than {MATTERS_MARGIN:g} points at {_layers(behind)}"
     listing = ", ".join(
         f"{int(layers)} layers {points:+.2f} ("
         + " ".join(f"{value:+.1f}" for value in seeds.loc[layers])

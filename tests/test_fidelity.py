@@ -135,6 +135,10 @@ def test_depth_table_averages_the_seeds_and_keeps_each_seeds_difference():
     assert "over 2 seeds" in claim and "12 layers +12.00 (+22.0 +2.0)" in claim
     # seed 1 at 12 layers: 2 points, not more than the margin, where the mean is
     assert "The seeds disagree at 12 layers" in claim
+    assert "behind" not in claim
+    behind = depths.assign(**{"skip ahead by (points)": [-2.5, 3.0, 12.0]})
+    claim = fidelity.depth_claim(behind)
+    assert "matters at 4 and 12 layers, not at 2 layers; it is behind by more than 2" in claim
 
 
 def test_depth_study_trains_every_depth_with_each_seed_from_the_runs_own(monkeypatch):
