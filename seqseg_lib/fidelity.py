@@ -108,9 +108,8 @@ def train_depth_study(
 ) -> dict[str, Path]:
     """Train (or load) ``depth_study`` with ``DEPTH_SEEDS`` seeds from ``run["seed"]``:
     ``{"2 layers, with skip, seed 0": run directory, ...}``."""
-    run_dirs = {}
+    run_dirs, variants = {}, depth_study(profile)
     for seed in depth_seeds(run["seed"]):
-        variants = depth_study(profile)
         trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
         run_dirs |= {f"{label}, seed {seed}": path for label, path in trained.items()}
     return run_dirs
