@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "fast bfloat16, off otherwise)",
     )
     train.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bit-identical CUDA kernels (default: on, except under --profile paper on CUDA, "
+        "which lets cuDNN pick its fastest algorithms); CPU runs are deterministic either way",
+    )
+    train.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -117,7 +124,7 @@ def stop_summary(trainer) -> str:
     if position["epoch"] >= config.epochs:
         where += f": finished all {config.epochs} epochs"
     else:
-        steps = len(trainer._loader(0))
+        steps = len(trainer.loader(0))
         where += (
             f", epoch {position['epoch'] + 1} of {config.epochs} at step "
             f"{position['step_in_epoch']} of {steps} (--max-steps {config.max_steps}; the same "
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.threads is not None:
                 torch.set_num_threads(args.threads)
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
+            overrides["deterministic"] = args.deterministic
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
             if args.validate_every is not None:

@@ -28,6 +28,7 @@ RUN_CONTROL_FIELDS = (
     "checkpoint_every",
     "validate_every",
     "device",
+    "deterministic",
     "num_workers",
     "progress",
 )
@@ -64,6 +65,8 @@ class Config:
     checkpoint_every: int = 0  # steps; 0 = at the end of each epoch only
     validate_every: int = 1  # epochs between validations; the last epoch is always validated
     device: str = "auto"
+    # bit-identical kernels on CUDA; None: yes except under ``paper`` (``engine.deterministic``)
+    deterministic: bool | None = None
     amp: bool = False  # autocast to bfloat16 (``paper``: where the device has it in hardware)
     num_workers: int = 0
     progress: bool = True

@@ -88,6 +88,15 @@ def broadcast(value: Any) -> Any:
     return holder[0]
 
 
+def all_true(flag: torch.Tensor) -> bool:
+    """Whether a boolean scalar tensor is true on every process (one reduction, then one copy to
+    the host: the only synchronisation it costs)."""
+    if world_size() > 1:
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
+
+
 def shard_batches(order: list[int], batch_size: int, drop_last: bool) -> list[int]:
     """This process's share of ``order`` cut into global batches of ``batch_size``: the
     ``rank``-th of N consecutive slices of every batch. A last partial batch is split as

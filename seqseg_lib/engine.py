@@ -37,6 +37,7 @@ from seqseg_lib.config import Config
 from seqseg_lib.devices import configure_device, describe_device, resolve_device
 from seqseg_lib.experiments import config_from_dict, get_experiment
 from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.memory import why_it_cannot_fit
 from seqseg_lib.progress import Progress
 
 CHECKPOINT = "checkpoint.pt"
@@ -58,19 +59,32 @@ def memory_format(experiment: Experiment, device: torch.device) -> torch.memory_
     return torch.contiguous_format
 
 
-def set_determinism(device: torch.device) -> None:
-    """Deterministic kernels where PyTorch has them.
+def deterministic(config: Config, device: torch.device) -> bool:
+    """Whether a run asks for bit-identical results: ``config.deterministic`` when given, else
+    every run but ``paper`` on CUDA (whose speed comes from cuDNN's autotuner)."""
+    if config.deterministic is not None:
+        return config.deterministic
+    return not (config.profile == "paper" and device.type == "cuda")
 
-    CPU kernels used here are deterministic for a fixed thread count. On CUDA we set
-    cuDNN to deterministic, disable its autotuner and ask for deterministic algorithms with
-    ``warn_only=True``: a few CUDA kernels (e.g. the backward of some interpolations and
-    ``index_put`` with accumulation) have no deterministic version and only warn.
+
+def set_determinism(device: torch.device, enabled: bool = True) -> None:
+    """Deterministic kernels where PyTorch has them, or the fastest ones: set both ways, so
+    that one run's choice does not carry over to the next run of the same process.
+
+    CPU kernels used here are deterministic for a fixed thread count whatever ``enabled``
+    says. On CUDA, ``enabled`` sets cuDNN to deterministic, disables its autotuner and asks for
+    deterministic algorithms with ``warn_only=True`` (a few CUDA kernels, e.g. the backward of
+    some interpolations and ``index_put`` with accumulation, have no deterministic version and
+    only warn); otherwise cuDNN's autotuner (``cudnn.benchmark``) picks each convolution's
+    fastest algorithm for the run's fixed input size.
     """
-    if device.type == "cuda":
+    if device.type != "cuda":
+        return
+    if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
 class EpochSampler(Sampler[int]):
@@ -258,19 +272,25 @@ class Trainer:
                 f"{self.world} processes: use a number of processes that divides it"
             )
         check_run_config(config, self.run_dir)  # every process, before any of them writes
-        if distributed.is_main():
-            prepare_run_dir(config, self.run_dir)
-        distributed.barrier()
         self.timer = PhaseTimer(timed, self.device)
-        set_determinism(self.device)
+        set_determinism(self.device, deterministic(config, self.device))
         configure_device(self.device)
         self.experiment = get_experiment(config.experiment)
         self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
         self.model, self.train_model = self._build_model()
+        parameters = sum(p.numel() for p in self.model.parameters())
+        reason = why_it_cannot_fit(config, config.batch_size // self.world, self.device, parameters)
+        if reason is not None:  # refused before any step, rather than out of memory in one
+            raise ValueError(f"refusing to train {config.experiment} in {self.run_dir}: {reason}")
         self.train_set, self.val_set = self.experiment.build_datasets(config)
         for dataset in (self.train_set, self.val_set):
             prepare(dataset)  # on every core, before DataLoader workers fork and share it
+        # written once the model and the data are known to load: a refused or failed start
+        # leaves no run directory behind to refuse the corrected command
+        if distributed.is_main():
+            prepare_run_dir(config, self.run_dir)
+        distributed.barrier()
         self.criterion = self.experiment.build_criterion(config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
@@ -294,7 +314,11 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------
     def _new_running(self) -> dict[str, Any]:
-        evaluator = self.experiment.build_evaluator(self.config, self.train_set)
+        """The epoch's running sums; its training-set evaluator where the experiment has one
+        (``Experiment.evaluates_training_set``), else None."""
+        evaluator = None
+        if self.experiment.evaluates_training_set:
+            evaluator = self.experiment.build_evaluator(self.config, self.train_set)
         return {"evaluator": evaluator, "loss_sums": {}, "num_batches": 0, "num_images": 0}
 
     def state_dict(self) -> dict[str, Any]:
@@ -307,24 +331,19 @@ class Trainer:
             "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
             "position": dict(self.position),
             # this process's RNG states; under several processes, the list of every one's
-            "rng": self._rng_state()
+            "rng": rng_state(self.device)
             if self.world == 1
-            else distributed.all_gather(self._rng_state()),
+            else distributed.all_gather(rng_state(self.device)),
             # the running sums of every process, merged (rank 0 resumes them, the others
             # start from zero)
             "running": {
-                "evaluator": distributed.merged(running["evaluator"].state_dict()),
-                "loss_sums": distributed.merged(dict(running["loss_sums"])),
+                "evaluator": None
+                if running["evaluator"] is None
+                else distributed.merged(running["evaluator"].state_dict()),
+                "loss_sums": distributed.merged(host_values(running["loss_sums"])),
                 "num_batches": running["num_batches"],
                 "num_images": distributed.merged(running["num_images"]),
             },
-        }
-
-    @staticmethod
-    def _rng_state() -> dict[str, Any]:
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def save(self) -> None:
@@ -339,7 +358,9 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.exists():
             return
-        state = load_checkpoint(path, self.device)
+        # read to host memory: the model and optimizer copy their states onto their own
+        # devices, the evaluators onto theirs
+        state = load_checkpoint(path, "cpu")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch_scheduler.load_state_dict(state["epoch_scheduler"])
@@ -348,14 +369,17 @@ class Trainer:
         self.position = dict(state["position"])
         rng = state["rng"]  # one process's, or a list of every process's
         rng = rng[min(distributed.rank(), len(rng) - 1)] if isinstance(rng, list) else rng
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        set_rng_state(rng, self.device)
         running = state["running"]
         self.running["num_batches"] = running["num_batches"]
         if distributed.is_main():
-            self.running["evaluator"].load_state_dict(running["evaluator"])
-            self.running.update({k: running[k] for k in ("loss_sums", "num_images")})
+            if self.running["evaluator"] is not None:
+                self.running["evaluator"].load_state_dict(running["evaluator"])
+            self.running["num_images"] = running["num_images"]
+            self.running["loss_sums"] = {
+                key: torch.as_tensor(value, dtype=torch.float64, device=self.device)
+                for key, value in running["loss_sums"].items()
+            }
             keep_metrics_before(self.run_dir, self.position["epoch"])
         distributed.barrier()
 
@@ -366,7 +390,7 @@ class Trainer:
         metrics so far and a validation), which resuming replaces by the whole epoch's."""
         config = self.config
         shown = config if distributed.is_main() else dataclasses.replace(config, progress=False)
-        with Progress(shown, self.position, len(self._loader(0))) as progress:
+        with Progress(shown, self.position, len(self.loader(0))) as progress:
             parameters = sum(p.numel() for p in self.model.parameters())
             environment = self.environment()
             progress.note(
@@ -384,7 +408,7 @@ class Trainer:
         distributed.barrier()  # rank 0 has written every record
         return read_metrics(self.run_dir)
 
-    def _loader(self, start: int) -> DataLoader:
+    def loader(self, start: int) -> DataLoader:
         epoch = self.position["epoch"]
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
@@ -409,7 +433,7 @@ class Trainer:
         self.model.train()
         self.epoch_start = time.monotonic()  # (resumed epochs: the time since resuming)
         share = config.batch_size // self.world
-        batches = iter(self._loader(position["step_in_epoch"] * share))
+        batches = iter(self.loader(position["step_in_epoch"] * share))
         while True:
             with self.timer("data"):
                 batch = next(batches, None)
@@ -417,14 +441,14 @@ class Trainer:
                 return True
             if config.max_steps is not None and position["global_step"] >= config.max_steps:
                 return False
-            self._train_step(*batch)
+            self.train_step(*batch)
             position["step_in_epoch"] += 1
             position["global_step"] += 1
             progress.step(self.running)
             if config.checkpoint_every and position["global_step"] % config.checkpoint_every == 0:
                 self.save()
 
-    def _train_step(self, images, targets) -> None:
+    def train_step(self, images, targets) -> None:
         timer = self.timer
         with timer("data"):
             images, targets = to_device(images, self.device), to_device(targets, self.device)
@@ -433,12 +457,16 @@ class Trainer:
             outputs, losses, total = forward(
                 self.train_model, self.criterion, images, targets, self.config, timer
             )
-        if not torch.isfinite(total):
-            values = {k: v.item() for k, v in losses.items()}
+        # one host synchronisation, on every process: a non-finite loss on any process stops all
+        # of them here, before the backward pass's all-reduce would wait for the one that raised
+        if not distributed.all_true(torch.isfinite(total.detach())):
+            values = {k: float(v) for k, v in losses.items()}
             raise FloatingPointError(
                 f"non-finite loss at step {self.position['global_step'] + 1} (epoch "
-                f"{self.position['epoch']}, batch {self.position['step_in_epoch']}): {values}; "
-                f"the last checkpoint in {str(self.run_dir)!r} is left as it was"
+                f"{self.position['epoch']}, batch {self.position['step_in_epoch']}) on "
+                f"{'this process' if self.world == 1 else 'at least one process'}: this "
+                f"process's terms {values}; the last checkpoint in {str(self.run_dir)!r} is "
+                "left as it was"
             )
         with timer("backward"):
             self.optimizer.zero_grad(set_to_none=True)
@@ -449,7 +477,8 @@ class Trainer:
                 self.step_scheduler.step()  # constant once the warm-up is over
         with timer("metrics"):
             accumulate(self.running, losses, total, batch_size(images))
-            self.running["evaluator"].update(detach(outputs), targets)
+            if self.running["evaluator"] is not None:
+                self.running["evaluator"].update(detach(outputs), targets)
         timer.end_step()
 
     def _write_record(self, partial: bool = False) -> dict[str, Any]:
@@ -458,11 +487,13 @@ class Trainer:
         partial record), and what the numbers were computed with."""
         running = self.running
         n = max(running["num_batches"], 1) * self.world  # each process's loss is 1/N-th
-        train = {k: v / n for k, v in distributed.merged(running["loss_sums"]).items()}
-        evaluator = merged_evaluator(
-            self.experiment, self.config, running["evaluator"], self.train_set
-        )
-        train |= evaluator.compute()
+        sums = distributed.merged(host_values(running["loss_sums"]))
+        train = {k: v / n for k, v in sums.items()}
+        if running["evaluator"] is not None:
+            evaluator = merged_evaluator(
+                self.experiment, self.config, running["evaluator"], self.train_set
+            )
+            train |= evaluator.compute()
         record = {
             "epoch": self.position["epoch"],
             "global_step": self.position["global_step"],
@@ -474,7 +505,7 @@ class Trainer:
             record["val"] = self.validate()
         record["environment"] = self.environment()
         if partial:
-            steps = len(self._loader(0))
+            steps = len(self.loader(0))
             record |= {"partial": True, "epoch_fraction": self.position["step_in_epoch"] / steps}
         if distributed.is_main():
             with open(self.run_dir / METRICS, "a") as handle:
@@ -548,7 +579,7 @@ def evaluate_model(
         accumulate(running, losses, total, batch_size(images))
         evaluator.update(detach(outputs), targets)
     model.train(was_training)
-    running = distributed.merged(running)
+    running = distributed.merged(running | {"loss_sums": host_values(running["loss_sums"])})
     evaluator = merged_evaluator(experiment, config, evaluator, dataset)
     batches = max(running["num_batches"], 1)
     return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
@@ -586,13 +617,40 @@ def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -
 
 
 def accumulate(running: dict, losses: dict, total: torch.Tensor, num_images: int) -> None:
-    """Add one batch's raw terms and weighted total to the running sums."""
+    """Add one batch's raw terms and weighted total to the running sums: float64 tensors on the
+    losses' device, read by the host only when a record is written (``host_values``)."""
     sums = running["loss_sums"]
-    for key, value in losses.items():
-        sums[key] = sums.get(key, 0.0) + value.item()
-    sums["loss"] = sums.get("loss", 0.0) + total.item()
+    for key, value in [*losses.items(), ("loss", total)]:
+        value = value.detach().double()
+        sums[key] = sums[key] + value if key in sums else value
     running["num_batches"] += 1
     running["num_images"] += num_images
+
+
+def host_values(sums: dict[str, Any]) -> dict[str, float]:
+    """Running sums as Python floats (one copy from the device for all of them)."""
+    if not sums:
+        return {}
+    values = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in sums.values()])
+    return dict(zip(sums, values.tolist()))
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The global CPU generator's state and, on CUDA, the run's own GPU's (not every visible
+    GPU's: a run resumed on fewer GPUs, or on another one, restores it all the same)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore ``rng_state``'s states on this run's device. Checkpoints that saved every
+    visible GPU's state (a list) give the entry of this device's index, or their first."""
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # written by earlier versions: one state per visible GPU
+        cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda.cpu(), device)
 
 
 def to_device(value: Any, device: torch.device) -> Any:

@@ -16,15 +16,18 @@ Every study is a list of ``studies.Variant``, trained by
 ``studies.train_variants`` into run directories named after what they change.
 """
 
+import math
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from seqseg_lib.config import Config
 from seqseg_lib.engine import load_config, read_metrics
-from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.experiments import build_config, build_datasets, build_model
 from seqseg_lib.experiments.instance import instance_preset
+from seqseg_lib.experiments.semantic import PAPER_SCHEDULES
 from seqseg_lib.reports import (
     FAILS_BEHIND,
     FAILS_MARGIN,
@@ -144,6 +147,45 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
     # under ``paper`` the profile's Seq2Seg already is the report's encoder at 1e-4
     changed = [v for v in variants[1:-1] if variant_name(variant_config(v, profile, dataset))]
     return [variants[0], *changed, variants[-1]]
+
+
+# Sec. 2.2: "U-Net is trained for 30 epochs of 123 mini batches", Seq2Seg for 45.
+REPORT_STEPS_PER_EPOCH = 123
+# The report-budget runs validate about this often (steps), at the same steps for both models.
+BUDGET_VALIDATE_STEPS = 200
+
+
+def steps_per_epoch(config: Config) -> int:
+    """Training steps in one epoch of ``config`` (whole minibatches: ``drop_last``)."""
+    images = len(build_datasets(config)[0])
+    return (
+        images // config.batch_size if config.drop_last else math.ceil(images / config.batch_size)
+    )
+
+
+def report_budget_study(
+    profile: str, dataset: str | None, data_root: str | None = None
+) -> list[Variant]:
+    """Seq2Seg and U-Net at the profile's sizes, trained for the report's number of steps
+    (Sec. 2.2: 45 and 30 epochs of 123 minibatches, 5,535 and 3,690 steps), rounded up to
+    whole epochs of the profile's data; the learning-rate milestones keep their fractions of
+    training. Both validate every ``BUDGET_VALIDATE_STEPS`` steps (rounded to whole epochs),
+    so that their gap is known at equal steps along the way. Under ``paper`` on the synthetic
+    scenes (123 steps per epoch) these are notebook 01's own runs."""
+    variants = []
+    for label, experiment in (("Seq2Seg", "seq2seg"), ("U-Net", "unet")):
+        preset = build_config(experiment, profile, dataset, data_root=data_root)
+        per_epoch = steps_per_epoch(preset)
+        report_steps = PAPER_SCHEDULES[experiment][0] * REPORT_STEPS_PER_EPOCH
+        epochs = math.ceil(report_steps / per_epoch)
+        scale = epochs / preset.epochs
+        training = {
+            "epochs": epochs,
+            "lr_milestones": tuple((round(e * scale), lr) for e, lr in preset.lr_milestones),
+            "validate_every": max(1, round(BUDGET_VALIDATE_STEPS / per_epoch)),
+        }
+        variants.append(Variant(label, experiment, short=False, training=training))
+    return variants
 
 
 # The heads of the instance model, one change at a time from the report's (Sec. 3.2).

@@ -22,8 +22,10 @@ class SemanticLossConfig:
 class SemanticCriterion(nn.Module):
     """Binary cross-entropy of Sec. 2.2 on the one-hot of ``labels`` over the classes.
 
-    ``outputs`` logits [B, C, H, W]; ``targets`` int64 [B, H, W] with values in ``0..C-1`` or
-    ``ignore_index``. Ignored pixels take no part: the loss is the mean over the ``C`` channels
+    ``outputs`` logits [B, C, H, W]; ``targets`` integer [B, H, W] with values in ``0..C-1`` or
+    ``ignore_index`` (the datasets check their files' labels once, when they read them: the
+    loss does not, since a check costs a host synchronisation per step). Ignored pixels take no
+    part: the loss is the mean over the ``C`` channels
     of the non-ignored pixels (an all-ignored batch gives 0, with a gradient).
     """
 
@@ -38,9 +40,10 @@ class SemanticCriterion(nn.Module):
     def loss_bce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_classes = logits.shape[1]
         valid = labels != self.ignore_index  # (B, H, W)
-        if labels[valid].numel() and int(labels[valid].max()) >= num_classes:
-            raise ValueError(f"labels hold values >= num_classes={num_classes}")
-        onehot = F.one_hot(labels.where(valid, 0), num_classes)  # (B, H, W, C)
+        # the one-hot as F.one_hot lays it out, (B, H, W, C), without its checks of the labels'
+        # range (a host synchronisation each), then seen as (B, C, H, W)
+        classes = torch.arange(num_classes, device=labels.device)
+        onehot = labels.where(valid, 0).unsqueeze(-1) == classes  # (B, H, W, C)
         onehot = onehot.permute(0, 3, 1, 2).to(logits.dtype)  # (B, C, H, W)
         loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
         weight = valid.unsqueeze(1).to(loss.dtype)  # (B, 1, H, W)
@@ -97,7 +100,8 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
 
 
 class SetCriterion(nn.Module):
-    """``criterion(outputs, targets) -> {"loss_ce": [], "loss_dice" or "loss_mask_bce": []}``.
+    """``criterion(outputs, targets) -> {"loss_ce": [], "loss_dice" or "loss_mask_bce": [],
+    "class_accuracy": []}`` (the last one logged, not optimised).
 
     ``outputs`` and ``targets`` as for ``HungarianMatcher``. Matched mask logits are
     upsampled bilinearly to the targets' resolution. The class loss is the cross-entropy of
@@ -125,9 +129,22 @@ class SetCriterion(nn.Module):
     ) -> dict[str, torch.Tensor]:
         indices = self.matcher(outputs, targets)
         losses = self.loss_ce(outputs, targets, indices)
+        losses |= self.class_accuracy(outputs, targets, indices)
         if self.mask_loss == "dice":
             return losses | self.loss_dice(outputs, targets, indices)
         return losses | self.loss_mask_bce(outputs, targets, indices)
+
+    @torch.no_grad()
+    def class_accuracy(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
+        """The share of matched queries whose most probable class (of the ``C + 1``) is their
+        target's, from the loss's own matching (DETR logs its complement, ``class_error``):
+        logged, not optimised (it is not in ``weight_dict``); 0 for a batch without targets.
+        The training-set metric of set prediction, at no cost beyond the loss's."""
+        batch_idx, src_idx = matched_queries(indices)
+        labels = matched_targets(targets, indices, "labels").to(src_idx.device)
+        predicted = outputs["pred_logits"][batch_idx, src_idx].argmax(-1)
+        correct = (predicted == labels).sum().float()
+        return {"class_accuracy": correct / max(len(labels), 1)}
 
     def loss_ce(self, outputs, targets, indices) -> dict[str, torch.Tensor]:
         logits = outputs["pred_logits"].float()  # (B, Q, C + 1)

@@ -37,7 +37,8 @@ def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class HungarianMatcher(nn.Module):
-    """``matcher(outputs, targets) -> [(src_idx, tgt_idx), ...]``, one int64 pair per image.
+    """``matcher(outputs, targets) -> [(src_idx, tgt_idx), ...]``, one int64 pair per image,
+    on the outputs' device.
 
     ``outputs``: ``pred_logits`` [B, Q, C + 1] and ``pred_masks`` mask logits [B, Q, h, w].
     ``targets``: list of B dicts with ``labels`` int64 [T_b] and ``masks`` [T_b, H, W].
@@ -66,10 +67,11 @@ class HungarianMatcher(nn.Module):
     def forward(
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        batch, num_queries = outputs["pred_logits"].shape[:2]
+        logits = outputs["pred_logits"]
+        batch, num_queries = logits.shape[:2]
         sizes = [len(t["labels"]) for t in targets]
         if sum(sizes) == 0:
-            empty = torch.empty(0, dtype=torch.int64)
+            empty = torch.empty(0, dtype=torch.int64, device=logits.device)
             return [(empty, empty.clone()) for _ in range(batch)]
         cost = self.cost_matrix(outputs, targets).view(batch, num_queries, -1)  # (B, Q, T)
         # Only image b's own (Q, T_b) block is needed: gather the blocks on the device and
@@ -78,11 +80,19 @@ class HungarianMatcher(nn.Module):
         blocks = torch.nan_to_num(
             blocks.cpu(), nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
         )
-        indices = []
+        rows, cols = [], []
         for block, size in zip(blocks.split([num_queries * s for s in sizes]), sizes):
-            rows, cols = linear_sum_assignment(block.view(num_queries, size).numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols)))
-        return [(src, tgt.to(torch.int64)) for src, tgt in indices]
+            src, tgt = linear_sum_assignment(block.view(num_queries, size).numpy())
+            rows.append(torch.from_numpy(src))
+            cols.append(torch.from_numpy(tgt))
+        # every image's indices back to the device in one copy, from pinned memory on CUDA
+        counts = [len(r) for r in rows]
+        flat = torch.cat([torch.cat(rows), torch.cat(cols)]).to(torch.int64)
+        if logits.device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(logits.device, non_blocking=True)
+        src, tgt = flat.split(sum(counts))
+        return list(zip(src.split(counts), tgt.split(counts)))
 
     def cost_matrix(
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]

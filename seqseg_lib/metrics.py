@@ -10,25 +10,34 @@ from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
 
 
 def confusion_matrix(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    check: bool = True,
 ) -> torch.Tensor:
-    """int64 [K, K], rows = target class, columns = predicted class, ignored pixels dropped.
+    """int64 [K, K + 1] on the inputs' device: rows = target class, columns = predicted class,
+    ignored pixels dropped.
 
-    A prediction outside ``0..K-1`` (e.g. a void labelId) counts as wrong: it lands in no
-    column but still reduces the row's recall through ``row totals``.
+    A prediction outside ``0..K-1`` (e.g. a void labelId) counts as wrong: it lands in the
+    extra last column, which adds to the row's total (its recall) and to no class's
+    predictions. Computed without a host synchronisation (no boolean indexing, no data-sized
+    output) unless ``check`` asks to verify that targets lie in ``0..K-1`` or
+    ``ignore_index`` (a ``ValueError`` otherwise); callers whose targets went through
+    ``LabelSpace.to_eval`` have nothing to check.
     """
-    valid = target != ignore_index
-    target, pred = target[valid], pred[valid]
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
-        raise ValueError(f"target values must be in 0..{num_classes - 1} or {ignore_index}")
-    in_range = (pred >= 0) & (pred < num_classes)
-    matrix = torch.bincount(
-        target[in_range] * num_classes + pred[in_range], minlength=num_classes**2
-    ).reshape(num_classes, num_classes)
-    # Pixels predicted as a class outside the evaluation set are errors: keep them on the
-    # diagonal's complement by adding them to an extra, implicit column of the row totals.
-    misses = torch.bincount(target[~in_range], minlength=num_classes)
-    return torch.cat([matrix, misses[:, None]], dim=1)  # (K, K + 1)
+    k = num_classes
+    if check:
+        valid_values = (target == ignore_index) | ((target >= 0) & (target < k))
+        if not bool(valid_values.all()):
+            raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index}")
+    target, pred = target.flatten().long(), pred.flatten().long()
+    column = torch.where((pred >= 0) & (pred < k), pred, k)  # k: the misses column
+    # every ignored pixel goes to one extra bin past the matrix, dropped below
+    cell = torch.where(target == ignore_index, k * (k + 1), target * (k + 1) + column)
+    counts = torch.zeros(k * (k + 1) + 1, dtype=torch.long, device=cell.device)
+    counts.scatter_add_(0, cell, torch.ones_like(cell))
+    return counts[:-1].reshape(k, k + 1)
 
 
 def scores(matrix: torch.Tensor) -> dict[str, float | list[float]]:
@@ -55,26 +64,29 @@ class SemanticEvaluator:
     """Accumulates a confusion matrix over batches of logits [B, C, H, W] and labels [B, H, W].
 
     Predictions are the argmax over the training classes, then mapped to evaluation classes
-    by the label space (labelIds -> trainIds for Cityscapes).
+    by the label space (labelIds -> trainIds for Cityscapes). The matrix lives where the
+    batches are (a training run's device: no copy to the host per batch); a state loaded from
+    a checkpoint, wherever it was read to, joins it there. ``state_dict`` is on the CPU.
     """
 
-    def __init__(self, label_space: LabelSpace) -> None:
+    def __init__(self, label_space: LabelSpace, device: str | torch.device = "cpu") -> None:
         self.label_space = label_space
         k = label_space.num_eval_classes
-        self.matrix = torch.zeros(k, k + 1, dtype=torch.long)
+        self.matrix = torch.zeros(k, k + 1, dtype=torch.long, device=device)
 
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         pred = self.label_space.to_eval(outputs.argmax(1))
         target = self.label_space.to_eval(targets)
-        matrix = confusion_matrix(pred, target, self.label_space.num_eval_classes)
-        self.matrix += matrix.cpu()
+        k = self.label_space.num_eval_classes
+        matrix = confusion_matrix(pred, target, k, check=False)
+        self.matrix = self.matrix.to(matrix.device) + matrix
 
     def compute(self) -> dict[str, float | list[float]]:
-        return scores(self.matrix)
+        return scores(self.matrix.cpu())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"matrix": self.matrix.clone()}
+        return {"matrix": self.matrix.cpu().clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.matrix = state["matrix"].clone()
+        self.matrix = state["matrix"].to(self.matrix.device, copy=True)

@@ -76,21 +76,31 @@ class Progress:
             self.handle.update({"text/plain": line}, raw=True)
 
     def step(self, running: dict) -> None:
-        loss = running["loss_sums"].get("loss", 0.0) / max(running["num_batches"], 1)
+        """After each step. The running loss is read from the device only when a line is
+        shown (at most every half second, or every ``SEQSEG_PROGRESS_INTERVAL`` seconds in a
+        log): reading it costs a host synchronisation."""
         epoch, step = self.position["epoch"], self.position["step_in_epoch"]
+        now = time.monotonic()
         if self.style == "display":
-            if step == self.steps_per_epoch or time.monotonic() - self.last_print >= 0.5:
-                self.last_print = time.monotonic()
-                self._show(self._line(loss))
+            if step == self.steps_per_epoch or now - self.last_print >= 0.5:
+                self.last_print = now
+                self._show(self._line(self._loss(running)))
             return
         if self.style == "bar":
             if self.bar is None or self.bar.n > step:
                 self._new_bar(epoch)
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self._rate():.1f}")
-        elif self.style == "log" and time.monotonic() - self.last_print >= self.interval:
-            self.last_print = time.monotonic()
-            print(self._line(loss), flush=True)
+            if step == self.steps_per_epoch or now - self.last_print >= 0.5:
+                self.last_print = now
+                loss = self._loss(running)
+                self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self._rate():.1f}")
+        elif self.style == "log" and now - self.last_print >= self.interval:
+            self.last_print = now
+            print(self._line(self._loss(running)), flush=True)
+
+    @staticmethod
+    def _loss(running: dict) -> float:
+        return float(running["loss_sums"].get("loss", 0.0)) / max(running["num_batches"], 1)
 
     def _new_bar(self, epoch: int) -> None:
         if self.bar is not None:

@@ -16,13 +16,15 @@ N x N attention matrix; with dropout, the CPU falls back to the written-out atte
 
 import dataclasses
 import statistics
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from seqseg_lib.config import Config, replace_settings
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.memory import why_it_cannot_fit
 from seqseg_lib.speed import TrainingStep, peak_step_memory, time_interleaved, training_flops
 
 # What the study measures under each profile: the image sizes (the side doubled from one to
@@ -66,8 +68,16 @@ def scaled_config(
     return dataclasses.replace(config, crop=crop, resize=None, model=settings)
 
 
-def measure(config: Config, batch_size: int, device: str, repeats: int) -> dict[str, float]:
-    """Seconds (median), GFLOPs and peak memory (MiB) of one training step."""
+def measure(config: Config, batch_size: int, device: str, repeats: int) -> dict[str, Any]:
+    """Seconds (median), GFLOPs and peak memory (MiB) of one training step; a step estimated
+    not to fit in the device's memory (``memory.why_it_cannot_fit``) is not run: its row says
+    why under ``skipped``, and the line is printed."""
+    parameters = sum(p.numel() for p in build_model(config).parameters())
+    reason = why_it_cannot_fit(config, batch_size, device, parameters)
+    if reason is not None:
+        reason = f"skipped: {reason}"
+        print(f"{config.experiment} ({getattr(config.model, 'attention', '')}): {reason}")
+        return {"seconds": np.nan, "gflops": np.nan, "memory_mib": np.nan, "skipped": reason}
     step = TrainingStep(config, batch_size, device)
     seconds = statistics.median(time_interleaved({"step": step.seconds}, repeats)["step"])
     del step
@@ -101,7 +111,7 @@ def fitted_slopes(table: pd.DataFrame, keys=("seconds", "gflops", "memory_mib"))
     sizes, and the factor of the last doubling of the side."""
     rows = {}
     for name, group in table.groupby("model", sort=False):
-        group = group.sort_values("height")
+        group = group.dropna(subset=list(keys)).sort_values("height")  # skipped rows: none
         side = np.log(group["height"].to_numpy(dtype=float))
         row = {}
         for key in keys:
@@ -149,7 +159,9 @@ def patch_table(profile: str, crop: tuple[int, int], patches, batch_size, device
 def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
     """Sec. 2.4's claims, with our numbers."""
     s2s, unet, eager = "Seq2Seg (SDPA)", "U-Net", "Seq2Seg (eager attention)"
-    largest = table[table["height"] == table["height"].max()].set_index("model")
+    measured = table.dropna(subset=["memory_mib"])
+    both = measured[measured["model"].isin([s2s, eager])].groupby("height")["model"].nunique()
+    largest = table[table["height"] == both[both == 2].index.max()].set_index("model")
     tokens = int(largest.loc[s2s, "tokens"])
     saving = largest.loc[eager, "memory_mib"] / largest.loc[s2s, "memory_mib"]
     factor = slopes.loc[s2s, "gflops x last doubling"] / slopes.loc[unet, "gflops x last doubling"]
@@ -172,6 +184,9 @@ def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
         f"(x{saving:.1f}); time "
         f"{largest.loc[s2s, 'seconds']:.2f} s against {largest.loc[eager, 'seconds']:.2f} s).",
     ]
+    if "skipped" in table:
+        for _, row in table.dropna(subset=["skipped"]).iterrows():
+            lines.append(f"{row['model']} at {row['height']}x{row['width']}: {row['skipped']}.")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ import torch
 
 from seqseg_lib.data.synthetic import SyntheticCityscapes
 from seqseg_lib.data.targets import collate_panoptic
+from seqseg_lib.engine import weighted_total
 from seqseg_lib.experiments import build_config, build_criterion, config_from_dict
 from seqseg_lib.models import HungarianUNet, HungarianUNetConfig, UNet, UNetConfig
 
@@ -93,7 +94,7 @@ def test_a_few_steps_on_one_batch_lower_the_hungarian_loss():
     totals = []
     for _ in range(5):
         losses = criterion(model(images), targets)
-        total = sum(criterion.weight_dict[k] * v for k, v in losses.items())
+        total = weighted_total(losses, criterion.weight_dict)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

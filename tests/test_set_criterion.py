@@ -55,7 +55,7 @@ def test_bce_variant_by_hand():
     outputs["pred_masks"][0, 0] = torch.tensor([[0.0, 0.0], [0.0, 0.0]])  # p = 0.5 everywhere
     criterion = SetCriterion(2, SetLossConfig(mask_loss="bce"))
     losses = criterion(outputs, targets)
-    assert set(losses) == {"loss_ce", "loss_mask_bce"}
+    assert set(losses) == {"loss_ce", "loss_mask_bce", "class_accuracy"}
     assert float(losses["loss_mask_bce"]) == pytest.approx(math.log(2), abs=1e-6)
     assert criterion.weight_dict == {"loss_ce": 0.1, "loss_mask_bce": 1.0}
 

@@ -5,6 +5,7 @@ channels); ``eval_lut`` maps them to the ids that metrics are computed over, wit
 ``IGNORE_INDEX`` for pixels that take no part.
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,9 +36,16 @@ class LabelSpace:
 
     def to_eval(self, labels: torch.Tensor) -> torch.Tensor:
         """Map training ids to evaluation ids; ``IGNORE_INDEX`` stays ignored."""
-        lut = torch.full((256,), IGNORE_INDEX, dtype=torch.long, device=labels.device)
-        lut[: self.num_classes] = torch.tensor(self.eval_lut, device=labels.device)
-        return lut[labels.clamp(0, 255)]
+        return eval_table(self.eval_lut, labels.device)[labels.clamp(0, 255).long()]
+
+
+@functools.cache
+def eval_table(eval_lut: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``eval_lut`` as a 256-entry int64 lookup table on ``device`` (``IGNORE_INDEX`` past its
+    end), built once per device: a training step's lookups copy nothing to the device."""
+    table = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    table[: len(eval_lut)] = torch.tensor(eval_lut)
+    return table.to(device)
 
 
 def _cityscapes() -> LabelSpace:

@@ -32,7 +32,13 @@ class Experiment:
     - ``dummy_items(config, count, generator)``: random items of the dataset's kind at the
       config's image size, for step timing and benchmarks (``dummy_batch``);
     - ``channels_last``: a convolutional network, trained on CUDA with its weights and images
-      in the ``channels_last`` memory format (NHWC, what tensor-core convolutions read).
+      in the ``channels_last`` memory format (NHWC, what tensor-core convolutions read);
+    - ``evaluates_training_set``: whether training runs its evaluator on every training batch.
+      The set-prediction experiments do not: their evaluators match, infer panoptic segments
+      and encode masks on the CPU, image by image (about a quarter of a CPU step, and a host
+      synchronisation per image and query on a GPU); their training records hold the loss's
+      terms, ``class_accuracy`` from the loss's own matching included, and their metrics are
+      the validation set's.
     """
 
     datasets: tuple[str, ...]
@@ -46,6 +52,7 @@ class Experiment:
     collate_fn: Callable[[list[dict]], tuple[Any, Any]]
     dummy_items: Callable[[Config, int, torch.Generator], list[dict]]
     channels_last: bool = False
+    evaluates_training_set: bool = True
 
     def dummy_batch(self, config: Config, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
         """``(images, targets)`` of ``batch_size`` random items, as ``collate_fn`` makes them."""

@@ -121,6 +121,7 @@ def instance_experiment(mode: str) -> Experiment:
         build_evaluator=build_instance_evaluator,
         collate_fn=collate_instances,
         dummy_items=dummy_instance_items,
+        evaluates_training_set=False,
     )
 
 

@@ -125,4 +125,5 @@ HUNGARIAN_UNET = Experiment(
     collate_fn=collate_panoptic,
     dummy_items=dummy_panoptic_items,
     channels_last=True,
+    evaluates_training_set=False,
 )

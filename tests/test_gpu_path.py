@@ -1,0 +1,317 @@
+"""The GPU path, proven on the CPU: host synchronisations per training step, evaluator states
+on the device their updates run on, random states of one GPU, a non-finite loss stopping every
+process, and determinism set both ways."""
+
+import dataclasses
+import os
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from conftest import free_port
+
+from seqseg_lib import distributed, engine, memory, scaling, speed
+from seqseg_lib.data.labels import CAMVID, CITYSCAPES
+from seqseg_lib.experiments import EXPERIMENTS, build_config, build_model
+from seqseg_lib.metrics import SemanticEvaluator
+from seqseg_lib.syncs import HostSyncCounter, host_tensors
+
+SEMANTIC = ("seq2seg", "seq2seg-noskip", "unet")
+SET_PREDICTION = ("mnist-easy", "mnist-hard", "hungarian-unet")
+
+
+def step_syncs(tmp_path, experiment: str, **overrides) -> HostSyncCounter:
+    """Host synchronisations of one ``smoke`` training step (the second: the first creates
+    the optimizer's state)."""
+    torch.manual_seed(0)
+    config = build_config(experiment, "smoke", device="cpu", progress=False, **overrides)
+    trainer = engine.Trainer(config, tmp_path / experiment)
+    images, targets = next(iter(trainer.loader(0)))
+    trainer.train_step(images, targets)
+    with HostSyncCounter(host_tensors(trainer.optimizer)) as syncs:
+        trainer.train_step(images, targets)
+    return syncs
+
+
+@pytest.mark.parametrize("experiment", SEMANTIC)
+def test_a_semantic_step_synchronises_at_most_twice(tmp_path, experiment):
+    syncs = step_syncs(tmp_path, experiment)
+    assert syncs.total <= 2, dict(syncs.counts)
+
+
+@pytest.mark.parametrize("experiment", SET_PREDICTION)
+def test_a_set_prediction_step_synchronises_a_fixed_few_times(tmp_path, experiment):
+    """The matcher's one copy of the costs and the finite-loss check, whatever the batch size
+    and the number of queries."""
+    counts = {
+        (batch, queries): step_syncs(
+            tmp_path / f"{batch}-{queries}",
+            experiment,
+            batch_size=batch,
+            model={"num_queries": queries},
+        ).total
+        for batch, queries in ((2, 3), (4, 3), (4, 7))
+    }
+    assert len(set(counts.values())) == 1, counts
+    assert max(counts.values()) <= 3, counts
+
+
+def test_the_counter_sees_what_synchronises():
+    x = torch.arange(6.0)
+    with HostSyncCounter() as syncs:
+        x.sum().item()
+        x[x > 2].sum()
+        x.nonzero()
+        x.cpu()
+        x.tolist()
+        torch.unique(x)
+        x.sum() * 2  # stays on the device
+    assert dict(syncs.counts) == {
+        "item": 1,
+        "boolean indexing": 1,
+        "nonzero": 1,
+        ".cpu()": 1,
+        ".tolist()": 1,
+        "unique": 1,
+    }
+
+
+def test_every_experiment_is_under_a_budget():
+    assert set(SEMANTIC + SET_PREDICTION) == set(EXPERIMENTS)
+
+
+# -- evaluator states live where their updates run ---------------------------------------------
+def test_a_restored_evaluator_state_joins_the_device_of_its_updates():
+    """A confusion matrix read from a checkpoint on the CPU, updated on another device (meta,
+    standing in for a GPU): before, ``matrix += x.cpu()`` failed whatever the two devices."""
+    trained = SemanticEvaluator(CAMVID)
+    labels = torch.randint(0, 11, (2, 8, 8))
+    trained.update(torch.randn(2, 11, 8, 8), labels)
+    resumed = SemanticEvaluator(CAMVID, device="meta")
+    resumed.load_state_dict(trained.state_dict())
+    assert resumed.matrix.device.type == "meta"
+    resumed.update(torch.randn(2, 11, 8, 8, device="meta"), labels.to("meta"))
+    assert resumed.matrix.device.type == "meta"
+    assert trained.state_dict()["matrix"].device.type == "cpu"
+
+
+def test_an_evaluator_on_the_cpu_takes_a_state_from_anywhere_and_keeps_counting():
+    first = SemanticEvaluator(CITYSCAPES)
+    labels = torch.randint(0, 34, (1, 6, 6))
+    logits = torch.randn(1, 34, 6, 6)
+    first.update(logits, labels)
+    second = SemanticEvaluator(CITYSCAPES)
+    second.load_state_dict({"matrix": first.state_dict()["matrix"].clone()})
+    second.update(logits, labels)
+    assert torch.equal(second.matrix, 2 * first.matrix)
+
+
+def test_training_resumes_onto_the_cpu_from_a_checkpoint_read_anywhere(tmp_path, monkeypatch):
+    """``_restore`` reads the checkpoint to host memory whatever the run's device: the model,
+    optimizer and evaluators copy it onto theirs."""
+    config = build_config("unet", "smoke", device="cpu", progress=False, max_steps=1)
+    engine.train(config, tmp_path)
+    locations = []
+    load = engine.load_checkpoint
+
+    def spy(path, map_location="cpu"):
+        locations.append(str(map_location))
+        return load(path, map_location)
+
+    monkeypatch.setattr(engine, "load_checkpoint", spy)
+    trainer = engine.Trainer(dataclasses.replace(config, max_steps=2), tmp_path)
+    assert locations == ["cpu"]
+    assert trainer.running["evaluator"].matrix.device.type == "cpu"
+    trainer.fit()  # the resumed step updates the restored state
+
+
+# -- random states: the run's own GPU -----------------------------------------------------------
+class FakeCuda:
+    """``torch.cuda``'s random-state functions on a machine with ``count`` GPUs."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.set = count, []
+
+    def get_rng_state(self, device):
+        return torch.full((4,), device.index or 0, dtype=torch.uint8)
+
+    def set_rng_state(self, state, device):
+        index = device.index or 0
+        if index >= self.count:
+            raise IndexError(f"no GPU {index}")
+        self.set.append((index, state.tolist()))
+
+
+def test_a_checkpoint_holds_its_own_gpus_random_state(monkeypatch):
+    fake = FakeCuda(count=4)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", fake.get_rng_state)
+    state = engine.rng_state(torch.device("cuda", 2))
+    assert state["cuda"].tolist() == [2, 2, 2, 2]
+    assert engine.rng_state(torch.device("cpu"))["cuda"] is None
+
+
+def test_a_checkpoint_of_several_gpus_resumes_on_one(monkeypatch):
+    """Written by earlier versions with every visible GPU's state (here 8), restored on a
+    machine with one: its entry only, no ``IndexError``."""
+    fake = FakeCuda(count=1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", fake.set_rng_state)
+    states = [torch.full((4,), k, dtype=torch.uint8) for k in range(8)]
+    engine.set_rng_state({"torch": torch.get_rng_state(), "cuda": states}, torch.device("cuda", 0))
+    assert fake.set == [(0, [0, 0, 0, 0])]
+    fake.set.clear()
+    one = {"torch": torch.get_rng_state(), "cuda": states[5]}
+    engine.set_rng_state(one, torch.device("cuda", 0))
+    assert fake.set == [(0, [5, 5, 5, 5])]
+
+
+# -- a non-finite loss stops every process ------------------------------------------------------
+def _nan_worker(rank: int, world: int, port: int, run_dir: str, results) -> None:
+    os.environ.update(
+        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
+        | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    torch.set_num_threads(1)
+    config = build_config("seq2seg", "smoke", device="cpu", progress=False)
+    forward = engine.forward
+
+    def poisoned(model, criterion, images, targets, config, timer=None):
+        outputs, losses, total = forward(model, criterion, images, targets, config, timer)
+        if rank == 1:  # only this process sees a non-finite loss
+            total = total * float("nan")
+        return outputs, losses, total
+
+    engine.forward = poisoned
+    try:
+        trainer = engine.Trainer(config, run_dir)
+        images, targets = next(iter(trainer.loader(0)))
+        trainer.train_step(images, targets)
+        results.put((rank, "trained"))
+    except FloatingPointError as error:
+        results.put((rank, f"raised: {error}"))
+    finally:
+        distributed.finish()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_process_stops_every_process(tmp_path):
+    """Before, the process with the NaN raised and the other waited in the backward pass's
+    all-reduce until the collective's timeout."""
+    results = mp.get_context("spawn").Queue()
+    processes = mp.start_processes(
+        _nan_worker,
+        (2, free_port(), str(tmp_path), results),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.kill()
+            pytest.fail("a process still waits two minutes after the other one raised")
+    outcomes = dict(results.get(timeout=10) for _ in range(2))
+    assert set(outcomes) == {0, 1}
+    assert all(outcome.startswith("raised: non-finite loss") for outcome in outcomes.values())
+    assert "at least one process" in outcomes[0]
+
+
+# -- determinism is a choice ---------------------------------------------------------------------
+def test_paper_on_cuda_uses_the_autotuner_unless_asked(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    paper = build_config("unet", "paper", device="cpu")
+    assert not engine.deterministic(paper, cuda)
+    assert engine.deterministic(paper, cpu)
+    asked = build_config("unet", "paper", device="cpu", deterministic=True)
+    assert engine.deterministic(asked, cuda)
+    for profile in ("cpu", "smoke"):
+        assert engine.deterministic(build_config("unet", profile), cuda)
+
+
+def test_determinism_is_set_both_ways(monkeypatch):
+    """One process that trains a deterministic run then a fast one (a notebook) does not carry
+    the first choice over."""
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda on, **_: calls.append(on))
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    engine.set_determinism(torch.device("cuda"), True)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    engine.set_determinism(torch.device("cuda"), False)
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    assert calls == [True, False]
+
+
+# -- memory: estimated before a step runs ------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("experiment", "crop", "model"),
+    [
+        ("seq2seg", (256, 512), {"attention": "eager"}),  # 512 tokens of 16x16 patches
+        ("seq2seg", (256, 512), {"attention": "sdpa"}),
+        ("unet", (128, 256), {}),
+    ],
+)
+def test_the_memory_estimate_is_near_the_measured_peak(experiment, crop, model):
+    config = scaling.scaled_config(experiment, "cpu", crop, **model)
+    parameters = sum(p.numel() for p in build_model(config).parameters())
+    estimate = memory.estimate_step_bytes(config, 2, parameters)["total"]
+    measured = speed.peak_step_memory(config, 2)
+    assert 0.6 < estimate / measured < 1.5, (estimate / 2**20, measured / 2**20)
+
+
+def test_eager_attention_at_the_largest_paper_size_does_not_fit_an_h200(monkeypatch):
+    """Notebook 05 at ``paper``: 8,192 tokens at batch 8 hold 8 * 12 * 8192^2 float32
+    probabilities per layer (24 GiB) in eager attention; SDPA holds none."""
+    monkeypatch.setattr(memory, "device_memory", lambda device: 139 * 2**30)
+    crop, batch = (1024, 2048), scaling.STUDY["paper"]["batch_size"]
+    eager = scaling.scaled_config("seq2seg", "paper", crop, attention="eager")
+    sdpa = scaling.scaled_config("seq2seg", "paper", crop, attention="sdpa")
+    assert memory.estimate_step_bytes(eager, batch)["attention"] > 6 * 8 * 12 * 8192**2 * 4
+    reason = memory.why_it_cannot_fit(eager, batch, "cuda")
+    assert reason is not None and "attention" in reason and "139.0 GiB" in reason
+    assert memory.why_it_cannot_fit(sdpa, batch, "cuda") is None
+
+
+def test_the_scaling_study_skips_what_cannot_fit_with_a_line(monkeypatch, capsys):
+    """No step is attempted for a row estimated above the device's memory: it is listed with
+    the reason, and the slopes and verdicts use the rows that ran."""
+    monkeypatch.setattr(memory, "device_memory", lambda device: 400 * 2**20)
+    attempted = []
+
+    class FakeStep:
+        def __init__(self, config, batch_size, device):
+            attempted.append(memory.estimate_step_bytes(config, batch_size)["total"])
+
+        def seconds(self):
+            return 1.0
+
+    monkeypatch.setattr(scaling, "TrainingStep", FakeStep)
+    monkeypatch.setattr(scaling, "training_flops", lambda config, batch, device: 1e9)
+    monkeypatch.setattr(scaling, "peak_step_memory", lambda config, batch, device: 2**20)
+    crops = scaling.side_doublings((64, 128), 4)
+    table = scaling.scaling_table("cpu", crops, batch_size=2, repeats=1)
+    skipped = table.dropna(subset=["skipped"])
+    assert 0 < len(skipped) < len(table)
+    assert all(text.startswith("skipped: ") for text in skipped["skipped"])
+    assert skipped["seconds"].isna().all() and len(attempted) == len(table) - len(skipped)
+    assert "skipped: " in capsys.readouterr().out
+    slopes = scaling.fitted_slopes(table)
+    assert slopes.notna().all().all()
+    assert "skipped: " in scaling.compare_scaling(slopes, table)
+
+
+def test_a_run_that_cannot_fit_is_refused_before_its_first_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "device_memory", lambda device: 2**20)
+    config = build_config("unet", "smoke", device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"refusing to train unet .* needs about .* GiB"):
+        engine.Trainer(config, tmp_path)
+    assert not (tmp_path / engine.CONFIG).exists()
+
+
+def test_a_run_whose_data_cannot_load_leaves_no_run_directory(tmp_path):
+    config = build_config("unet", "smoke", "camvid", data_root=str(tmp_path / "missing"))
+    with pytest.raises(ValueError):
+        engine.Trainer(config, tmp_path / "run")
+    assert not (tmp_path / "run" / engine.CONFIG).exists()
