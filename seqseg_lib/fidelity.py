@@ -31,6 +31,8 @@ from seqseg_lib.experiments.semantic import PAPER_SCHEDULES
 from seqseg_lib.reports import (
     FAILS_BEHIND,
     FAILS_MARGIN,
+    REPORT_STEPS_PER_EPOCH,
+    REPORT_TABLE1,
     TABLE1_GAP_TOLERANCE,
     _percent,
     _verdict,
@@ -47,6 +49,7 @@ from seqseg_lib.studies import (
     variant_config,
     variant_name,
 )
+from seqseg_lib.verdicts import seed_spread, verdict
 
 REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
@@ -149,8 +152,6 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
     return [variants[0], *changed, variants[-1]]
 
 
-# Sec. 2.2: "U-Net is trained for 30 epochs of 123 mini batches", Seq2Seg for 45.
-REPORT_STEPS_PER_EPOCH = 123
 # The report-budget runs validate about this often (steps), at the same steps for both models.
 BUDGET_VALIDATE_STEPS = 200
 
@@ -171,21 +172,172 @@ def report_budget_study(
     whole epochs of the profile's data; the learning-rate milestones keep their fractions of
     training. Both validate every ``BUDGET_VALIDATE_STEPS`` steps (rounded to whole epochs),
     so that their gap is known at equal steps along the way. Under ``paper`` on the synthetic
-    scenes (123 steps per epoch) these are notebook 01's own runs."""
+    scenes (123 steps per epoch) these are notebook 01's own runs; ``smoke`` trains a
+    fifteenth of the report's epochs instead (3 and 2)."""
     variants = []
     for label, experiment in (("Seq2Seg", "seq2seg"), ("U-Net", "unet")):
         preset = build_config(experiment, profile, dataset, data_root=data_root)
         per_epoch = steps_per_epoch(preset)
-        report_steps = PAPER_SCHEDULES[experiment][0] * REPORT_STEPS_PER_EPOCH
+        report_epochs = PAPER_SCHEDULES[experiment][0]
+        report_steps = report_epochs * REPORT_STEPS_PER_EPOCH
+        if profile == "smoke":  # seconds: a fifteenth of the report's epochs of smoke data
+            report_steps = report_epochs // 15 * per_epoch
         epochs = math.ceil(report_steps / per_epoch)
         scale = epochs / preset.epochs
         training = {
             "epochs": epochs,
             "lr_milestones": tuple((round(e * scale), lr) for e, lr in preset.lr_milestones),
-            "validate_every": max(1, round(BUDGET_VALIDATE_STEPS / per_epoch)),
+            "validate_every": 1
+            if profile == "smoke"
+            else max(1, round(BUDGET_VALIDATE_STEPS / per_epoch)),
         }
         variants.append(Variant(label, experiment, short=False, training=training))
     return variants
+
+
+def train_budget_study(
+    profile: str, dataset: str | None, runs_dir: str | Path, seeds: range, **run: Any
+) -> dict[tuple[str, int], Path]:
+    """``report_budget_study``'s runs for every seed of ``seeds``: ``{(label, seed): run
+    directory}``, labels ``"Seq2Seg"`` and ``"U-Net"``."""
+    variants = report_budget_study(profile, dataset, run.get("data_root"))
+    run_dirs = {}
+    for seed in seeds:
+        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
+        run_dirs |= {(label, seed): path for label, path in trained.items()}
+    return run_dirs
+
+
+def validation_curve(run_dir: Path) -> dict[int, float]:
+    """``{step: validation accuracy (%)}`` of a run's validated epochs."""
+    return {
+        r["global_step"]: 100 * r["val"]["accuracy"] for r in read_metrics(run_dir) if "val" in r
+    }
+
+
+def budget_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
+    """One row per seed (and their mean, then the report's): each model's steps, validation
+    accuracy and mIoU, training accuracy and minutes; how far U-Net is ahead at the end of
+    both runs (the report's budgets), and at the last step both validated (equal steps)."""
+    rows = {}
+    for seed in sorted({seed for _, seed in run_dirs}):
+        row = {}
+        for label in ("Seq2Seg", "U-Net"):
+            run_dir = run_dirs[label, seed]
+            records = read_metrics(run_dir)
+            final = final_metrics(run_dir, records)
+            row |= {
+                f"{label} steps": final["steps"],
+                f"{label} val accuracy (%)": _percent(final["val_accuracy"]),
+                f"{label} val mIoU (%)": _percent(final["val_miou"]),
+                f"{label} train accuracy (%)": _percent(final["train_accuracy"]),
+                f"{label} training (min)": training_minutes(records),
+            }
+        row["U-Net ahead by (points)"] = round(
+            row["U-Net val accuracy (%)"] - row["Seq2Seg val accuracy (%)"], 2
+        )
+        curves = [validation_curve(run_dirs[label, seed]) for label in ("Seq2Seg", "U-Net")]
+        equal = max(set(curves[0]) & set(curves[1]), default=None)  # none: runs cut short
+        row["equal steps"] = equal
+        row["U-Net ahead at equal steps (points)"] = (
+            None if equal is None else round(curves[1][equal] - curves[0][equal], 2)
+        )
+        rows[f"seed {seed}"] = row
+    table = pd.DataFrame(rows).T
+    if len(rows) > 1:
+        table.loc["mean"] = table.mean().round(2)
+    report = {
+        "Seq2Seg steps": 45 * REPORT_STEPS_PER_EPOCH,
+        "U-Net steps": 30 * REPORT_STEPS_PER_EPOCH,
+        "Seq2Seg val accuracy (%)": REPORT_TABLE1["seq2seg"]["val_accuracy"],
+        "U-Net val accuracy (%)": REPORT_TABLE1["unet"]["val_accuracy"],
+        "Seq2Seg train accuracy (%)": REPORT_TABLE1["seq2seg"]["train_accuracy"],
+        "U-Net train accuracy (%)": REPORT_TABLE1["unet"]["train_accuracy"],
+    }
+    report["U-Net ahead by (points)"] = round(
+        report["U-Net val accuracy (%)"] - report["Seq2Seg val accuracy (%)"], 2
+    )
+    table.loc["report (Cityscapes)"] = pd.Series(report)
+    return table
+
+
+def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> str:
+    """Sec. 2.3's "only 3 percent less in accuracy" at the report's numbers of steps: U-Net
+    ahead by more than 0 and at most ``tolerance`` points (Table 1's rule), per seed, under the
+    noise rule of ``seqseg_lib.verdicts``; then the same at equal steps."""
+    seeds = table.loc[[label for label in table.index if str(label).startswith("seed ")]]
+    lines = []
+    for column, where in (
+        ("U-Net ahead by (points)", "at the report's budgets"),
+        ("U-Net ahead at equal steps (points)", "at equal steps"),
+    ):
+        gaps = [float(gap) for gap in seeds[column].dropna()]
+        if not gaps:
+            lines.append(
+                f"Seq2Seg within {tolerance:g} points of U-Net {where}: no step that both "
+                "runs validated."
+            )
+            continue
+        spread = seed_spread(gaps)
+        judged = verdict(
+            gaps,
+            holds=lambda gap: 0 < gap <= tolerance,
+            margin=lambda gap: min(abs(gap), abs(gap - tolerance)),
+            spread=spread,
+        )
+        if where == "at the report's budgets":
+            steps = (
+                f"Seq2Seg {int(seeds['Seq2Seg steps'].iloc[0]):,} steps, U-Net "
+                f"{int(seeds['U-Net steps'].iloc[0]):,}; the report's 5,535 and 3,690"
+            )
+        else:
+            steps = ", ".join(f"{int(step):,}" for step in seeds["equal steps"].dropna()) + " steps"
+        listing = ", ".join(f"{gap:+.2f}" for gap in gaps)
+        noise = "" if spread is None else f"; seed spread {spread:.2f} points"
+        lines.append(
+            f"Seq2Seg within {tolerance:g} points of U-Net's validation accuracy {where} "
+            f"(judged: U-Net ahead by more than 0 and at most {tolerance:g} points, every seed): "
+            f"{judged} (U-Net ahead by {listing} points over {len(gaps)} seed(s), {steps}"
+            f"{noise}; the report: 2.55)."
+        )
+    return "\n".join(lines)
+
+
+def figure_budget(run_dirs: dict[tuple[str, int], Path]) -> plt.Figure:
+    """Validation accuracy against steps for both models at the report's numbers of steps,
+    and how far U-Net is ahead at the steps both validated, one line per seed; the band is
+    Table 1's tolerance (ahead by 0 to ``TABLE1_GAP_TOLERANCE`` points), the dashed line the
+    report's 2.55 points."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
+    colours = {"Seq2Seg": "tab:blue", "U-Net": "tab:orange"}
+    seeds = sorted({seed for _, seed in run_dirs})
+    for seed in seeds:
+        curves = {label: validation_curve(run_dirs[label, seed]) for label in colours}
+        for label, curve in curves.items():
+            axes[0].plot(
+                list(curve),
+                list(curve.values()),
+                color=colours[label],
+                alpha=1.0 if seed == seeds[0] else 0.5,
+                label=f"{label}, seed {seed}",
+            )
+        steps = sorted(set(curves["Seq2Seg"]) & set(curves["U-Net"]))
+        gaps = [curves["U-Net"][step] - curves["Seq2Seg"][step] for step in steps]
+        axes[1].plot(steps, gaps, marker=".", label=f"seed {seed}")
+    for label in colours:
+        report = REPORT_TABLE1["seq2seg" if label == "Seq2Seg" else "unet"]["val_accuracy"]
+        axes[0].axhline(
+            report, color=colours[label], ls=":", lw=1, label=f"{label}, the report (Cityscapes)"
+        )
+    axes[0].set(xlabel="training step", ylabel="validation accuracy (%)")
+    axes[1].axhspan(0, TABLE1_GAP_TOLERANCE, color="tab:green", alpha=0.15, label="Table 1's rule")
+    axes[1].axhline(2.55, color="k", ls="--", lw=1, label="the report (2.55)")
+    axes[1].axhline(0, color="k", lw=0.5)
+    axes[1].set(xlabel="training step", ylabel="U-Net ahead by (points)")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return figure
 
 
 # The heads of the instance model, one change at a time from the report's (Sec. 3.2).

@@ -237,3 +237,26 @@ def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
     ]
     assert verdicts == ["reaches", "does not reach", "reaches", "does not reach"]
     assert "(100 steps, 2 min)" in fidelity.mnist_claim(table)
+
+
+def test_the_report_budget_study_trains_the_reports_steps_with_its_schedule_shape():
+    for profile in ("cpu", "paper"):
+        variants = fidelity.report_budget_study(profile, "synthetic")
+        seq2seg, unet = _configs(variants, profile, "synthetic")
+        per_epoch = {c.experiment: fidelity.steps_per_epoch(c) for c in (seq2seg, unet)}
+        steps = {c.experiment: c.epochs * per_epoch[c.experiment] for c in (seq2seg, unet)}
+        # the report's 5,535 and 3,690 (Sec. 2.2), rounded up to whole epochs
+        assert 5535 <= steps["seq2seg"] < 5535 + per_epoch["seq2seg"]
+        assert 3690 <= steps["unet"] < 3690 + per_epoch["unet"]
+        for config in (seq2seg, unet):
+            preset = studies.build_config(config.experiment, profile, "synthetic")
+            fractions = [e / config.epochs for e, _ in config.lr_milestones]
+            assert fractions == pytest.approx(
+                [e / preset.epochs for e, _ in preset.lr_milestones], abs=0.01
+            )
+            assert [lr for _, lr in config.lr_milestones] == [lr for _, lr in preset.lr_milestones]
+            assert config.model == preset.model and config.batch_size == preset.batch_size
+        assert seq2seg.validate_every == unet.validate_every  # validated at the same steps
+    # under paper on the synthetic scenes these are notebook 01's runs
+    paper = _configs(fidelity.report_budget_study("paper", "synthetic"), "paper", "synthetic")
+    assert [studies.variant_name(c) for c in paper] == ["", ""]

@@ -1,0 +1,40 @@
+"""Verdicts that know about noise: ``reproduced``, ``not reproduced`` or ``inconclusive``.
+
+A claim is judged on a number per seed (a gap, an accuracy) against a threshold:
+
+- with several seeds, the verdict is decided only when every seed is on the same side of the
+  threshold; otherwise it is ``inconclusive (the seeds disagree)``;
+- with one seed, when its margin to the threshold is smaller than ``spread``, the seed-to-seed
+  spread measured for that kind of run, it is ``inconclusive (one seed)``; without a measured
+  spread, it is decided and says ``(one seed)``.
+
+``reports/README.md`` states this rule once, with the spreads it used.
+"""
+
+from collections.abc import Callable, Sequence
+
+
+def verdict(
+    values: Sequence[float],
+    holds: Callable[[float], bool],
+    margin: Callable[[float], float],
+    spread: float | None = None,
+) -> str:
+    """The verdict on a claim that ``holds(value)`` for each seed's ``value``; ``margin(value)``
+    is the value's distance to the threshold that decides it (points)."""
+    if not values:
+        raise ValueError("a verdict needs at least one value")
+    decided = {holds(value) for value in values}
+    if len(decided) > 1:
+        return "inconclusive (the seeds disagree)"
+    word = "reproduced" if decided.pop() else "not reproduced"
+    if len(values) > 1:
+        return word
+    if spread is not None and margin(values[0]) < spread:
+        return "inconclusive (one seed)"
+    return f"{word} (one seed)"
+
+
+def seed_spread(values: Sequence[float]) -> float | None:
+    """The largest minus the smallest of several seeds' values; None for fewer than two."""
+    return max(values) - min(values) if len(values) > 1 else None

@@ -1,0 +1,68 @@
+"""Verdicts that know about noise (``seqseg_lib.verdicts``), and Table 1 at the report's step
+budget judged by them on hand-made tables (``fidelity.budget_table``'s columns)."""
+
+import pandas as pd
+import pytest
+
+from seqseg_lib import fidelity
+from seqseg_lib.verdicts import seed_spread, verdict
+
+
+def within(tolerance):
+    return {
+        "holds": lambda gap: 0 < gap <= tolerance,
+        "margin": lambda gap: min(abs(gap), abs(gap - tolerance)),
+    }
+
+
+def test_several_seeds_decide_only_when_they_agree():
+    assert verdict([1.0, 2.0, 4.0], **within(5)) == "reproduced"
+    assert verdict([6.0, 9.0], **within(5)) == "not reproduced"
+    assert verdict([4.0, 6.0, 5.5], **within(5)) == "inconclusive (the seeds disagree)"
+
+
+def test_one_seed_near_its_threshold_is_inconclusive_against_the_measured_spread():
+    assert verdict([4.5], **within(5), spread=2.9) == "inconclusive (one seed)"
+    assert verdict([2.0], **within(5), spread=1.0) == "reproduced (one seed)"
+    assert verdict([9.0], **within(5), spread=2.9) == "not reproduced (one seed)"
+    assert verdict([4.5], **within(5)) == "reproduced (one seed)"  # no spread measured
+    with pytest.raises(ValueError, match="at least one value"):
+        verdict([], **within(5))
+
+
+def test_seed_spread():
+    assert seed_spread([1.0, -0.5, 2.0]) == 2.5 and seed_spread([3.0]) is None
+
+
+def budget(gaps, equal_gaps=None):
+    rows = {
+        f"seed {seed}": {
+            "Seq2Seg steps": 5544,
+            "U-Net steps": 3696,
+            "U-Net ahead by (points)": gap,
+            "equal steps": 3564,
+            "U-Net ahead at equal steps (points)": (equal_gaps or gaps)[seed],
+        }
+        for seed, gap in enumerate(gaps)
+    }
+    rows["report (Cityscapes)"] = {"U-Net ahead by (points)": 2.55}
+    return pd.DataFrame(rows).T
+
+
+def test_the_budget_verdict_follows_every_seed():
+    lines = fidelity.budget_claim(budget([1.2, 3.0, 2.1], equal_gaps=[4.0, 6.5, 5.5])).splitlines()
+    assert "at the report's budgets" in lines[0] and ": reproduced (" in lines[0]
+    assert "+1.20, +3.00, +2.10" in lines[0] and "seed spread 1.80" in lines[0]
+    assert "at equal steps" in lines[1] and "inconclusive (the seeds disagree)" in lines[1]
+
+
+def test_the_budget_verdict_on_one_seed_says_so():
+    (line, equal) = fidelity.budget_claim(budget([6.3])).splitlines()
+    assert "not reproduced (one seed)" in line and "5,544 steps, U-Net 3,696" in line
+    assert "3,564 steps" in equal
+
+
+def test_the_report_row_takes_no_part_in_the_verdict():
+    table = budget([2.0])
+    table.loc["report (Cityscapes)", "U-Net ahead by (points)"] = 99.0
+    assert "reproduced (one seed)" in fidelity.budget_claim(table).splitlines()[0]
