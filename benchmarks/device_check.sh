@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# The GPU check, one command: on a machine with one GPU, the benchmark suite at the paper
-# profile, then the paper profile of notebooks 01 and 02 on the synthetic scenes (and on
-# CamVid when $CAMVID_ROOT or ../shared/data/camvid exists), writing tables and figures into
-# the reports folder like any run. Prints the seconds of each stage as it ends, so that a run
-# cut short still says where its time went.
+# The GPU check, one command per stage, each sized to finish within 9 minutes on one H200:
 #
-#   benchmarks/device_check.sh [--device auto|cuda|cpu] [--max-steps N] [--repeats N]
-#                              [--bench-profile paper|cpu|smoke] [--runs-dir DIR]
-#                              [--reports-dir DIR]
+#   benchmarks/device_check.sh --out DIR              # main: notebooks 01-02 at paper (synthetic)
+#   benchmarks/device_check.sh --out DIR --second     # second: benchmarks/run.py at paper
 #
-# --max-steps stops every training run after N steps (see run_all.sh). On a CPU,
-#   benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke \
-#       --runs-dir /tmp/check/runs --reports-dir /tmp/check/reports
-# executes every line of this path in about ten minutes.
+#   options: [--device auto|cuda|cpu] [--max-steps N] [--repeats N]
+#            [--bench-profile paper|cpu|smoke] [--runs-dir DIR]
+#
+# The main stage trains the report's step counts (2,975 synthetic scenes, 123 steps per epoch:
+# Seq2Seg 45 epochs, 5,535 steps; U-Net 30, 3,690; no skip at 5e-5 and at 1e-4) and writes
+# Table 1 and the skip ablation; benchmarks/device_plan.py prints the estimate of each stage
+# first (FLOPs counted here, a stated throughput and per-step floor).
+# Everything a stage writes goes under --out DIR (default scratch/device-check): reports/
+# (tables, figures, executed notebooks, benchmarks.md), runs/ (each run's config.json and
+# metrics.jsonl; checkpoints stay in --runs-dir, default runs/), log.txt, and
+# device_check.tar.gz holding all of it. A stage that fails is reported and the next runs;
+# the seconds of every stage are printed at the end whatever happened.
+# Missing Python packages are named at once: on a machine with internet run
+# benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
+# On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
+# --out DIR runs every line of this path (both stages: add --second for the other).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
-# Wheels in .whl/ (the packages such an image lacks, fetched by benchmarks/device_wheels.sh
-# on a machine with internet) are installed into a scratch site-packages first.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 device=auto
@@ -24,7 +29,9 @@ max_steps=()
 repeats=5
 bench_profile=paper
 runs_dir="$PWD/runs"
-reports_dir="$PWD/reports"
+out="$PWD/scratch/device-check"
+second=""
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
@@ -32,11 +39,14 @@ while [ $# -gt 0 ]; do
     --repeats) repeats="$2"; shift 2 ;;
     --bench-profile) bench_profile="$2"; shift 2 ;;
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
-    --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "device_check.sh: unknown argument $1" >&2; exit 2 ;;
+    --out) mkdir -p "$2"; out="$(cd "$2" && pwd)"; shift 2 ;;
+    --second) second=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "device_check.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+mkdir -p "$out/reports" "$out/runs" "$runs_dir"
+exec > >(tee -a "$out/log.txt") 2>&1
 
 if [ -z "${SEQSEG_PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then SEQSEG_PYTHON="$PWD/.venv/bin/python"; else SEQSEG_PYTHON=python3; fi
@@ -45,13 +55,28 @@ export SEQSEG_PYTHON
 if compgen -G ".whl/*.whl" > /dev/null; then
   site="$(mktemp -d)"
   "$SEQSEG_PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target "$site" .whl/*.whl
+    --target "$site" .whl/*.whl || echo "== some wheels of .whl/ did not install"
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # run_all.sh runs the notebooks on the device that "auto" resolves to
 [ "$device" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 
+# -- what is missing, said at once ------------------------------------------------------------
+missing="$("$SEQSEG_PYTHON" - <<'EOF'
+import importlib.util
+modules = ["torch", "transformers", "scipy", "pandas", "tabulate", "matplotlib", "seaborn",
+           "papermill", "nbformat", "ipykernel", "ipywidgets", "cityscapesscripts", "mlxtend",
+           "pycocotools"]
+print(" ".join(m for m in modules if importlib.util.find_spec(m) is None))
+EOF
+)"
+if [ -n "$missing" ]; then
+  echo "device_check.sh: missing Python packages: $missing" >&2
+  echo "  on a machine with internet: benchmarks/device_wheels.sh (fills .whl/), then bring" >&2
+  echo "  .whl/ along with the repository: this script installs it first" >&2
+  exit 2
+fi
 "$SEQSEG_PYTHON" - <<'EOF'
 import torch
 from seqseg_lib.devices import describe_device, fast_bfloat16
@@ -59,28 +84,50 @@ print(f"== device: {describe_device('auto')}; torch {torch.__version__}; "
       f"fast bfloat16: {fast_bfloat16('auto')}", flush=True)
 EOF
 
+# -- stages -----------------------------------------------------------------------------------
 timings=()
-stage() {  # stage NAME COMMAND...: run it, print and remember its seconds
-  local name="$1" start=$SECONDS
+failed=0
+stage() {  # stage NAME COMMAND...: run it, say how it ended and in how many seconds
+  local name="$1" start=$SECONDS status
   shift
   echo "== stage $name"
   "$@"
-  timings+=("$name: $((SECONDS - start)) s")
-  echo "== stage $name done in $((SECONDS - start)) s"
+  status=$?
+  if [ $status -eq 0 ]; then
+    timings+=("$name: $((SECONDS - start)) s")
+  else
+    timings+=("$name: FAILED (exit $status) after $((SECONDS - start)) s")
+    failed=1
+  fi
+  echo "== stage $name: ${timings[-1]#"$name: "}"
 }
+finish() {
+  # the run records beside the reports, then one archive of everything
+  for run in "$runs_dir"/*/; do
+    [ -f "$run/config.json" ] || continue
+    mkdir -p "$out/runs/$(basename "$run")"
+    cp "$run"/config.json "$run"/metrics.jsonl "$out/runs/$(basename "$run")/" 2>/dev/null
+  done
+  tar -czf "$out/device_check.tar.gz.tmp" -C "$out" reports runs log.txt 2>/dev/null \
+    && mv "$out/device_check.tar.gz.tmp" "$out/device_check.tar.gz"
+  echo "== seconds per stage:"
+  printf '   %s\n' "${timings[@]:-none ran}"
+  echo "== outputs: $out"
+}
+trap finish EXIT
 
-stage "benchmarks ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/run.py --profile "$bench_profile" \
-  --device "$device" --repeats "$repeats" --out "$reports_dir"
-common=(--profile paper --runs-dir "$runs_dir" --reports-dir "$reports_dir" "${max_steps[@]}")
-stage "notebooks 01-02 (paper, synthetic)" ./run_all.sh "${common[@]}" --dataset synthetic \
-  notebooks/01_*.ipynb notebooks/02_*.ipynb
-camvid="${CAMVID_ROOT:-../shared/data/camvid}"
-if [ -d "$camvid" ]; then
-  stage "notebooks 01-02 (paper, camvid)" ./run_all.sh "${common[@]}" --dataset camvid \
-    --data-root "$camvid" notebooks/01_*.ipynb notebooks/02_*.ipynb
+estimate() {  # the plan says its estimate; over the limit, the stage still runs
+  "$SEQSEG_PYTHON" benchmarks/device_plan.py "$@" \
+    || echo "== estimated over the limit: the stage runs all the same"
+}
+if [ -z "$second" ]; then
+  estimate --stage main "${max_steps[@]}"
+  stage "notebooks 01-02 (paper, synthetic)" ./run_all.sh --profile paper --dataset synthetic \
+    --runs-dir "$runs_dir" --reports-dir "$out/reports" "${max_steps[@]}" \
+    notebooks/01_*.ipynb notebooks/02_*.ipynb
 else
-  echo "== no CamVid at $camvid: its stage is skipped"
+  estimate --stage second
+  stage "benchmarks ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/run.py \
+    --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports"
 fi
-
-echo "== seconds per stage:"
-printf '   %s\n' "${timings[@]}"
+exit $failed

@@ -35,8 +35,8 @@ import torch
 
 from seqseg_lib.config import PROFILES
 from seqseg_lib.data.cache import CACHE_ENV
-from seqseg_lib.devices import describe_device, resolve_device
-from seqseg_lib.engine import Trainer
+from seqseg_lib.devices import configure_device, describe_device, resolve_device
+from seqseg_lib.engine import Trainer, deterministic, set_determinism
 from seqseg_lib.experiments import EXPERIMENTS, build_config
 from seqseg_lib.speed import (
     TrainingStep,
@@ -48,6 +48,9 @@ from seqseg_lib.speed import (
 )
 
 PHASES = ("data", "forward", "loss", "backward", "optimizer", "metrics")
+# The side of the square matrices whose product measures the peak: 8192^3 is 1.1 TFLOP, about
+# 1.4 ms on an H200 in bfloat16 (2048^3 would take 20 us, less than launching and timing it).
+PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}
 COMPUTE = ("forward", "backward", "optimizer")
 
 
@@ -177,9 +180,16 @@ def main() -> None:
     device = resolve_device(args.device)
     where = machine(device)
     print(f"{args.profile} profile on {where}", flush=True)
+    # the device as every run of the profile trains on it, set once before anything is timed:
+    # TF32 matmuls on CUDA (so the float32 peak is TF32's), and the profile's determinism
+    configure_device(device)
+    profile_config = build_config(args.experiments[0], args.profile, device=str(device))
+    set_determinism(device, deterministic(profile_config, device))
+    # a product large enough to be bound by arithmetic, not by launching it, on a GPU
+    size = PEAK_MATMUL_SIZE[device.type]
     throughput = {
-        "fp32": matmul_flops_per_second(torch.float32, str(device)),
-        "bf16": matmul_flops_per_second(torch.bfloat16, str(device)),
+        "fp32": matmul_flops_per_second(torch.float32, str(device), size),
+        "bf16": matmul_flops_per_second(torch.bfloat16, str(device), size),
     }
     rows = {"step": [], "real": [], "other": []}
     for name in args.experiments:
@@ -194,7 +204,7 @@ def main() -> None:
     precision = "bfloat16 autocast" if amp else "float32"
     body = "\n\n".join(
         [
-            f"_Machine: {where}. Dense 2048^3 matmul: "
+            f"_Machine: {where}. Dense {size}^3 matmul: "
             f"{throughput['fp32'] / 1e9:.0f} GFLOP/s in float32, "
             f"{throughput['bf16'] / 1e9:.0f} GFLOP/s in bfloat16. Medians [min, max] of "
             f"{args.repeats} rounds, float32 and bfloat16 steps interleaved; dummy batches "

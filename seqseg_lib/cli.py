@@ -3,7 +3,7 @@
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
-        [--[no-]amp] [--threads N]
+        [--[no-]amp] [--[no-]deterministic] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]

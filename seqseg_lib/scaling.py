@@ -177,7 +177,8 @@ def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
         f"{'reproduced' if slopes.loc[s2s, 'gflops x last doubling'] >= 8 else 'not yet'} at "
         f"{tokens} tokens (FLOP slope {slopes.loc[s2s, 'gflops slope']:.2f} over all sizes; "
         "attention overtakes the linear layers beyond about 6 x hidden size tokens).",
-        "Memory-efficient attention (SDPA) saves memory (more than 10% less than eager): "
+        "Our check, not a claim of the report: memory-efficient attention (SDPA) saves memory "
+        "(more than 10% less than eager): "
         f"{'reproduced' if saving > 1.1 else 'not reproduced'} (at the largest size, "
         f"{largest.loc[s2s, 'memory_mib']:.0f} MiB with SDPA against "
         f"{largest.loc[eager, 'memory_mib']:.0f} MiB eager "

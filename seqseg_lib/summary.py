@@ -26,9 +26,10 @@ _TITLES = {
     "3,690 (Sec. 2.2-2.3)",
     "table_skip_ablation": "The skip connection (Sec. 2.2-2.3, Table 1's third column)",
     "table_mnist": "Instance segmentation on scattered MNIST (Sec. 3.4)",
-    "table_panoptic": "Hungarian U-Net: panoptic quality, and semantic metrics beside U-Net and "
-    "Seq2Seg (Sec. 4; the report has no numbers)",
-    "table_redundancy": "Hungarian U-Net: redundant detections, counted (Sec. 4.1)",
+    "table_panoptic": "Hungarian U-Net on the synthetic scenes only: panoptic quality, and "
+    "semantic metrics beside U-Net and Seq2Seg (Sec. 4; the report has no numbers)",
+    "table_redundancy": "Hungarian U-Net on the synthetic scenes only: redundant detections, "
+    "counted (Sec. 4.1)",
     "table_scaling": "Scaling it up: one training step as the image grows, on dummy batches "
     "(Sec. 2.4)",
     "table_patches": "Scaling it up: larger patches at equal image size (Sec. 2.4)",
@@ -42,10 +43,12 @@ _TITLES = {
     "table_per_class_iou": "Beyond the report: what pixel accuracy hides, per-class IoU",
     "table_skip_depth": "At the report's scale: the skip connection with the report's encoder "
     "(Sec. 2.2)",
-    "table_depth": "At the report's scale: where the skip connection starts to matter",
-    "table_gap": "At the report's scale: what Seq2Seg's distance to U-Net depends on",
-    "table_mnist_targets": "At the report's scale: MNIST digit accuracy and Dice loss at the "
-    "profile's budget and at the report's steps (Sec. 3.4)",
+    "table_depth": "Beyond the report: where the skip connection starts to matter (width 256, "
+    "batch 8: not the report's sizes)",
+    "table_gap": "Beyond the report: what Seq2Seg's distance to U-Net depends on (the cpu "
+    "profile's models, one change at a time)",
+    "table_mnist_targets": "Beyond the report: MNIST digit accuracy and Dice loss at the "
+    "profile's budget and at the report's steps (half the report's width; Sec. 3.4)",
 }
 # Tables of our own studies: their verdicts answer our questions, not claims of the report.
 _STUDIES = {
@@ -126,6 +129,14 @@ def summarize(reports_dir: str | Path) -> Path:
         "states the profile, dataset, device, seed and date of the runs that produced it.",
         "Real road scenes come first: **read Table 1 on CamVid first**; the synthetic street",
         "scenes are the embedded default, useful to check the code, not to judge the models.",
+        "",
+        "Verdicts that know about noise (`seqseg_lib.verdicts`; Table 1 at the report's step",
+        "budget and the skip connection so far) are `reproduced`, `not reproduced` or",
+        "`inconclusive`: over several seeds a verdict is decided only when every seed is on the",
+        "same side of its threshold, else `inconclusive (the seeds disagree)`; one seed's verdict",
+        "says `(one seed)`, and is `inconclusive (one seed)` where its margin to the threshold is",
+        "smaller than the seed spread measured for that kind of run. The other verdicts rest on",
+        "the runs they name.",
         "",
     ]
     for kind, meta, table in _load_tables(reports_dir):

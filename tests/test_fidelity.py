@@ -182,6 +182,21 @@ def test_gap_verdicts_against_the_last_row():
     assert "4.00 points behind" in lines[1] and ": within 5 points" in lines[1]
 
 
+def test_a_gap_at_other_steps_than_the_reports_ratio_is_not_judged():
+    """CamVid ``cpu``: three times the epochs gave Seq2Seg 990 steps against U-Net's 220."""
+    table = pd.DataFrame(
+        {
+            "steps": {"Seq2Seg": 330, "three times the epochs": 990, "U-Net": 220},
+            "val accuracy (%)": {"Seq2Seg": 62.2, "three times the epochs": 77.23, "U-Net": 79.14},
+            "training (min)": {"Seq2Seg": 4.0, "three times the epochs": 11.4, "U-Net": 6.9},
+        }
+    )
+    judged, longer = fidelity.gap_claim(table).splitlines()
+    assert "16.94 points behind" in judged and "not within 5 points" in judged
+    assert "1.91 points behind" in longer and "not judged: Seq2Seg trained 4.5x" in longer
+    assert "within 5 points" not in longer
+
+
 def test_mnist_study_starts_from_notebook_03_and_changes_one_thing_at_a_time():
     variants = fidelity.mnist_study("cpu")
     assert [v.experiment for v in variants] == ["mnist-easy"] * 6 + ["mnist-hard"] * 4
@@ -231,10 +246,9 @@ def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
     assert table.loc["easy, a", "accuracy (%)"] == 96.0
     assert table.loc["easy, a", "steps"] == 100 and table.loc["easy, a", "training (min)"] == 2.0
     assert table.loc["hard, a", "report accuracy (%)"] == 62.0
-    verdicts = [
-        line.split("min): ")[1].split(" the target")[0]
-        for line in fidelity.mnist_claim(table).splitlines()
-    ]
+    setting, *lines = fidelity.mnist_claim(table).splitlines()
+    assert "the targets are ours" in setting and "width 256 against 512" in setting
+    verdicts = [line.split("min): ")[1].split(" our target")[0] for line in lines]
     assert verdicts == ["reaches", "does not reach", "reaches", "does not reach"]
     assert "(100 steps, 2 min)" in fidelity.mnist_claim(table)
 

@@ -46,8 +46,22 @@ def test_claims_follow_the_numbers():
     assert "our U-Net trained" not in text  # more than half the report's steps
     skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
     text = reports.compare_skip(skip, {"accuracy": 0.3})
-    assert "ahead by more than 0.5 points of validation accuracy): not reproduced" in text
+    assert "at its own learning rate (report 80.20" in text
+    assert "'with' against 'no'): not reproduced (one seed)" in text
     assert "behind the run without skip at its own rate): reproduced (val accuracy 40.00" in text
+
+
+def test_the_skip_connection_is_judged_at_the_same_rate():
+    """CamVid at ``paper``: with skip at 1e-4 66.89, without at 5e-5 61.93, without at 1e-4
+    66.91. Each at its own rate the skip connection "helps"; at the same rate it does not."""
+    names = ["Seq2Seg (lr 0.0001)", "Seq2Seg no skip (lr 5e-05)", "no skip at Seq2Seg's lr"]
+    skip = pd.DataFrame({"val accuracy (%)": [66.89, 61.93, 66.91]}, index=names)
+    same, own, fails = reports.compare_skip(skip, {"accuracy": 0.2841}).splitlines()
+    assert "both at the same learning rate" in same and "not reproduced (one seed)" in same
+    assert "-0.02 points" in same
+    assert "each at its own learning rate" in own and "reproduced (one seed)" in own
+    assert "+4.96 points" in own and "does not isolate the skip connection" in own
+    assert "rate): not reproduced (val accuracy 66.91" in fails
 
 
 def test_fails_to_train_is_near_the_majority_class_or_far_behind_a_run_that_trains():
