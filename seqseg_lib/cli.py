@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", default=None, help="folder of the real dataset")
     train.add_argument("--out", required=True, help="run directory (created or resumed)")
     train.add_argument("--max-steps", type=positive_int, default=None)
-    train.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="steps"
+    )
+    train.add_argument(
+        "--checkpoint-epochs",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="a checkpoint every K epochs and after the last (default 1; paper: 5)",
+    )
     train.add_argument(
         "--validate-every",
         type=positive_int,
@@ -155,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["deterministic"] = args.deterministic
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
+            if args.checkpoint_epochs is not None:
+                overrides["checkpoint_epochs"] = args.checkpoint_epochs
             if args.validate_every is not None:
                 overrides["validate_every"] = args.validate_every
             config = build_config(

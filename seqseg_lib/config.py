@@ -26,6 +26,7 @@ PROFILES = ("smoke", "cpu", "paper")
 RUN_CONTROL_FIELDS = (
     "max_steps",
     "checkpoint_every",
+    "checkpoint_epochs",
     "validate_every",
     "device",
     "deterministic",
@@ -62,7 +63,8 @@ class Config:
     loss: Any = None
     # run control (may change between a run and its resumption)
     max_steps: int | None = None
-    checkpoint_every: int = 0  # steps; 0 = at the end of each epoch only
+    checkpoint_every: int = 0  # steps; 0 = at the end of epochs only (``checkpoint_epochs``)
+    checkpoint_epochs: int = 1  # a checkpoint every this many epochs, and after the last
     validate_every: int = 1  # epochs between validations; the last epoch is always validated
     device: str = "auto"
     # bit-identical kernels on CUDA; None: yes except under ``paper`` (``engine.deterministic``)

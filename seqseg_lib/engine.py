@@ -529,11 +529,16 @@ class Trainer:
         }
 
     def _end_epoch(self) -> dict[str, Any]:
+        """The epoch's record, then the next epoch's position and schedule; a checkpoint every
+        ``checkpoint_epochs`` epochs and after the last (resuming from an earlier one trains
+        the epochs between again, to the same weights, and rewrites their records)."""
         record = self._write_record()
         self.epoch_scheduler.step()
         self.position.update(epoch=self.position["epoch"] + 1, step_in_epoch=0)
         self.running = self._new_running()
-        self.save()
+        epoch = self.position["epoch"]
+        if epoch % self.config.checkpoint_epochs == 0 or epoch == self.config.epochs:
+            self.save()
         return record
 
     def validate(self, dataset: Dataset | None = None) -> dict[str, Any]:

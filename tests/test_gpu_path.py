@@ -315,3 +315,42 @@ def test_a_run_whose_data_cannot_load_leaves_no_run_directory(tmp_path):
     with pytest.raises(ValueError):
         engine.Trainer(config, tmp_path / "run")
     assert not (tmp_path / "run" / engine.CONFIG).exists()
+
+
+# -- checkpoints every k epochs --------------------------------------------------------------------
+def test_paper_checkpoints_every_few_epochs_and_the_others_every_epoch():
+    assert build_config("seq2seg", "paper").checkpoint_epochs == 5
+    assert build_config("seq2seg", "cpu").checkpoint_epochs == 1
+    assert build_config("seq2seg", "paper", checkpoint_epochs=1).checkpoint_epochs == 1
+    with pytest.raises(ValueError, match="checkpoint_epochs must be a positive integer"):
+        build_config("unet", "smoke", checkpoint_epochs=0)
+
+
+def test_a_run_killed_between_checkpoints_repeats_its_epochs_to_the_same_weights(
+    tmp_path, monkeypatch
+):
+    config = build_config(
+        "unet", "smoke", device="cpu", progress=False, epochs=5, checkpoint_epochs=2
+    )
+    engine.train(config, tmp_path / "whole")
+    saved = []
+    save = engine.Trainer.save
+
+    def save_then_die(trainer):
+        if trainer.position["epoch"] == 5:  # the last epoch's checkpoint is never written
+            raise KeyboardInterrupt
+        saved.append(trainer.position["epoch"])
+        save(trainer)
+
+    monkeypatch.setattr(engine.Trainer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(config, tmp_path / "killed")
+    assert saved == [2, 4]  # every 2 epochs
+    assert len(engine.read_metrics(tmp_path / "killed")) == 5
+    monkeypatch.setattr(engine.Trainer, "save", save)
+    records = engine.train(config, tmp_path / "killed")  # epoch 5 again, from epoch 4's
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3, 4]
+    whole = engine.load_checkpoint(tmp_path / "whole" / engine.CHECKPOINT)["model"]
+    resumed = engine.load_checkpoint(tmp_path / "killed" / engine.CHECKPOINT)["model"]
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
