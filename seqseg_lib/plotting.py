@@ -1,7 +1,9 @@
 """Figures and tables for the notebooks: written into ``reports/`` with their provenance."""
 
 import datetime
+import hashlib
 import json
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,62 @@ def provenance(
 ) -> dict[str, str]:
     """Where numbers come from, stated beside every table and figure: the profile, dataset and
     seed (of several runs' seeds: ``"0, 1, 2"``); the device (model, threads) and precision the
-    ``runs`` were trained with, as their last ``metrics.jsonl`` record states; and the device
-    of this process, which evaluates."""
+    ``runs`` were trained with, as their last ``metrics.jsonl`` record states (run by run where
+    they differ); the device of this process, which evaluates; the code's commit
+    (``+modified`` when the working tree differs from it), the torch version, and the data
+    (a real dataset's fingerprint: ``data_fingerprint`` of the runs' ``data_root``)."""
     meta = {"profile": profile, "dataset": dataset}
-    trained = sorted({_trained_with(Path(run)) for run in runs})
+    runs = [Path(run) for run in runs]
+    trained = {run.name: _trained_with(run) for run in runs}
     if trained:
-        meta["trained on"] = "; ".join(trained)
+        kinds = sorted(set(trained.values()))
+        meta["trained on"] = (
+            kinds[0]
+            if len(kinds) == 1
+            else "; ".join(f"{name}: {where}" for name, where in trained.items())
+        )
     meta["evaluated on" if trained else "device"] = describe_device(device)
+    roots = sorted({_data_root(run) for run in runs} - {None})
+    meta |= {
+        "code": code_version(),
+        "torch": torch.__version__,
+        "data": ", ".join(data_fingerprint(root) for root in roots) or f"embedded {dataset}",
+    }
     return meta | {"seed": str(seed), "date": datetime.date.today().isoformat()}
+
+
+def code_version() -> str:
+    """The repository's commit, with ``+modified`` when tracked files differ from it; or
+    ``unknown`` outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPOSITORY), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + (
+            "+modified" if git("status", "--porcelain", "--untracked-files=no") else ""
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """``"<folder name>: N files, <hash>"``: the number of files under ``root`` and the first
+    10 hex digits of the SHA-1 of their relative paths and sizes (not their contents: cheap,
+    and it changes when a file is added, removed, renamed or rewritten to another size)."""
+    root = Path(root)
+    files = sorted(path for path in root.rglob("*") if path.is_file())
+    listing = "\n".join(f"{path.relative_to(root)}:{path.stat().st_size}" for path in files)
+    digest = hashlib.sha1(listing.encode()).hexdigest()[:10]
+    return f"{root.name}: {len(files)} files, {digest}"
+
+
+def _data_root(run_dir: Path) -> str | None:
+    config = run_dir / "config.json"
+    return json.loads(config.read_text()).get("data_root") if config.exists() else None
 
 
 def _trained_with(run_dir: Path) -> str:

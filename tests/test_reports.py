@@ -147,6 +147,25 @@ def test_provenance_describes_the_runs_not_the_process(tmp_path):
     meta = provenance("cpu", "synthetic", "cpu", 0, runs=[tmp_path / "new", tmp_path / "old"])
     assert meta["trained on"].count(";") == 1 and "not recorded" in meta["trained on"]
     assert "trained on" not in provenance("cpu", "synthetic", "cpu", 0)
+    assert meta["trained on"].startswith("new: cuda (NVIDIA H100)")  # run by run
+    assert meta["torch"] == torch.__version__ and meta["data"] == "embedded synthetic"
+    assert meta["code"] == "unknown" or len(meta["code"].split("+")[0]) >= 7
+
+
+def test_provenance_fingerprints_a_real_datasets_files(tmp_path):
+    from seqseg_lib.plotting import data_fingerprint, provenance
+
+    data = tmp_path / "camvid"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "a.png").write_bytes(b"12345")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data_root": str(data)}))
+    (run / "metrics.jsonl").write_text("")
+    first = provenance("cpu", "camvid", "cpu", 0, runs=[run])["data"]
+    assert first == data_fingerprint(data) and first.startswith("camvid: 1 files, ")
+    (data / "train" / "a.png").write_bytes(b"123456")  # rewritten to another size
+    assert data_fingerprint(data) != first
 
 
 def test_diverse_indices_pick_different_scenes():
