@@ -130,10 +130,11 @@ for notebook in "${notebooks[@]}"; do
     parameters+=(-p dataset "$dataset")
     [ -n "$data_root" ] && parameters+=(-p data_root "$(relative "$here" "$data_root")")
   fi
-  output="$reports_dir/notebooks/${name}_${nb_dataset}_${profile}.ipynb"
+  # relative to the repository, as papermill records it in the executed notebook
+  output="$(relative "$PWD" "$reports_dir/notebooks/${name}_${nb_dataset}_${profile}.ipynb")"
   echo "== [$index/$total] $name (profile $profile, dataset $nb_dataset)"
   start=$SECONDS
-  if ! "$python" -m papermill "$notebook" "$output" "${parameters[@]}" \
+  if ! "$python" -m papermill "$(relative "$PWD" "$notebook")" "$output" "${parameters[@]}" \
         --kernel python3 --cwd "$(dirname "$notebook")" --log-output --no-progress-bar; then
     echo "== FAILED: $name; the executed notebook with the error is $output" >&2
     exit 1

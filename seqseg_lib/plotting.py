@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -116,7 +117,7 @@ def save_table(table: pd.DataFrame, name: str, reports_dir: str | Path, meta: di
     header = ", ".join(f"{k}: {v}" for k, v in meta.items())
     (folder / f"{name}.md").write_text(f"{header}\n\n{to_markdown(table)}\n")
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return folder / f"{name}.md"
+    return _relative(folder / f"{name}.md")
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -144,7 +145,13 @@ def save_figure(figure: plt.Figure, name: str, reports_dir: str | Path, meta: di
         if path.stat().st_size <= MAX_FIGURE_BYTES:
             break
         dpi = int(dpi * 0.85)
-    return path
+    return _relative(path)
+
+
+def _relative(path: Path) -> Path:
+    """``path`` from the working directory: what a notebook shows names no folder of the
+    machine that ran it."""
+    return Path(os.path.relpath(path))
 
 
 MAX_FIGURE_BYTES = 1_000_000

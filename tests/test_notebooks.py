@@ -157,6 +157,10 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
     assert values and not [v for v in values if v.startswith('"/')], values
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # figures 1 and 2 inline
+    # no folder of the machine that ran it: not in papermill's record, not in an output
+    text = nbformat.writes(executed)
+    for folder in (tmp_path, REPO):  # as an absolute path: quoted, or PosixPath('...')
+        assert f'"{folder}' not in text and f"'{folder}" not in text
 
 
 @pytest.mark.slow
