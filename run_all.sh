@@ -38,8 +38,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --dataset) dataset="$2"; shift 2 ;;
-    --data-root) data_root="$(cd "$2" && pwd)"; shift 2 ;;
-    --mnist-root) mnist_root="$(cd "$2" && pwd)"; shift 2 ;;
+    --data-root|--mnist-root)
+      [ -d "${2:-}" ] || { echo "run_all.sh: $1 needs an existing folder, got '${2:-}'" >&2; exit 2; }
+      folder="$(cd "$2" && pwd)"
+      if [ "$1" = --data-root ]; then data_root="$folder"; else mnist_root="$folder"; fi
+      shift 2 ;;
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --fidelity) fidelity=1; shift ;;

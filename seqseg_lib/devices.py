@@ -48,7 +48,8 @@ def describe_device(device: str | torch.device) -> str:
     device = resolve_device(device)
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({cpu_model()}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def cpu_model() -> str:

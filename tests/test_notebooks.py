@@ -119,6 +119,7 @@ def test_run_all_refuses_unknown_names():
         (["--profile", "gpu"], "valid: smoke, cpu, paper"),
         (["--dataset", "ade"], "valid: synthetic, cityscapes, camvid"),
         (["--max-steps", "0"], "--max-steps needs a positive integer, got '0'"),
+        (["--data-root", "/missing"], "--data-root needs an existing folder, got '/missing'"),
     ]:
         result = subprocess.run(
             ["bash", str(REPO / "run_all.sh"), *args],
