@@ -284,8 +284,14 @@ class Trainer:
         if reason is not None:  # refused before any step, rather than out of memory in one
             raise ValueError(f"refusing to train {config.experiment} in {self.run_dir}: {reason}")
         self.train_set, self.val_set = self.experiment.build_datasets(config)
-        for dataset in (self.train_set, self.val_set):
-            prepare(dataset)  # on every core, before DataLoader workers fork and share it
+        # before DataLoader workers fork and share it; rank 0 first, on every core, writing the
+        # machine's cache of rendered scenes or resized files; the other processes read it
+        for main in (True, False):
+            if distributed.is_main() == main:
+                for dataset in (self.train_set, self.val_set):
+                    prepare(dataset)
+            if main:
+                distributed.barrier()
         # written once the model and the data are known to load: a refused or failed start
         # leaves no run directory behind to refuse the corrected command
         if distributed.is_main():

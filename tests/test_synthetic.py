@@ -170,3 +170,34 @@ def test_majority_class_predictor_is_weak():
     name = CITYSCAPES.eval_names[int(counts.argmax())]
     print(f"majority class {name!r}: pixel accuracy {accuracy:.3f}")
     assert accuracy < 0.5
+
+
+def test_rendered_scenes_are_cached_once_and_read_back_identical(tmp_path):
+    """The first ``prepare`` renders and writes the split; a second dataset (another process,
+    a notebook's next run) reads it back instead of rendering, item for item the same."""
+    from seqseg_lib.data import synthetic
+
+    first = SyntheticCityscapes(
+        None, "train", num_images=6, size=(64, 128), resize=(36, 72), crop=(32, 64)
+    )
+    first.prepare(processes=1, cache_dir=tmp_path)
+    folder = first.cache_folder(tmp_path)
+    assert folder.is_dir() and (folder / "image.npy").is_file()
+    second = SyntheticCityscapes(
+        None, "train", num_images=6, size=(64, 128), resize=(36, 72), crop=(32, 64)
+    )
+    rendered = []
+    original = synthetic.SyntheticCityscapes._render_all
+    synthetic.SyntheticCityscapes._render_all = lambda self, p: rendered.append(p)
+    try:
+        second.prepare(cache_dir=tmp_path)
+    finally:
+        synthetic.SyntheticCityscapes._render_all = original
+    assert rendered == []  # read, not rendered
+    for index in range(6):
+        a, b = first[index], second[index]
+        for key in ("image", "labels", "instances"):
+            assert torch.equal(a[key], b[key]), (index, key)
+    b["image"].mul_(0)  # an item's image is its own, writable memory
+    other = SyntheticCityscapes(None, "train", num_images=6, size=(64, 128), seed=1)
+    assert other.cache_folder(tmp_path) != folder  # another seed, another folder

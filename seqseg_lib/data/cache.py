@@ -156,6 +156,33 @@ class ResizedItems:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def store_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as ``folder/{key}.npy`` and an index, into a private folder renamed into
+    place: ``folder`` is only ever seen whole, and when several processes write it at once the
+    first rename wins. Raises ``OSError`` when the folder cannot be written."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for key, array in arrays.items():
+            np.save(scratch / f"{key}.npy", array)
+        (scratch / "index.json").write_text(json.dumps(list(arrays)))
+        os.rename(scratch, folder)  # atomic; fails if another process got there first
+    except OSError:
+        if not folder.is_dir():
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_arrays(folder: Path) -> dict[str, np.ndarray] | None:
+    """The arrays ``store_arrays`` wrote in ``folder``, memory-mapped read-only; None when
+    there is no such folder."""
+    if not (folder / "index.json").is_file():
+        return None
+    index = json.loads((folder / "index.json").read_text())
+    return {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in index}
+
+
 def stored(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``item`` in the cache's types: ``image`` float32, label maps in ``STORED_TYPES``."""
     out = {}

@@ -5,8 +5,11 @@ The project's default dataset, so that every experiment runs without the real Ci
 module makes them a dataset with Cityscapes' items, splits, resize and crop.
 """
 
+import hashlib
+import json
 import multiprocessing
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from seqseg_lib.data.cache import default_cache_dir, load_arrays, store_arrays
 from seqseg_lib.data.io import image_to_tensor
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.synthetic_scenes import LABEL_COLOURS, render_scene
@@ -21,6 +25,7 @@ from seqseg_lib.data.transforms import item_generator, resize_and_crop
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NUM_IMAGES = {"train": 600, "val": 150, "test": 150}
+SCENES_FORMAT = 1  # bump when what the cache of rendered scenes stores changes
 
 
 class SyntheticCityscapes(Dataset):
@@ -81,12 +86,57 @@ class SyntheticCityscapes(Dataset):
         self._resized_cache: dict[int, dict[str, torch.Tensor]] = {}
         self._stacked: dict[str, torch.Tensor] | None = None  # filled by ``prepare``
 
-    def prepare(self, processes: int | None = None) -> None:
+    def prepare(self, processes: int | None = None, cache_dir: str | Path | None = None) -> None:
         """Render and resize every scene now, into one tensor per key (see the class), on
         ``processes`` processes (default: every core; scenes are independent, and rendering
-        is single-threaded numpy)."""
+        is single-threaded numpy), or read them from the cache of rendered scenes.
+
+        The cache (in ``cache_dir``, default ``data.cache.default_cache_dir()``:
+        ``$SEQSEG_CACHE``, ``off`` for none) holds one folder per split, seed, number of
+        scenes, size and resize, and version of the renderer's source: the first process that
+        renders a split writes it (atomically), every later one, a notebook's next run or
+        another torchrun process, memory-maps it. A cache that cannot be written leaves the
+        scenes rendered in memory."""
         if self._stacked is not None or not self.num_images:
             return
+        folder = self.cache_folder(cache_dir)
+        arrays = load_arrays(folder) if folder is not None else None
+        if arrays is None:
+            self._render_all(processes)
+            if folder is not None:
+                try:
+                    store_arrays(folder, {k: v.numpy() for k, v in self._stacked.items()})
+                except OSError as error:
+                    warnings.warn(
+                        f"cannot write the cache of rendered scenes {str(folder)!r} ({error})",
+                        stacklevel=2,
+                    )
+            return
+        with warnings.catch_warnings():  # read-only pages: nothing ever writes to them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self._stacked = {key: torch.from_numpy(array) for key, array in arrays.items()}
+
+    def cache_folder(self, cache_dir: str | Path | None = None) -> Path | None:
+        """Where the rendered scenes of this split are cached (None: no cache)."""
+        cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+        if cache_dir is None:
+            return None
+        renderer = hashlib.sha256()
+        for module in (__file__, render_scene.__code__.co_filename):
+            renderer.update(Path(module).read_bytes())
+        key = [
+            SCENES_FORMAT,
+            self.split,
+            self.seed,
+            self.num_images,
+            list(self.size),
+            None if self.resize is None else list(self.resize),
+            renderer.hexdigest(),
+        ]
+        digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+        return cache_dir / f"synthetic-{self.split}-{digest}"
+
+    def _render_all(self, processes: int | None) -> None:
         first = self._resized_compact(0)
         stacked = {
             key: torch.empty((self.num_images, *value.shape), dtype=value.dtype)
@@ -140,6 +190,8 @@ class SyntheticCityscapes(Dataset):
         sample = self._resized(index)
         generator = item_generator(self.seed, self.epoch, index) if self.train else None
         sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
+        # its own memory: the scenes may be the cache's read-only pages
+        sample["image"] = sample["image"].clone()
         return sample | {"name": f"synthetic_{self.split}_{index:06d}"}
 
     def _resized(self, index: int) -> dict[str, torch.Tensor]:
