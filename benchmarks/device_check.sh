@@ -64,11 +64,18 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 # -- what is missing, said at once ------------------------------------------------------------
 missing="$("$SEQSEG_PYTHON" - <<'EOF'
-import importlib.util
+import importlib
+
 modules = ["torch", "transformers", "scipy", "pandas", "tabulate", "matplotlib", "seaborn",
            "papermill", "nbformat", "ipykernel", "ipywidgets", "cityscapesscripts", "mlxtend",
            "pycocotools"]
-print(" ".join(m for m in modules if importlib.util.find_spec(m) is None))
+missing = []
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        missing.append(name)
+print(" ".join(missing))
 EOF
 )"
 if [ -n "$missing" ]; then

@@ -1,0 +1,69 @@
+"""``benchmarks/device_check.sh`` and its plan, on the CPU: missing packages named at once, the
+estimate of each stage, and every output under ``--out`` with the timing summary printed even
+when a stage fails."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "device_check.sh"
+
+
+def run(args, tmp_path, **env):
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env=os.environ | {"SEQSEG_PYTHON": sys.executable} | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_missing_packages_are_named_at_once_with_the_way_to_get_them(tmp_path):
+    hidden = tmp_path / "hidden" / "papermill"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not on this machine')\n")
+    result = run(["--out", str(tmp_path / "out")], tmp_path, PYTHONPATH=str(hidden.parent))
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = result.stdout + result.stderr  # (the check's log takes both)
+    assert "missing Python packages: papermill" in said
+    assert "benchmarks/device_wheels.sh" in said
+
+
+def test_a_failing_stage_is_reported_and_the_summary_still_printed(tmp_path):
+    """The second stage at an unknown benchmark profile fails; the check says so, prints its
+    seconds and archives what it has under --out."""
+    out = tmp_path / "out"
+    result = run(
+        ["--second", "--device", "cpu", "--bench-profile", "nonsense", "--out", str(out)], tmp_path
+    )
+    assert result.returncode == 1
+    assert "== stage benchmarks (nonsense): FAILED (exit 2)" in result.stdout
+    assert (
+        "== seconds per stage:" in result.stdout
+        and "FAILED" in result.stdout.split("seconds per stage:")[1]
+    )
+    assert "== estimate of stage second" in result.stdout
+    assert (out / "log.txt").read_text().count("== seconds per stage:") == 1
+    assert (out / "device_check.tar.gz").is_file()
+
+
+@pytest.mark.slow
+def test_the_plan_estimates_every_run_of_the_main_stage():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "device_plan.py"), "--stage", "main"],
+        cwd=REPO,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = result.stdout.splitlines()
+    runs = [line for line in lines if line.strip().startswith("notebook 0")]
+    assert len(runs) == 4 and "5,535 steps" in runs[0] and "3,690 steps" in runs[1]
+    total = lines[-1]
+    assert total.startswith("== stage main: about ") and "min estimated" in total
+    assert result.returncode == (0 if "(within 9 min)" in total else 1)
