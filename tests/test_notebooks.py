@@ -120,6 +120,7 @@ def test_run_all_refuses_unknown_names():
         (["--dataset", "ade"], "valid: synthetic, cityscapes, camvid"),
         (["--max-steps", "0"], "--max-steps needs a positive integer, got '0'"),
         (["--data-root", "/missing"], "--data-root needs an existing folder, got '/missing'"),
+        (["--seeds", "two"], "--seeds needs a positive integer, got 'two'"),
     ]:
         result = subprocess.run(
             ["bash", str(REPO / "run_all.sh"), *args],
