@@ -34,4 +34,12 @@ def test_paper_profile_autocasts_where_bfloat16_is_fast(monkeypatch, fast):
 
 def test_describe_device_names_the_cpu_and_threads():
     text = devices.describe_device("cpu")
-    assert text.startswith("cpu (") and f"{torch.get_num_threads()} threads" in text
+    assert text.startswith("cpu (") and f"{torch.get_num_threads()} thread" in text
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert devices.describe_device("cpu").endswith(", 1 thread)")
+        torch.set_num_threads(2)
+        assert devices.describe_device("cpu").endswith(", 2 threads)")
+    finally:
+        torch.set_num_threads(threads)
