@@ -19,7 +19,8 @@
 # Missing Python packages are named at once: on a machine with internet run
 # benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
 # On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
-# --out DIR runs every line of this path (both stages: add --second for the other).
+# --out DIR runs every line of this path (both stages: add --second for the other; about 12
+# and 1 minutes on 2 cores).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
