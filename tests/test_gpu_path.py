@@ -354,3 +354,26 @@ def test_a_run_killed_between_checkpoints_repeats_its_epochs_to_the_same_weights
     resumed = engine.load_checkpoint(tmp_path / "killed" / engine.CHECKPOINT)["model"]
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+
+
+# -- what the workers send -------------------------------------------------------------------------
+def test_semantic_labels_travel_as_bytes_and_compute_the_same():
+    from seqseg_lib.data.targets import collate_semantic
+    from seqseg_lib.losses import SemanticCriterion
+
+    generator = torch.Generator().manual_seed(0)
+    items = [
+        {"image": torch.rand(3, 8, 8, generator=generator), "labels": labels}
+        for labels in torch.randint(0, 34, (2, 8, 8), generator=generator)
+    ]
+    items[0]["labels"][0, :3] = 255  # ignored pixels
+    images, labels = collate_semantic(items)
+    assert labels.dtype == torch.uint8
+    wide = labels.long()
+    logits = torch.randn(2, 34, 8, 8, generator=generator)
+    criterion = SemanticCriterion()
+    assert torch.equal(criterion(logits, labels)["loss_bce"], criterion(logits, wide)["loss_bce"])
+    narrow, int64 = SemanticEvaluator(CITYSCAPES), SemanticEvaluator(CITYSCAPES)
+    narrow.update(logits, labels)
+    int64.update(logits, wide)
+    assert torch.equal(narrow.matrix, int64.matrix)

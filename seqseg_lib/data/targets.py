@@ -82,5 +82,10 @@ def collate_panoptic(
 
 
 def collate_semantic(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Items -> (images [B, 3, H, W], labels [B, H, W])."""
-    return torch.stack([i["image"] for i in items]), torch.stack([i["labels"] for i in items])
+    """Items -> (images [B, 3, H, W], labels uint8 [B, H, W]).
+
+    Labels travel as bytes (training ids and ``IGNORE_INDEX`` all fit; the datasets check
+    their files' values when they read them): an eighth of int64's copy from a DataLoader
+    worker and to the GPU, and the loss and metrics read them as they are."""
+    labels = torch.stack([i["labels"].to(torch.uint8) for i in items])
+    return torch.stack([i["image"] for i in items]), labels
