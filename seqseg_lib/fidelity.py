@@ -301,7 +301,8 @@ def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -
                 f"{REPORT_STEPS['Seq2Seg']:,} and {REPORT_STEPS['U-Net']:,}"
             )
         else:
-            steps = ", ".join(f"{int(step):,}" for step in seeds["equal steps"].dropna()) + " steps"
+            equal = sorted({int(step) for step in seeds["equal steps"].dropna()})
+            steps = ", ".join(f"{step:,}" for step in equal) + " steps"
         listing = ", ".join(f"{gap:+.2f}" for gap in gaps)
         noise = "" if spread is None else f"; seed spread {spread:.2f} points"
         lines.append(
