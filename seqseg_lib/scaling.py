@@ -26,6 +26,7 @@ from seqseg_lib.config import Config, replace_settings
 from seqseg_lib.experiments import build_config, build_model
 from seqseg_lib.memory import why_it_cannot_fit
 from seqseg_lib.speed import TrainingStep, peak_step_memory, time_interleaved, training_flops
+from seqseg_lib.verdicts import OUR_CHECK
 
 # What the study measures under each profile: the image sizes (the side doubled from one to
 # the next), the batch, the timing rounds, and the patch sizes compared at the profile's crop.
@@ -177,7 +178,7 @@ def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
         f"{'reproduced' if slopes.loc[s2s, 'gflops x last doubling'] >= 8 else 'not yet'} at "
         f"{tokens} tokens (FLOP slope {slopes.loc[s2s, 'gflops slope']:.2f} over all sizes; "
         "attention overtakes the linear layers beyond about 6 x hidden size tokens).",
-        "Our check, not a claim of the report: memory-efficient attention (SDPA) saves memory "
+        f"{OUR_CHECK}memory-efficient attention (SDPA) saves memory "
         "(more than 10% less than eager): "
         f"{'reproduced' if saving > 1.1 else 'not reproduced'} (at the largest size, "
         f"{largest.loc[s2s, 'memory_mib']:.0f} MiB with SDPA against "

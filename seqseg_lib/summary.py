@@ -18,6 +18,7 @@ from seqseg_lib.reports import (
     redundancy_claim,
 )
 from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes
+from seqseg_lib.verdicts import OUR_CHECK
 
 _DATASET_ORDER = {"camvid": 0, "cityscapes": 1, "synthetic": 2, "mnist": 3}
 _TITLES = {
@@ -157,8 +158,13 @@ def summarize(reports_dir: str | Path) -> Path:
             except (KeyError, IndexError, ValueError) as error:
                 claims = f"(claims not evaluated: {error})"
             heading = "What we measured:" if kind in _STUDIES else "Claims of the report:"
-            lines += [heading, ""]
-            lines += [f"- {claim}" for claim in claims.splitlines()] + [""]
+            ours = [c for c in claims.splitlines() if c.startswith(OUR_CHECK)]
+            theirs = [c for c in claims.splitlines() if not c.startswith(OUR_CHECK)]
+            lines += [heading, ""] + [f"- {claim}" for claim in theirs] + [""]
+            if ours:  # checks of ours, listed apart from the report's claims
+                lines += ["Our checks (not claims of the report):", ""]
+                checks = [claim.removeprefix(OUR_CHECK) for claim in ours]
+                lines += [f"- {claim[0].upper()}{claim[1:]}" for claim in checks] + [""]
     lines += _NOT_TESTABLE
     path = reports_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")

@@ -13,6 +13,10 @@ A claim is judged on a number per seed (a gap, an accuracy) against a threshold:
 
 from collections.abc import Callable, Sequence
 
+# How a verdict line begins that is our check, not a claim of the report (``summary`` lists
+# such lines apart).
+OUR_CHECK = "Our check, not a claim of the report: "
+
 
 def verdict(
     values: Sequence[float],

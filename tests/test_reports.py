@@ -89,6 +89,11 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
     assert text.index("— camvid, cpu profile") < text.index("— synthetic, cpu profile")
     assert text.count("U-Net ahead by 2.00 points") == 2 and "nan" not in text
     assert "_profile: cpu, dataset: camvid, device: cpu, seed: 0, date: x_" in text
+    # our own checks are listed apart from the report's claims, after them
+    section = text.split("— camvid, cpu profile")[1].split("\n## ")[0]
+    claims, ours = section.split("Our checks (not claims of the report):")
+    assert "Seq2Seg obtains only about 3 points less" in claims and "majority" not in claims
+    assert "- Both beat the majority-class baseline" in ours
 
 
 def test_spread_indices():
