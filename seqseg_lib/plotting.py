@@ -105,7 +105,8 @@ def _trained_with(run_dir: Path) -> str:
     if environment is None:
         return "not recorded (runs older than the record of their environment)"
     processes = environment.get("processes", 1)
-    where = environment["device"] + (f" x {processes} processes" if processes > 1 else "")
+    device = environment["device"].replace(", 1 threads)", ", 1 thread)")  # older records
+    where = device + (f" x {processes} processes" if processes > 1 else "")
     return f"{where}, {environment['precision']}"
 
 
