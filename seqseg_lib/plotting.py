@@ -66,8 +66,8 @@ def provenance(
 
 
 def code_version() -> str:
-    """The repository's commit, with ``+modified`` when tracked files differ from it; or
-    ``unknown`` outside a git checkout."""
+    """The repository's commit, with ``+modified`` when tracked files outside ``reports/``
+    differ from it; or ``unknown`` outside a git checkout."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -76,9 +76,9 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        return commit + (
-            "+modified" if git("status", "--porcelain", "--untracked-files=no") else ""
-        )
+        # what the notebooks write (reports/) is no change of the code
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports")
+        return commit + ("+modified" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
