@@ -35,13 +35,13 @@ from seqseg_lib.reports import (
     REPORT_STEPS_PER_EPOCH,
     REPORT_TABLE1,
     TABLE1_GAP_TOLERANCE,
-    _percent,
-    _verdict,
     count_parameters,
     fails_to_train,
     final_metrics,
     mnist_values,
+    percent,
     report_mnist_columns,
+    verdict_word,
 )
 from seqseg_lib.studies import (
     Variant,
@@ -239,9 +239,9 @@ def budget_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
             final = final_metrics(run_dir, records)
             row |= {
                 f"{label} steps": final["steps"],
-                f"{label} val accuracy (%)": _percent(final["val_accuracy"]),
-                f"{label} val mIoU (%)": _percent(final["val_miou"]),
-                f"{label} train accuracy (%)": _percent(final["train_accuracy"]),
+                f"{label} val accuracy (%)": percent(final["val_accuracy"]),
+                f"{label} val mIoU (%)": percent(final["val_miou"]),
+                f"{label} train accuracy (%)": percent(final["train_accuracy"]),
                 f"{label} training (min)": training_minutes(records),
             }
         row["U-Net ahead by (points)"] = round(
@@ -413,9 +413,9 @@ def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
             "steps": final["steps"],
             "lr": config.lr,
             "train loss": round(final["train_loss"], 4),
-            "val accuracy (%)": _percent(final["val_accuracy"]),
-            "val mIoU (%)": _percent(final["val_miou"]),
-            "best val accuracy (%)": _percent(max(validated)),
+            "val accuracy (%)": percent(final["val_accuracy"]),
+            "val mIoU (%)": percent(final["val_miou"]),
+            "best val accuracy (%)": percent(max(validated)),
             "training (min)": training_minutes(records),
         }
     return pd.DataFrame(rows).T
@@ -425,8 +425,8 @@ def with_baseline(table: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame
     """``table`` with the majority-class baseline (``reports.majority_class_scores``) as its
     last row."""
     row = {
-        "val accuracy (%)": _percent(baseline["accuracy"]),
-        "val mIoU (%)": _percent(baseline["miou"]),
+        "val accuracy (%)": percent(baseline["accuracy"]),
+        "val mIoU (%)": percent(baseline["miou"]),
     }
     return pd.concat([table, pd.DataFrame({f"majority class '{baseline['class']}'": row}).T])
 
@@ -466,13 +466,13 @@ def skip_claim(table: pd.DataFrame) -> str:
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
-        f"{_verdict(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
+        f"{verdict_word(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
         f"Without skip it fails to train at 1e-4 (judged: within {FAILS_MARGIN:g} point of the "
         f"majority class, or more than {FAILS_BEHIND:g} points behind the run with skip): "
-        f"{_verdict(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        f"{verdict_word(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
         "Without skip it trains at 5e-5 (judged: more than "
         f"{FAILS_MARGIN:g} point above the majority class): "
-        f"{_verdict(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
+        f"{verdict_word(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
     ]
     return "\n".join(lines)
 

@@ -96,7 +96,7 @@ def majority_class_scores(train_set, val_set, label_space: LabelSpace) -> dict[s
     return scores(matrix) | {"class": label_space.eval_names[majority]}
 
 
-def _percent(value: float) -> float:
+def percent(value: float) -> float:
     return round(100 * value, 2)
 
 
@@ -111,9 +111,9 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
         columns[f"{name} (ours)"] = {
             "parameters (M)": round(count_parameters(models[key]) / 1e6, 2),
             "training step, batch 24 (s)": round(steps[key], 3),
-            "train accuracy (%)": _percent(final["train_accuracy"]),
-            "val accuracy (%)": _percent(final["val_accuracy"]),
-            "val mIoU (%)": _percent(final["val_miou"]),
+            "train accuracy (%)": percent(final["train_accuracy"]),
+            "val accuracy (%)": percent(final["val_accuracy"]),
+            "val mIoU (%)": percent(final["val_miou"]),
             "epochs": final["epochs"],
             "training steps": final["steps"],
         }
@@ -127,8 +127,8 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
             "training steps": REPORT_EPOCHS[key] * REPORT_STEPS_PER_EPOCH,
         }
     columns[f"majority class '{baseline['class']}'"] = {
-        "val accuracy (%)": _percent(baseline["accuracy"]),
-        "val mIoU (%)": _percent(baseline["miou"]),
+        "val accuracy (%)": percent(baseline["accuracy"]),
+        "val mIoU (%)": percent(baseline["miou"]),
     }
     table = pd.DataFrame(columns)
     if "seq2seg" in steps and "unet" in steps:
@@ -197,7 +197,7 @@ def figure_segmentations(val_set, models, names, indices):
     return plot_segmentations(images, columns, label_space)
 
 
-def _verdict(holds: bool) -> str:
+def verdict_word(holds: bool) -> str:
     return "reproduced" if holds else "not reproduced"
 
 
@@ -252,15 +252,15 @@ def compare_table1(table: pd.DataFrame) -> str:
     lines = [
         "Seq2Seg obtains only about 3 points less validation accuracy than U-Net (report "
         f"80.20 vs 82.75, 2.55 points; judged: U-Net ahead by more than 0 and at most "
-        f"{TABLE1_GAP_TOLERANCE:g} points): {_verdict(0 < gap <= TABLE1_GAP_TOLERANCE)} "
+        f"{TABLE1_GAP_TOLERANCE:g} points): {verdict_word(0 < gap <= TABLE1_GAP_TOLERANCE)} "
         f"(ours {ours_s2s['val accuracy (%)']:.2f} vs {ours_unet['val accuracy (%)']:.2f}, "
         f"U-Net ahead by {gap:.2f} points{sizes}).",
         f"A Seq2Seg training step is faster than a U-Net step (report 0.2 s vs 0.3 s, ratio "
-        f"0.67, on its GPU; judged: ratio below 1): {_verdict(ratio < 1)} (ratio {ratio:.2f}, "
+        f"0.67, on its GPU; judged: ratio below 1): {verdict_word(ratio < 1)} (ratio {ratio:.2f}, "
         "measured on the device stated above with these models).",
         f"{OUR_CHECK}both beat the majority-class baseline "
         f"({baseline:.2f}%; judged: both validation "
-        f"accuracies above it): {_verdict(worst > baseline)}.",
+        f"accuracies above it): {verdict_word(worst > baseline)}.",
         "U-Net maps look more natural: judge Figure 1 (not a number).",
     ]
     return "\n".join(lines)
@@ -277,16 +277,16 @@ def skip_table(runs: dict[str, Path], baseline: dict[str, Any]) -> pd.DataFrame:
         # of 1e-4", the rate that trains it with the skip connection
         fails = "no skip at Seq2Seg's lr" in name
         rows[name] = {
-            "train accuracy (%)": _percent(final["train_accuracy"]),
-            "val accuracy (%)": _percent(final["val_accuracy"]),
-            "val mIoU (%)": _percent(final["val_miou"]),
+            "train accuracy (%)": percent(final["train_accuracy"]),
+            "val accuracy (%)": percent(final["val_accuracy"]),
+            "val mIoU (%)": percent(final["val_miou"]),
             "report train accuracy (%)": "fails to train" if fails else reference["train_accuracy"],
             "report val accuracy (%)": "fails to train" if fails else reference["val_accuracy"],
             "epochs": final["epochs"],
         }
     rows[f"majority class '{baseline['class']}'"] = {
-        "val accuracy (%)": _percent(baseline["accuracy"]),
-        "val mIoU (%)": _percent(baseline["miou"]),
+        "val accuracy (%)": percent(baseline["accuracy"]),
+        "val mIoU (%)": percent(baseline["miou"]),
     }
     return pd.DataFrame(rows).T
 
@@ -313,7 +313,7 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any]) -> str:
         "Without skip, Seq2Seg fails to train at the learning rate that trains it with skip "
         f"(1e-4 in the report; judged: within {FAILS_MARGIN:g} point of the majority class, "
         f"or more than {FAILS_BEHIND:g} points behind the run without skip at its own rate): "
-        f"{_verdict(fails_to_train(val[no_skip_fast], base, val[no_skip]))} "
+        f"{verdict_word(fails_to_train(val[no_skip_fast], base, val[no_skip]))} "
         f"(val accuracy {val[no_skip_fast]:.2f} for '{no_skip_fast}' vs {val[no_skip]:.2f} for "
         f"'{no_skip}'; majority class {base:.2f}).",
     ]
@@ -335,19 +335,17 @@ PANOPTIC_KEYS = {
 def panoptic_table(result: dict[str, Any], semantic_runs: dict[str, Path]) -> pd.DataFrame:
     """The Hungarian U-Net's validation metrics (in %) beside the semantic models' accuracy
     and mIoU over the same 19 trainIds. The report gives no number here (Sec. 4)."""
-    rows = {"Hungarian U-Net": {PANOPTIC_KEYS[k]: _percent(result[k]) for k in PANOPTIC_KEYS}}
+    rows = {"Hungarian U-Net": {PANOPTIC_KEYS[k]: percent(result[k]) for k in PANOPTIC_KEYS}}
     if "pq_per_class" in result:  # keyed by class name (``engine.evaluate``) or a list
         names = result["pq_per_class"]
         car = "car" if isinstance(names, dict) else CITYSCAPES.eval_names.index("car")
         for key in ("pq", "sq", "rq"):
-            rows["Hungarian U-Net"][f"{key.upper()} car"] = _percent(
-                result[f"{key}_per_class"][car]
-            )
+            rows["Hungarian U-Net"][f"{key.upper()} car"] = percent(result[f"{key}_per_class"][car])
     for name, run_dir in semantic_runs.items():
         final = final_metrics(run_dir)
         rows[name] = {
-            "pixel accuracy": _percent(final["val_accuracy"]),
-            "mIoU": _percent(final["val_miou"]),
+            "pixel accuracy": percent(final["val_accuracy"]),
+            "mIoU": percent(final["val_miou"]),
         }
     return pd.DataFrame(rows).T
 
@@ -373,7 +371,7 @@ def redundancy_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"value": rows})
 
 
-def _redundancy_from(table: pd.DataFrame) -> dict[str, float]:
+def redundancy_from(table: pd.DataFrame) -> dict[str, float]:
     """The evaluator's keys back from a redundancy table (rows in words, or older tables'
     raw keys)."""
     keys = {name: key for key, name in REDUNDANCY_ROWS.items()}
@@ -453,7 +451,7 @@ def redundancy_claim(result: dict[str, Any]) -> str:
     confident = result.get("confident_per_image", float("nan"))
     found = result.get("matched_gt_per_image", float("nan"))
     return (
-        f"Lots of redundant detections: {_verdict(duplicates >= 1)} "
+        f"Lots of redundant detections: {verdict_word(duplicates >= 1)} "
         f"({result.get('redundancy', float('nan')):.2f} confident queries per segment found, "
         f"{duplicates:.2f} duplicates per image; but {confident:.1f} confident queries per image "
         f"for {found:.1f} segments found: the others match no segment at IoU > 0.5)."
@@ -474,7 +472,7 @@ def cars_claim(table: pd.DataFrame) -> str:
     return (
         "U-Net is able to separate different instances of cars (report: Figure 6, no number; "
         f"judged by our threshold: RQ of cars at least {CAR_RQ_THRESHOLD:g}% and PQ of things at "
-        f"least {THINGS_PQ_THRESHOLD:g}): {_verdict(holds)} (cars: PQ {pq:.1f}, SQ {sq:.1f}, "
+        f"least {THINGS_PQ_THRESHOLD:g}): {verdict_word(holds)} (cars: PQ {pq:.1f}, SQ {sq:.1f}, "
         f"RQ {rq:.1f}; things: PQ {pq_things:.1f}; see Figure 6)."
     )
 
@@ -527,7 +525,7 @@ def mnist_values(final: dict[str, Any], columns: dict[str, str]) -> dict[str, fl
     return {
         column: round(final[f"val_{key}"], 4)
         if key == "dice_loss"
-        else _percent(final[f"val_{key}"])
+        else percent(final[f"val_{key}"])
         for key, column in columns.items()
         if f"val_{key}" in final
     }
@@ -621,7 +619,7 @@ def compare_mnist(table: pd.DataFrame) -> str:
         easy = _mnist_row(table.loc["Seq2SegInstance easy"])
         hard = _mnist_row(table.loc["Seq2SegInstance hard"])
         holds = easy["accuracy"] > hard["accuracy"] and easy["dice_loss"] < hard["dice_loss"]
-        lines.append(f"Hard (overlapping) digits are harder than easy ones: {_verdict(holds)}.")
+        lines.append(f"Hard (overlapping) digits are harder than easy ones: {verdict_word(holds)}.")
     for mode in ("easy", "hard"):
         dice, bce = f"Seq2SegInstance {mode}", f"Seq2SegInstance {mode} (BCE masks)"
         if dice in table.index and bce in table.index:
@@ -630,7 +628,7 @@ def compare_mnist(table: pd.DataFrame) -> str:
             holds = with_dice["dice_loss"] < 0.8 * with_bce["dice_loss"]
             lines.append(
                 f"Dice loss over BCE for masks is a big improvement ({mode}; judged: at least a "
-                f"fifth less Dice loss): {_verdict(holds)} "
+                f"fifth less Dice loss): {verdict_word(holds)} "
                 f"(Dice loss {with_dice['dice_loss']:.3f} with Dice training, "
                 f"{with_bce['dice_loss']:.3f} with BCE; accuracy "
                 f"{100 * with_dice['accuracy']:.1f}% vs {100 * with_bce['accuracy']:.1f}%)."

@@ -23,7 +23,7 @@ from seqseg_lib.config import RUN_CONTROL_FIELDS, Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.engine import load_config, load_or_train, read_metrics
 from seqseg_lib.experiments import build_config, build_model
-from seqseg_lib.reports import _percent, final_metrics, mnist_values, report_mnist_columns
+from seqseg_lib.reports import final_metrics, mnist_values, percent, report_mnist_columns
 from seqseg_lib.speed import measure_step_time
 
 # A quarter of the Hungarian U-Net's training: half the scenes for half the epochs, with the
@@ -202,7 +202,7 @@ def panoptic_study_table(
                 if key.endswith("_car")
                 else val[key]
             )
-            row[column] = round(value, 3) if "per image" in column else _percent(value)
+            row[column] = round(value, 3) if "per image" in column else percent(value)
         row["epochs"] = final_metrics(run_dir, records)["epochs"]
         row["training scenes"] = load_config(run_dir).num_train
         row["training (min)"] = training_minutes(records)
@@ -362,9 +362,9 @@ def per_class_iou_table(run_dirs: dict[str, Path], class_names: list[str]) -> pd
     columns = {}
     for label, run_dir in run_dirs.items():
         val = read_metrics(run_dir)[-1]["val"]
-        column = {name: _percent(value) for name, value in zip(class_names, val["iou"])}
-        column["pixel accuracy"] = _percent(val["accuracy"])
-        column["mIoU"] = _percent(val["miou"])
+        column = {name: percent(value) for name, value in zip(class_names, val["iou"])}
+        column["pixel accuracy"] = percent(val["accuracy"])
+        column["mIoU"] = percent(val["miou"])
         columns[label] = column
     return pd.DataFrame(columns)
 

@@ -10,12 +10,12 @@ import pandas as pd
 from seqseg_lib import fidelity, studies
 from seqseg_lib.plotting import to_markdown
 from seqseg_lib.reports import (
-    _redundancy_from,
     cars_claim,
     compare_mnist,
     compare_skip,
     compare_table1,
     redundancy_claim,
+    redundancy_from,
 )
 from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes
 from seqseg_lib.verdicts import OUR_CHECK
@@ -81,7 +81,7 @@ _CLAIMS = {
     "table_report_budget": fidelity.budget_claim,
     "table_skip_ablation": lambda table: compare_skip(table, _baseline_from(table)),
     "table_mnist": compare_mnist,
-    "table_redundancy": lambda table: redundancy_claim(_redundancy_from(table)),
+    "table_redundancy": lambda table: redundancy_claim(redundancy_from(table)),
     "table_panoptic": cars_claim,
     "table_scaling": lambda table: compare_scaling(
         fitted_slopes(table.reset_index()), table.reset_index()
