@@ -32,16 +32,18 @@ import torch
 
 from seqseg_lib.data import build_dataset
 from seqseg_lib.experiments import build_config
+from seqseg_lib.fidelity import steps_per_epoch
 from seqseg_lib.speed import training_flops
 
-# What each stage trains: (notebook, experiment, its config overrides), at ``paper`` on the
-# synthetic scenes. Notebook 02 reuses notebook 01's Seq2Seg run.
+# What each stage trains: (notebook, experiment, the experiment whose learning-rate schedule
+# it takes, None for its own), at ``paper`` on the synthetic scenes. Notebook 02 reuses
+# notebook 01's Seq2Seg run, and trains no skip at its own schedule and at Seq2Seg's.
 STAGES = {
     "main": [
-        ("01", "seq2seg", {}),
-        ("01", "unet", {}),
-        ("02", "seq2seg-noskip", {}),
-        ("02", "seq2seg-noskip", {"lr": 1e-4, "lr_milestones": ((15, 5e-5), (30, 1e-5))}),
+        ("01", "seq2seg", None),
+        ("01", "unet", None),
+        ("02", "seq2seg-noskip", None),
+        ("02", "seq2seg-noskip", "seq2seg"),
     ],
     "second": [],  # benchmarks/run.py at paper: its own timing, no training run
 }
@@ -51,7 +53,7 @@ BENCHMARK_ESTIMATE_S = 240  # run.py at paper: six experiments, interleaved roun
 
 def steps_and_images(config) -> tuple[int, int]:
     """Training steps and validated images of a whole run."""
-    per_epoch = config.num_train // config.batch_size
+    per_epoch = steps_per_epoch(config)
     steps = config.epochs * per_epoch
     if config.max_steps is not None:
         steps = min(steps, config.max_steps)
@@ -71,7 +73,7 @@ def render_seconds_per_scene(count: int = 24) -> float:
         "synthetic", None, "train", num_images=count, resize=config.resize, crop=config.crop
     )
     start = time.perf_counter()
-    scenes.prepare(processes=1)
+    scenes.prepare(processes=1, cache_dir=False)  # rendered, as a fresh machine does
     return (time.perf_counter() - start) / count
 
 
@@ -99,11 +101,15 @@ def main() -> int:
     else:
         per_scene = render_seconds_per_scene()
         notebooks = sorted({notebook for notebook, _, _ in STAGES[args.stage]})
-        for notebook, experiment, overrides in STAGES[args.stage]:
+        for notebook, experiment, schedule_of in STAGES[args.stage]:
             config = build_config(
                 experiment, "paper", "synthetic", device="cpu", max_steps=args.max_steps
             )
-            config = dataclasses.replace(config, **overrides)
+            if schedule_of is not None:
+                schedule = build_config(schedule_of, "paper", "synthetic")
+                config = dataclasses.replace(
+                    config, lr=schedule.lr, lr_milestones=schedule.lr_milestones
+                )
             flops = training_flops(dataclasses.replace(config, amp=False), 1, "cpu")
             flops *= config.batch_size
             step = max(flops / rate, floor)

@@ -86,7 +86,9 @@ class SyntheticCityscapes(Dataset):
         self._resized_cache: dict[int, dict[str, torch.Tensor]] = {}
         self._stacked: dict[str, torch.Tensor] | None = None  # filled by ``prepare``
 
-    def prepare(self, processes: int | None = None, cache_dir: str | Path | None = None) -> None:
+    def prepare(
+        self, processes: int | None = None, cache_dir: str | Path | None | bool = None
+    ) -> None:
         """Render and resize every scene now, into one tensor per key (see the class), on
         ``processes`` processes (default: every core; scenes are independent, and rendering
         is single-threaded numpy), or read them from the cache of rendered scenes.
@@ -116,8 +118,11 @@ class SyntheticCityscapes(Dataset):
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             self._stacked = {key: torch.from_numpy(array) for key, array in arrays.items()}
 
-    def cache_folder(self, cache_dir: str | Path | None = None) -> Path | None:
-        """Where the rendered scenes of this split are cached (None: no cache)."""
+    def cache_folder(self, cache_dir: str | Path | None | bool = None) -> Path | None:
+        """Where the rendered scenes of this split are cached (None: no cache; ``cache_dir``
+        False: none)."""
+        if cache_dir is False:  # no cache, as for ``data.cache.ResizedItems``
+            return None
         cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
         if cache_dir is None:
             return None
