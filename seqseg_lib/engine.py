@@ -116,6 +116,46 @@ class EpochSampler(Sampler[int]):
         return len(self.order)
 
 
+class TrainOrder(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` pairs of the current epoch's ``EpochSampler``; ``set_position`` moves
+    it to another epoch or start. One DataLoader then serves every epoch of a run, so that its
+    workers persist (forked once, not at every epoch)."""
+
+    def __init__(self, size: int, seed: int, batch_size: int, drop_last: bool) -> None:
+        self.size, self.seed, self.batch_size, self.drop_last = size, seed, batch_size, drop_last
+        self.set_position(0, 0)
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch = epoch
+        self.order = EpochSampler(
+            self.size, self.seed, epoch, start, self.batch_size, self.drop_last
+        )
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class EpochItems(Dataset):
+    """``dataset`` read by ``(epoch, index)`` pairs: each item is made with the epoch that asks
+    for it (``dataset.set_epoch``), in whichever process makes it; persistent workers hold
+    copies of the dataset that the main process's ``set_epoch`` never reaches."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
 def _loader_generator(seed: int, epoch: int) -> torch.Generator:
     """A DataLoader draws its workers' base seed when an iterator starts; from its own
     generator, that draw leaves the global RNG (dropout) alone, so resuming does not shift it."""
@@ -302,6 +342,8 @@ class Trainer:
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
+        self._train_loader: DataLoader | None = None  # built once: ``loader``
+        self._eval_loaders: dict[int, DataLoader] = {}  # per dataset: ``validate``
         self._restore()
 
     def _build_model(self) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -415,23 +457,29 @@ class Trainer:
         return read_metrics(self.run_dir)
 
     def loader(self, start: int) -> DataLoader:
+        """The training loader at the current epoch, from its ``start``-th item of this
+        process's share. One loader for the whole run: with workers, they persist."""
         epoch = self.position["epoch"]
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
         config, world = self.config, self.world
-        sampler = EpochSampler(
-            len(self.train_set), config.seed, epoch, start, config.batch_size, config.drop_last
-        )
-        return DataLoader(
-            self.train_set,
-            batch_size=config.batch_size // world,  # this process's share of the batch
-            sampler=sampler,
-            drop_last=config.drop_last and world == 1,  # (shares: the sampler has dropped it)
-            collate_fn=self.experiment.collate_fn,
-            num_workers=self.config.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=_loader_generator(self.config.seed, epoch),
-        )
+        if self._train_loader is None:
+            order = TrainOrder(
+                len(self.train_set), config.seed, config.batch_size, config.drop_last
+            )
+            self._train_loader = DataLoader(
+                EpochItems(self.train_set),
+                batch_size=config.batch_size // world,  # this process's share of the batch
+                sampler=order,
+                drop_last=config.drop_last and world == 1,  # (shares: the sampler dropped it)
+                collate_fn=self.experiment.collate_fn,
+                num_workers=config.num_workers,
+                persistent_workers=config.num_workers > 0,
+                pin_memory=self.device.type == "cuda",
+                generator=_loader_generator(config.seed, 0),
+            )
+        self._train_loader.sampler.set_position(epoch, start)
+        return self._train_loader
 
     def _train_epoch(self, progress: Progress) -> bool:
         """Train to the end of the epoch; False if ``max_steps`` stopped it first."""
@@ -550,9 +598,36 @@ class Trainer:
     def validate(self, dataset: Dataset | None = None) -> dict[str, Any]:
         """Loss terms (mean over batches) and metrics on ``dataset`` (default: validation)."""
         dataset = self.val_set if dataset is None else dataset
+        if id(dataset) not in self._eval_loaders:  # one per dataset: its workers persist
+            self._eval_loaders[id(dataset)] = evaluation_loader(
+                self.experiment, self.config, dataset, persistent=True
+            )
         return evaluate_model(
-            self.experiment, self.config, self.model, self.criterion, dataset, self.device
+            self.experiment,
+            self.config,
+            self.model,
+            self.criterion,
+            dataset,
+            self.device,
+            self._eval_loaders[id(dataset)],
         )
+
+
+def evaluation_loader(
+    experiment: Experiment, config: Config, dataset: Dataset, persistent: bool = False
+) -> DataLoader:
+    """Batches of ``dataset`` in order, this process's contiguous share of it under several
+    processes; ``persistent`` keeps its workers between passes."""
+    world, rank = distributed.world_size(), distributed.rank()
+    share = range(len(dataset) * rank // world, len(dataset) * (rank + 1) // world)
+    return DataLoader(
+        dataset if world == 1 else Subset(dataset, share),
+        batch_size=config.batch_size,
+        collate_fn=experiment.collate_fn,
+        num_workers=config.num_workers,
+        persistent_workers=persistent and config.num_workers > 0,
+        generator=_loader_generator(config.seed, -1),
+    )
 
 
 @torch.no_grad()
@@ -563,25 +638,18 @@ def evaluate_model(
     criterion: torch.nn.Module,
     dataset: Dataset,
     device: torch.device,
+    loader: DataLoader | None = None,
 ) -> dict[str, Any]:
     """Loss terms (mean over batches) and metrics of ``model`` on ``dataset``, in eval mode;
     the model's training mode is restored afterwards. Under several processes each evaluates
     a contiguous share of ``dataset`` and the results are merged (the loss is then the mean
-    over every process's batches)."""
+    over every process's batches). ``loader``: ``dataset``'s ``evaluation_loader`` to reuse."""
     was_training = model.training
     model.eval()
     prepare(dataset)
     evaluator = experiment.build_evaluator(config, dataset)
     running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
-    world, rank = distributed.world_size(), distributed.rank()
-    share = range(len(dataset) * rank // world, len(dataset) * (rank + 1) // world)
-    loader = DataLoader(
-        dataset if world == 1 else Subset(dataset, share),
-        batch_size=config.batch_size,
-        collate_fn=experiment.collate_fn,
-        num_workers=config.num_workers,
-        generator=_loader_generator(config.seed, -1),
-    )
+    loader = loader or evaluation_loader(experiment, config, dataset)
     layout = memory_format(experiment, device)
     for images, targets in loader:
         images, targets = to_device(images, device), to_device(targets, device)

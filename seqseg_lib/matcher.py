@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 # Stands in for NaN or infinite costs (from non-finite outputs early in a diverging run):
 # larger than any finite cost (at most cost_class + cost_dice), so such pairs are chosen last,
@@ -23,9 +24,10 @@ NON_FINITE_COST = 1e6
 
 
 def dice_cost(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - Dice between every pair: ``pred`` probabilities [P, HW], ``target`` [T, HW] -> [P, T]."""
-    numerator = 2 * pred @ target.T + smooth  # (P, T)
-    denominator = pred.sum(1)[:, None] + target.sum(1)[None, :] + smooth  # (P, T)
+    """1 - Dice between every pair: ``pred`` probabilities [..., P, HW], ``target`` [..., T, HW]
+    -> [..., P, T] (leading dimensions batched)."""
+    numerator = 2 * pred @ target.transpose(-1, -2) + smooth  # (..., P, T)
+    denominator = pred.sum(-1)[..., :, None] + target.sum(-1)[..., None, :] + smooth
     return 1 - numerator / denominator
 
 
@@ -73,10 +75,10 @@ class HungarianMatcher(nn.Module):
         if sum(sizes) == 0:
             empty = torch.empty(0, dtype=torch.int64, device=logits.device)
             return [(empty, empty.clone()) for _ in range(batch)]
-        cost = self.cost_matrix(outputs, targets).view(batch, num_queries, -1)  # (B, Q, T)
-        # Only image b's own (Q, T_b) block is needed: gather the blocks on the device and
-        # copy them to the CPU in one transfer (1/B of the matrix).
-        blocks = torch.cat([block[b].flatten() for b, block in enumerate(cost.split(sizes, -1))])
+        cost = self.cost_matrix(outputs, targets)  # (B, Q, max T_b)
+        # Image b's (Q, T_b) block, gathered on the device and copied to the CPU in one
+        # transfer.
+        blocks = torch.cat([cost[b, :, :size].flatten() for b, size in enumerate(sizes)])
         blocks = torch.nan_to_num(
             blocks.cpu(), nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
         )
@@ -97,16 +99,25 @@ class HungarianMatcher(nn.Module):
     def cost_matrix(
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
     ) -> torch.Tensor:
-        """Costs between all B*Q queries and all targets of the batch: [B*Q, sum_b T_b]."""
-        probs = outputs["pred_logits"].flatten(0, 1).float().softmax(-1)  # (B*Q, C + 1)
-        labels = torch.cat([t["labels"] for t in targets])  # (T,)
+        """Costs between each image's queries and its own targets: [B, Q, max_b T_b], image
+        b's targets in its first T_b columns (the others are padding). One batched product
+        over the images, B times fewer operations than every query against every target of
+        the batch."""
+        probs = outputs["pred_logits"].float().softmax(-1)  # (B, Q, C + 1)
+        batch, num_queries = probs.shape[:2]
         pred_masks = outputs["pred_masks"].flatten(0, 1).float()  # (B*Q, h, w)
         tgt_masks = torch.cat([t["masks"] for t in targets]).float()  # (T, H, W)
         size = self.mask_size or tuple(tgt_masks.shape[-2:])
         pred_masks = resize_masks(pred_masks, size).sigmoid().flatten(1)  # (B*Q, H'W')
         tgt_masks = resize_masks(tgt_masks, size).flatten(1)  # (T, H'W')
-        cost = self.cost_class * -probs[:, labels]  # (B*Q, T)
-        return cost + self.cost_dice * dice_cost(pred_masks, tgt_masks)
+        sizes = [len(t["labels"]) for t in targets]
+        # each image's targets padded to the largest count: (B, T', H'W') and (B, T')
+        tgt_masks = pad_sequence(list(tgt_masks.split(sizes)), batch_first=True)
+        labels = pad_sequence([t["labels"] for t in targets], batch_first=True)
+        class_cost = -probs.gather(2, labels[:, None, :].expand(-1, num_queries, -1))
+        return self.cost_class * class_cost + self.cost_dice * dice_cost(
+            pred_masks.view(batch, num_queries, -1), tgt_masks
+        )
 
 
 def matched_queries(

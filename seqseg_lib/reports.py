@@ -30,7 +30,7 @@ from seqseg_lib.plotting import (
 )
 from seqseg_lib.queries import predict_queries
 from seqseg_lib.speed import measure_step_time
-from seqseg_lib.verdicts import OUR_CHECK, verdict
+from seqseg_lib.verdicts import OUR_CHECK, seed_spread, verdict
 
 # Table 1 (Sec. 2.3). Step durations measured with batch 24 on the author's GPU.
 REPORT_TABLE1 = {
@@ -266,24 +266,43 @@ def compare_table1(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def skip_table(runs: dict[str, Path], baseline: dict[str, Any]) -> pd.DataFrame:
-    """Train / validation accuracy and mIoU of each Seq2Seg variant, with the report's."""
+def skip_table(
+    runs: dict[str, Path] | dict[str, dict[int, Path]], baseline: dict[str, Any]
+) -> pd.DataFrame:
+    """Train / validation accuracy and mIoU of each Seq2Seg variant, with the report's.
+
+    ``runs``: ``{label: run directory}`` (one seed: a row per variant), or ``{label: {seed:
+    run directory}}`` (a row per variant and seed, ``"label, seed 1"``, then the variant's
+    mean, ``"label, mean"``; the columns ``variant`` and ``seed`` say which row is which).
+    The variants come in ``compare_skip``'s order: with skip, without skip at its own rate,
+    without skip at the rate of the run with skip."""
     report = {"Seq2Seg": REPORT_TABLE1["seq2seg"]}
     rows = {}
-    for name, run_dir in runs.items():
-        final = final_metrics(run_dir)
-        reference = REPORT_TABLE1["seq2seg-noskip"] if "no skip" in name else report["Seq2Seg"]
+    for position, (name, seeds) in enumerate(runs.items()):
+        reference = REPORT_TABLE1["seq2seg-noskip"] if position > 0 else report["Seq2Seg"]
         # Sec. 2.2: without the skip connection, Seq2Seg "fails to train with a learning rate
         # of 1e-4", the rate that trains it with the skip connection
-        fails = "no skip at Seq2Seg's lr" in name
-        rows[name] = {
-            "train accuracy (%)": percent(final["train_accuracy"]),
-            "val accuracy (%)": percent(final["val_accuracy"]),
-            "val mIoU (%)": percent(final["val_miou"]),
+        fails = position == 2
+        reported = {
             "report train accuracy (%)": "fails to train" if fails else reference["train_accuracy"],
             "report val accuracy (%)": "fails to train" if fails else reference["val_accuracy"],
-            "epochs": final["epochs"],
         }
+        by_seed = seeds if isinstance(seeds, dict) else {None: seeds}
+        measured = {}
+        for seed, run_dir in by_seed.items():
+            final = final_metrics(run_dir)
+            measured[seed] = {
+                "train accuracy (%)": percent(final["train_accuracy"]),
+                "val accuracy (%)": percent(final["val_accuracy"]),
+                "val mIoU (%)": percent(final["val_miou"]),
+            }
+            label = name if seed is None else f"{name}, seed {seed}"
+            tags = {} if seed is None else {"variant": name, "seed": seed}
+            rows[label] = measured[seed] | reported | {"epochs": final["epochs"]} | tags
+        if None not in by_seed:
+            mean = pd.DataFrame(measured.values()).mean().round(2).to_dict()
+            rows[f"{name}, mean"] = mean | reported | {"epochs": final["epochs"]}
+            rows[f"{name}, mean"] |= {"variant": name, "seed": "mean"}
     rows[f"majority class '{baseline['class']}'"] = {
         "val accuracy (%)": percent(baseline["accuracy"]),
         "val mIoU (%)": percent(baseline["miou"]),
@@ -291,31 +310,61 @@ def skip_table(runs: dict[str, Path], baseline: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def compare_skip(table: pd.DataFrame, baseline: dict[str, Any]) -> str:
-    """The skip-connection claims of Sec. 2.2-2.3, with our numbers."""
-    names = list(table.index)
-    skip, no_skip, no_skip_fast = names[0], names[1], names[2]
+def skip_values(table: pd.DataFrame) -> dict[str, list[float]]:
+    """``{variant: [validation accuracy of each seed]}`` of a ``skip_table``, in its order."""
     val = table["val accuracy (%)"]
+    if "variant" not in table.columns:  # one seed: a row per variant, then the majority class
+        return {name: [float(val[name])] for name in table.index[:3]}
+    values: dict[str, list[float]] = {}
+    for name, row in table.iterrows():
+        if isinstance(row["variant"], str) and str(row["seed"]) != "mean":
+            values.setdefault(row["variant"], []).append(float(val[name]))
+    return values
+
+
+def compare_skip(table: pd.DataFrame, baseline: dict[str, Any]) -> str:
+    """The skip-connection claims of Sec. 2.2-2.3, with our numbers, under the noise rule of
+    ``seqseg_lib.verdicts`` (every seed on one side of the threshold)."""
+    values = skip_values(table)
+    skip, no_skip, no_skip_fast = list(values)
     base = 100 * baseline["accuracy"]
     ahead = {"holds": lambda gap: gap > SKIP_MARGIN, "margin": lambda gap: abs(gap - SKIP_MARGIN)}
-    same_rate = val[skip] - val[no_skip_fast]
-    own_rates = val[skip] - val[no_skip]
+    same_rate = [a - b for a, b in zip(values[skip], values[no_skip_fast])]
+    own_rates = [a - b for a, b in zip(values[skip], values[no_skip])]
+    fails = [
+        fails_to_train(fast, base, own) for fast, own in zip(values[no_skip_fast], values[no_skip])
+    ]
+    seeds = len(values[skip])
+
+    def listed(numbers: list[float], signed: bool = False) -> str:
+        return ", ".join(f"{n:+.2f}" if signed else f"{n:.2f}" for n in numbers)
+
+    def spread(gaps: list[float]) -> str:
+        return "" if seeds == 1 else f"; seed spread {seed_spread(gaps):.2f} points"
+
+    over = "" if seeds == 1 else f" over {seeds} seeds"
+    decided = {True: "reproduced", False: "not reproduced"}
+    fails_verdict = (
+        decided[fails[0]] if len(set(fails)) == 1 else "inconclusive (the seeds disagree)"
+    )
     lines = [
         "The skip connection helps, both at the same learning rate (judged: with skip ahead by "
         f"more than {SKIP_MARGIN:g} points of validation accuracy, '{skip}' against "
-        f"'{no_skip_fast}'): {verdict([same_rate], **ahead)} (val accuracy {val[skip]:.2f} "
-        f"with, {val[no_skip_fast]:.2f} without: {same_rate:+.2f} points).",
+        f"'{no_skip_fast}'{', every seed' if seeds > 1 else ''}): "
+        f"{verdict(same_rate, **ahead)} (val accuracy {listed(values[skip])} with, "
+        f"{listed(values[no_skip_fast])} without: {listed(same_rate, True)} points{over}"
+        f"{spread(same_rate)}).",
         "As the report compares them, each at its own learning rate (report 80.20 with skip at "
         f"1e-4, 78.85 without at 5e-5; judged as above, '{skip}' against '{no_skip}'): "
-        f"{verdict([own_rates], **ahead)} (val accuracy {val[skip]:.2f} with, "
-        f"{val[no_skip]:.2f} without: {own_rates:+.2f} points; the rates differ, so this "
-        "does not isolate the skip connection).",
+        f"{verdict(own_rates, **ahead)} (val accuracy {listed(values[skip])} with, "
+        f"{listed(values[no_skip])} without: {listed(own_rates, True)} points{over}"
+        f"{spread(own_rates)}; the rates differ, so this does not isolate the skip connection).",
         "Without skip, Seq2Seg fails to train at the learning rate that trains it with skip "
         f"(1e-4 in the report; judged: within {FAILS_MARGIN:g} point of the majority class, "
-        f"or more than {FAILS_BEHIND:g} points behind the run without skip at its own rate): "
-        f"{verdict_word(fails_to_train(val[no_skip_fast], base, val[no_skip]))} "
-        f"(val accuracy {val[no_skip_fast]:.2f} for '{no_skip_fast}' vs {val[no_skip]:.2f} for "
-        f"'{no_skip}'; majority class {base:.2f}).",
+        f"or more than {FAILS_BEHIND:g} points behind the run without skip at its own rate"
+        f"{', every seed' if seeds > 1 else ''}): {fails_verdict} "
+        f"(val accuracy {listed(values[no_skip_fast])} for '{no_skip_fast}' vs "
+        f"{listed(values[no_skip])} for '{no_skip}'; majority class {base:.2f}).",
     ]
     return "\n".join(lines)
 

@@ -239,8 +239,9 @@ def test_channels_last_training_matches_the_default_layout(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("experiment", ["unet", "mnist-easy"])
 def test_dataloader_workers_train_the_same_run(tmp_path, experiment):
-    """Workers (forked after the data is prepared) change where items are made, not which."""
-    config = smoke(experiment, epochs=1)
+    """Workers (forked once, after the data is prepared, and kept between epochs) change
+    where items are made, not which: the second epoch's items are its own."""
+    config = smoke(experiment, epochs=2)
     alone = engine.train(config, tmp_path / "alone")
     workers = engine.train(dataclasses.replace(config, num_workers=2), tmp_path / "workers")
     assert untimed(alone) == untimed(workers)

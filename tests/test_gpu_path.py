@@ -377,3 +377,22 @@ def test_semantic_labels_travel_as_bytes_and_compute_the_same():
     narrow.update(logits, labels)
     int64.update(logits, wide)
     assert torch.equal(narrow.matrix, int64.matrix)
+
+
+def test_a_dry_run_trains_one_batch_and_validates_a_few_images(monkeypatch):
+    """``./run_all.sh --dry-run``: every config, ``paper``'s included, one step on one batch
+    and ``SEQSEG_DRY_RUN`` validation images; the study of notebook 05 at its two smallest
+    sizes; a value that is not a count is refused, naming the variable."""
+    from seqseg_lib.experiments import DRY_RUN_ENV
+
+    monkeypatch.setenv(DRY_RUN_ENV, "3")
+    for experiment in EXPERIMENTS:
+        config = build_config(experiment, "paper", device="cpu")
+        assert (config.num_train, config.num_val, config.max_steps) == (config.batch_size, 3, 1)
+    assert scaling.study("paper")["sizes"] == 2 and scaling.study("paper")["repeats"] == 1
+    monkeypatch.setenv(DRY_RUN_ENV, "many")
+    with pytest.raises(ValueError, match=DRY_RUN_ENV):
+        build_config("unet", "paper", device="cpu")
+    monkeypatch.delenv(DRY_RUN_ENV)
+    assert build_config("unet", "paper", device="cpu").max_steps is None
+    assert scaling.study("paper") == scaling.STUDY["paper"]

@@ -42,7 +42,7 @@ def test_matched_cost_is_the_brute_force_minimum(seed, queries, num_targets):
     matcher = HungarianMatcher()
     outputs = random_outputs(1, queries, seed=seed)
     targets = random_targets([num_targets], seed=seed + 100)
-    cost = matcher.cost_matrix(outputs, targets)  # (Q, T)
+    cost = matcher.cost_matrix(outputs, targets)[0]  # (Q, T)
     ((src, tgt),) = matcher(outputs, targets)
     assert len(src) == len(tgt) == min(queries, num_targets)
     assert len(set(src.tolist())) == len(src) and len(set(tgt.tolist())) == len(tgt)
@@ -108,7 +108,7 @@ def test_mask_size_compares_both_sides_at_that_resolution():
     matcher = HungarianMatcher(mask_size=(4, 2))
     outputs = random_outputs(1, 3, size=16)
     targets = random_targets([2], size=32)
-    assert matcher.cost_matrix(outputs, targets).shape == (3, 2)
+    assert matcher.cost_matrix(outputs, targets).shape == (1, 3, 2)
     assert len(matcher(outputs, targets)[0][0]) == 2
 
 
@@ -122,3 +122,26 @@ def test_dice_cost_by_hand():
 def test_negative_weights_are_refused():
     with pytest.raises(ValueError, match="cost_class"):
         HungarianMatcher(cost_class=-1.0)
+
+
+def test_cost_blocks_equal_every_query_against_each_image_s_targets():
+    """Image b's columns of the batched cost are its queries against its own targets,
+    computed pair by pair from the definition; padding columns are never read."""
+    matcher = HungarianMatcher(mask_size=(4, 8))
+    outputs = random_outputs(3, 5, size=8, seed=7)
+    targets = random_targets([2, 0, 4], size=16, seed=8)
+    cost = matcher.cost_matrix(outputs, targets)
+    assert cost.shape == (3, 5, 4)
+    for b, target in enumerate(targets):
+        probs = outputs["pred_logits"][b].softmax(-1)
+        for q in range(5):
+            mask = torch.nn.functional.interpolate(
+                outputs["pred_masks"][b, q][None, None], size=(4, 8), mode="bilinear"
+            ).sigmoid()
+            for t, label in enumerate(target["labels"].tolist()):
+                goal = torch.nn.functional.interpolate(
+                    target["masks"][t][None, None].float(), size=(4, 8), mode="bilinear"
+                )
+                dice = 1 - (2 * (mask * goal).sum() + 1) / (mask.sum() + goal.sum() + 1)
+                expected = 0.1 * -probs[q, label] + dice
+                assert float(cost[b, q, t]) == pytest.approx(float(expected), abs=1e-5)

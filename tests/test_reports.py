@@ -64,6 +64,39 @@ def test_the_skip_connection_is_judged_at_the_same_rate():
     assert "rate): not reproduced (val accuracy 66.91" in fails
 
 
+def seeded_skip_table(values: dict[str, list[float]]) -> pd.DataFrame:
+    """A ``skip_table`` of several seeds: each variant's seed rows, then its mean row."""
+    rows = {}
+    for variant, accuracies in values.items():
+        for seed, accuracy in enumerate(accuracies):
+            rows[f"{variant}, seed {seed}"] = {"val accuracy (%)": accuracy}
+            rows[f"{variant}, seed {seed}"] |= {"variant": variant, "seed": str(seed)}
+        mean = sum(accuracies) / len(accuracies)
+        rows[f"{variant}, mean"] = {"val accuracy (%)": mean, "variant": variant, "seed": "mean"}
+    rows["majority class 'road'"] = {"val accuracy (%)": 30.0}
+    return pd.DataFrame(rows).T
+
+
+def test_skip_verdicts_over_seeds_need_every_seed_on_one_side():
+    """Three seeds: the same-rate gaps +1.0, +0.2, +2.0 straddle the 0.5 threshold
+    (inconclusive); the own-rate gaps are all above it (reproduced, without "one seed"); the
+    mean rows are never counted as a seed."""
+    table = seeded_skip_table(
+        {"with": [62.0, 61.0, 63.0], "own": [60.0, 60.0, 60.0], "fast": [61.0, 60.8, 61.0]}
+    )
+    assert reports.skip_values(table) == {
+        "with": [62.0, 61.0, 63.0],
+        "own": [60.0, 60.0, 60.0],
+        "fast": [61.0, 60.8, 61.0],
+    }
+    same, own, fails = reports.compare_skip(table, {"accuracy": 0.3}).splitlines()
+    assert "inconclusive (the seeds disagree)" in same
+    assert "+1.00, +0.20, +2.00 points over 3 seeds; seed spread 1.80 points" in same
+    assert "'with' against 'own'): reproduced (val accuracy" in own
+    assert "one seed" not in own
+    assert "rate, every seed): not reproduced" in fails
+
+
 def test_fails_to_train_is_near_the_majority_class_or_far_behind_a_run_that_trains():
     assert reports.fails_to_train(30.9, majority=30.0, trained=31.0)  # within 1 point
     assert not reports.fails_to_train(31.1, majority=30.0, trained=31.0)

@@ -120,16 +120,22 @@ def compose(
     digits: list[torch.Tensor], labels: torch.Tensor, positions: list[tuple[int, int]]
 ) -> dict[str, torch.Tensor]:
     """Paste digits [28, 28] at (top, left) in drawing order: max composite, the last drawn
-    digit owns overlapping ink, fully covered digits are dropped (see the module docstring)."""
-    image = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE)
-    owner = torch.full((IMAGE_SIZE, IMAGE_SIZE), -1, dtype=torch.long)
+    digit owns overlapping ink, fully covered digits are dropped (see the module docstring).
+    Composed in NumPy (a few small array operations per digit), returned as tensors."""
+    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    owner = np.full((IMAGE_SIZE, IMAGE_SIZE), -1, dtype=np.int64)
     for k, (digit, (top, left)) in enumerate(zip(digits, positions)):
+        digit = np.asarray(digit, dtype=np.float32)
         window = (slice(top, top + DIGIT_SIZE), slice(left, left + DIGIT_SIZE))
-        image[0][window] = torch.maximum(image[0][window], digit)
-        owner[window] = torch.where(digit >= INK_THRESHOLD, k, owner[window])
-    masks = owner[None] == torch.arange(len(digits))[:, None, None]  # (N, 64, 64)
-    visible = masks.flatten(1).any(1)
-    return {"image": image, "labels": labels[visible], "masks": masks[visible]}
+        np.maximum(image[window], digit, out=image[window])
+        owner[window][digit >= INK_THRESHOLD] = k
+    masks = owner[None] == np.arange(len(digits))[:, None, None]  # (N, 64, 64)
+    visible = masks.reshape(len(digits), -1).any(1)
+    return {
+        "image": torch.from_numpy(image)[None],
+        "labels": labels[torch.from_numpy(visible)],
+        "masks": torch.from_numpy(masks[visible]),
+    }
 
 
 def nonzero_box(digit: torch.Tensor) -> tuple[int, int, int, int]:
@@ -151,17 +157,18 @@ def easy_positions(
     """
     span = IMAGE_SIZE - DIGIT_SIZE + 1
     while True:  # at most 4 boxes of at most 28x28 in 64x64: a layout is always reachable
-        placed = torch.empty(0, 4, dtype=torch.long)  # (P, 4) top, left, bottom, right
+        placed = np.empty((0, 4), dtype=np.int64)  # (P, 4) top, left, bottom, right
         for box in boxes:
-            corners = torch.randint(0, span, (_EASY_TRIES, 2), generator=generator)
-            candidates = corners.repeat(1, 2) + torch.tensor(box)  # (T, 4)
+            # drawn with torch's generator (the images of a seed), tested in NumPy (fast)
+            corners = torch.randint(0, span, (_EASY_TRIES, 2), generator=generator).numpy()
+            candidates = np.tile(corners, 2) + np.asarray(box)  # (T, 4)
             c, p = candidates[:, None], placed[None]  # (T, 1, 4), (1, P, 4)
             overlap = (c[..., 0] < p[..., 2]) & (p[..., 0] < c[..., 2])
             overlap &= (c[..., 1] < p[..., 3]) & (p[..., 1] < c[..., 3])  # (T, P)
-            free = (~overlap.any(1)).nonzero()
-            if free.numel() == 0:
+            free = np.flatnonzero(~overlap.any(1))
+            if free.size == 0:
                 break  # this digit found no room: redraw the whole layout
-            placed = torch.cat([placed, candidates[free[0]]])
+            placed = np.concatenate([placed, candidates[free[:1]]])
         if len(placed) == len(boxes):
             return [(int(p[0]) - b[0], int(p[1]) - b[1]) for p, b in zip(placed, boxes)]
 

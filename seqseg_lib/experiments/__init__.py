@@ -9,6 +9,7 @@ from an experiment's preset, and ``config_from_dict`` reads one back from ``conf
 """
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ PAPER_WORKERS = 4
 # Seq2Seg with Adam's moments is 0.6 GB, written in about as long as a GPU takes for one of its
 # epochs (123 steps). A killed run then repeats at most this many epochs, to the same weights.
 PAPER_CHECKPOINT_EPOCHS = 5
+# A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of training
+# images and validates on this many images, so that a profile's whole code path (``paper``'s
+# included) executes on any machine in minutes. Its results are no results.
+DRY_RUN_ENV = "SEQSEG_DRY_RUN"
+
+
+def dry_run_images() -> int | None:
+    """Validation images per run under a dry run (``DRY_RUN_ENV`` set), else None."""
+    value = os.environ.get(DRY_RUN_ENV, "")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{DRY_RUN_ENV} must be a positive number of images, got {value!r}")
+    return int(value)
+
 
 EXPERIMENTS: dict[str, Experiment] = {
     "seq2seg": semantic.SEQ2SEG,
@@ -61,6 +77,7 @@ def build_config(
     settings are refused with a ``ValueError`` that lists the valid ones. ``paper`` loads its
     data with ``PAPER_WORKERS`` DataLoader workers unless ``num_workers`` is given, and
     checkpoints every ``PAPER_CHECKPOINT_EPOCHS`` epochs unless ``checkpoint_epochs`` is.
+    Under a dry run (``dry_run_images``), one step on one batch and a few validation images.
     """
     spec = get_experiment(experiment)
     check_choice("profile", profile, PROFILES)
@@ -83,6 +100,10 @@ def build_config(
     if profile == "paper":  # a GPU's input pipeline (run control: results do not change)
         overrides.setdefault("num_workers", PAPER_WORKERS)
         overrides.setdefault("checkpoint_epochs", PAPER_CHECKPOINT_EPOCHS)
+    images = dry_run_images()
+    if images is not None:
+        batch = overrides.get("batch_size", values.get("batch_size", Config.batch_size))
+        overrides |= {"num_train": batch, "num_val": images, "max_steps": 1}
     return Config(experiment, profile, dataset, **(values | overrides))
 
 
@@ -107,6 +128,7 @@ def build_criterion(config: Config) -> nn.Module:
 
 
 __all__ = [
+    "DRY_RUN_ENV",
     "EXPERIMENTS",
     "Experiment",
     "build_config",
@@ -114,5 +136,6 @@ __all__ = [
     "build_datasets",
     "build_model",
     "config_from_dict",
+    "dry_run_images",
     "get_experiment",
 ]
