@@ -41,7 +41,6 @@ from seqseg_lib.reports import (
     mnist_values,
     percent,
     report_mnist_columns,
-    verdict_word,
 )
 from seqseg_lib.studies import (
     Variant,
@@ -50,7 +49,7 @@ from seqseg_lib.studies import (
     variant_config,
     variant_name,
 )
-from seqseg_lib.verdicts import seed_spread, verdict
+from seqseg_lib.verdicts import one_seed, seed_spread, verdict
 
 REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
@@ -270,6 +269,23 @@ def budget_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     return table
 
 
+def budget_gaps(table: pd.DataFrame, column: str = "U-Net ahead at equal steps (points)"):
+    """Each seed's value of ``column`` in a ``budget_table`` (U-Net's lead, in points)."""
+    seeds = table.loc[[label for label in table.index if str(label).startswith("seed ")]]
+    return [float(gap) for gap in seeds[column].dropna()]
+
+
+def budget_spread(table: pd.DataFrame) -> float | None:
+    """The largest seed spread of U-Net's lead in a ``budget_table``, at the report's budgets
+    or at equal steps (None for one seed)."""
+    spreads = [
+        seed_spread(budget_gaps(table, column))
+        for column in ("U-Net ahead by (points)", "U-Net ahead at equal steps (points)")
+    ]
+    spreads = [spread for spread in spreads if spread is not None]
+    return max(spreads) if spreads else None
+
+
 def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> str:
     """Sec. 2.3's "only 3 percent less in accuracy" at the report's numbers of steps: U-Net
     ahead by more than 0 and at most ``tolerance`` points (Table 1's rule), per seed, under the
@@ -466,13 +482,13 @@ def skip_claim(table: pd.DataFrame) -> str:
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
-        f"{verdict_word(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
+        f"{one_seed(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
         f"Without skip it fails to train at 1e-4 (judged: within {FAILS_MARGIN:g} point of the "
         f"majority class, or more than {FAILS_BEHIND:g} points behind the run with skip): "
-        f"{verdict_word(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        f"{one_seed(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
         "Without skip it trains at 5e-5 (judged: more than "
         f"{FAILS_MARGIN:g} point above the majority class): "
-        f"{verdict_word(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
+        f"{one_seed(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
     ]
     return "\n".join(lines)
 

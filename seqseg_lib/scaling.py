@@ -228,10 +228,29 @@ def add_patch_accuracy(patches: pd.DataFrame, trained: dict[int, dict[int, Path]
 _SEED_COLUMN = "val accuracy, seed "
 
 
-def compare_patches(table: pd.DataFrame) -> str:
+def patch_losses(table: pd.DataFrame) -> list[float]:
+    """The accuracy the largest trained patch loses against the smallest, one value per seed
+    (a ``patch_table`` with ``add_patch_accuracy``'s columns); [] with fewer than two trained."""
+    if "val accuracy (%)" not in table:
+        return []
+    trained = table.dropna(subset=["val accuracy (%)"]).sort_values("tokens", ascending=False)
+    if len(trained) < 2:
+        return []
+    small, large = trained.iloc[0], trained.iloc[-1]
+    seeds = [column for column in table.columns if str(column).startswith(_SEED_COLUMN)]
+    return [float(small[column] - large[column]) for column in seeds or ["val accuracy (%)"]]
+
+
+def patch_spread(table: pd.DataFrame) -> float | None:
+    """The seed spread of ``patch_losses`` (None for one seed)."""
+    return seed_spread(patch_losses(table))
+
+
+def compare_patches(table: pd.DataFrame, spread: float | None = None) -> str:
     """Sec. 2.4's "big loss of information" of larger patches, with our numbers: the verdict
     holds when the larger patch loses more than ``PATCH_LOSS`` points of validation accuracy,
-    every seed (``seqseg_lib.verdicts``)."""
+    every seed (``seqseg_lib.verdicts``; one seed against ``spread``, measured for such
+    runs)."""
     claim = (
         f"Larger patches lose information (more than {PATCH_LOSS:g} point of validation accuracy"
     )
@@ -242,10 +261,12 @@ def compare_patches(table: pd.DataFrame) -> str:
         return f"{claim}): only one patch size trained."
     small, large = trained.iloc[0], trained.iloc[-1]
     seeds = [column for column in table.columns if str(column).startswith(_SEED_COLUMN)]
-    columns = seeds or ["val accuracy (%)"]
-    losses = [small[column] - large[column] for column in columns]
+    losses = patch_losses(table)
     judged = verdict(
-        losses, holds=lambda loss: loss > PATCH_LOSS, margin=lambda loss: abs(loss - PATCH_LOSS)
+        losses,
+        holds=lambda loss: loss > PATCH_LOSS,
+        margin=lambda loss: abs(loss - PATCH_LOSS),
+        spread=spread,
     )
     each = ", ".join(f"{loss:+.2f}" for loss in losses)
     over = ""

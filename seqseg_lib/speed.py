@@ -42,9 +42,19 @@ def seconds_of(call: Callable[[], object], device: torch.device) -> float:
 
 class TrainingStep:
     """One experiment's model, criterion, Adam and a dummy batch on ``device``; calling it runs
-    one training step. The model is built after ``torch.manual_seed(config.seed)``."""
+    one training step. The model is built after ``torch.manual_seed(config.seed)``. ``fused``
+    takes Adam's fused implementation (one kernel for every parameter) instead of the engine's
+    default, and ``compiled`` runs the model through ``torch.compile``: what
+    ``benchmarks/optimizations.py`` weighs."""
 
-    def __init__(self, config: Config, batch_size: int, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        config: Config,
+        batch_size: int,
+        device: str | torch.device = "cpu",
+        fused: bool | None = None,
+        compiled: bool = False,
+    ):
         self.config, self.device = config, resolve_device(str(device))
         experiment = get_experiment(config.experiment)
         torch.manual_seed(config.seed)
@@ -52,7 +62,9 @@ class TrainingStep:
         layout = memory_format(experiment, self.device)
         self.model = experiment.build_model(config).to(self.device, memory_format=layout).train()
         self.criterion = experiment.build_criterion(config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+        if compiled:
+            self.model = torch.compile(self.model)
         images, targets = experiment.dummy_batch(config, batch_size, config.seed)
         self.images = to_device(images, self.device).contiguous(memory_format=layout)
         self.targets = to_device(targets, self.device)

@@ -223,8 +223,8 @@ def ablation_claim(table: pd.DataFrame) -> str:
         lines.append(
             f"{label} ({row['epochs']:g} epochs, {row['training scenes']:g} scenes): "
             f"RQ car {row['RQ car']:.1f}, PQ things {row['PQ things']:.1f}, PQ {row['PQ']:.1f}: "
-            f"{'separates cars' if holds else 'does not separate cars'} (judged: RQ car at "
-            f"least {CAR_RQ_THRESHOLD:g} and PQ things at least {THINGS_PQ_THRESHOLD:g})."
+            f"{'separates cars' if holds else 'does not separate cars'} (one seed; judged: RQ "
+            f"car at least {CAR_RQ_THRESHOLD:g} and PQ things at least {THINGS_PQ_THRESHOLD:g})."
         )
     return "\n".join(lines)
 
@@ -348,7 +348,8 @@ def bottleneck_claim(table: pd.DataFrame) -> str:
         f"{table.index[1]}: PQ {bert['PQ']:.1f} against {plain['PQ']:.1f} "
         f"({gain:+.1f} points), PQ things {bert['PQ things']:.1f} against "
         f"{plain['PQ things']:.1f}, at {cost:.2f}x the step time: "
-        f"{'improves' if gain > 0.5 else 'does not improve'} (judged: PQ up by more than 0.5)."
+        f"{'improves' if gain > 0.5 else 'does not improve'} (one seed; judged: PQ up by more "
+        "than 0.5)."
     )
 
 

@@ -16,8 +16,9 @@ from seqseg_lib.reports import (
     compare_table1,
     redundancy_claim,
     redundancy_from,
+    skip_spread,
 )
-from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes
+from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes, patch_spread
 from seqseg_lib.verdicts import OUR_CHECK
 
 _DATASET_ORDER = {"camvid": 0, "cityscapes": 1, "synthetic": 2, "mnist": 3}
@@ -99,6 +100,38 @@ _CLAIMS = {
 }
 
 
+# Seed spreads that tables of several seeds measure, by kind of table, and the kind of
+# measured spread each one-seed verdict is judged against (the noise rule of
+# ``seqseg_lib.verdicts``): Table 1's gap against the gap's spread at the report's budget.
+_SPREADS = {
+    "table_report_budget": fidelity.budget_spread,
+    "table_skip_ablation": skip_spread,
+    "table_patches": patch_spread,
+}
+_SPREAD_OF = {
+    "table1": "table_report_budget",
+    "table_skip_ablation": "table_skip_ablation",
+    "table_patches": "table_patches",
+}
+_WITH_SPREAD = {
+    "table1": compare_table1,
+    "table_skip_ablation": lambda table, spread: compare_skip(table, _baseline_from(table), spread),
+    "table_patches": compare_patches,
+}
+
+
+def measured_spreads(tables: list[tuple[str, dict, pd.DataFrame]]) -> dict[str, tuple[float, str]]:
+    """``{kind: (spread, where)}``: the largest seed spread each kind of table measures over
+    several seeds, and the dataset, profile and seeds it was measured on."""
+    spreads = {}
+    for kind, meta, table in tables:
+        spread = _SPREADS[kind](table) if kind in _SPREADS else None
+        if spread is not None and spread >= spreads.get(kind, (0.0, ""))[0]:
+            where = f"{meta['dataset']}, {meta['profile']} profile, seeds {meta['seed']}"
+            spreads[kind] = (spread, where)
+    return spreads
+
+
 def _baseline_from(table: pd.DataFrame) -> dict[str, Any]:
     row = table.loc[[i for i in table.index if str(i).startswith("majority")][0]]
     return {"accuracy": float(row["val accuracy (%)"]) / 100}
@@ -131,16 +164,24 @@ def summarize(reports_dir: str | Path) -> Path:
         "Real road scenes come first: **read Table 1 on CamVid first**; the synthetic street",
         "scenes are the embedded default, useful to check the code, not to judge the models.",
         "",
-        "Verdicts that know about noise (`seqseg_lib.verdicts`; Table 1 at the report's step",
-        "budget and the skip connection so far) are `reproduced`, `not reproduced` or",
-        "`inconclusive`: over several seeds a verdict is decided only when every seed is on the",
-        "same side of its threshold, else `inconclusive (the seeds disagree)`; one seed's verdict",
-        "says `(one seed)`, and is `inconclusive (one seed)` where its margin to the threshold is",
-        "smaller than the seed spread measured for that kind of run. The other verdicts rest on",
-        "the runs they name.",
+        "Verdicts on trained runs know about noise (`seqseg_lib.verdicts`): they are",
+        "`reproduced`, `not reproduced` or `inconclusive`. Over several seeds a verdict is",
+        "decided only when every seed is on the same side of its threshold, else",
+        "`inconclusive (the seeds disagree)`; one seed's verdict says `(one seed)`, and is",
+        "`inconclusive (one seed)` where its margin to the threshold is smaller than the seed",
+        "spread measured for that kind of run (listed below where one was measured). Verdicts",
+        "on measured costs (step times, FLOPs, memory) rest on the measurement they name.",
         "",
     ]
-    for kind, meta, table in _load_tables(reports_dir):
+    tables = _load_tables(reports_dir)
+    spreads = measured_spreads(tables)
+    if spreads:
+        lines += ["Seed spreads measured here, used by the one-seed verdicts of that kind:", ""]
+        lines += [
+            f"- {_TITLES[kind]}: {spread:.2f} points ({where})."
+            for kind, (spread, where) in spreads.items()
+        ] + [""]
+    for kind, meta, table in tables:
         provenance_line = ", ".join(f"{k}: {v}" for k, v in meta.items())
         lines += [f"## {_TITLES[kind]} — {meta['dataset']}, {meta['profile']} profile", ""]
         lines += [f"_{provenance_line}_", "", to_markdown(table), ""]
@@ -154,7 +195,11 @@ def summarize(reports_dir: str | Path) -> Path:
             lines += ["Figures: " + ", ".join(figures) + ".", ""]
         if kind in _CLAIMS:
             try:
-                claims = _CLAIMS[kind](table)
+                if kind in _WITH_SPREAD:
+                    spread = spreads.get(_SPREAD_OF[kind], (None, ""))[0]
+                    claims = _WITH_SPREAD[kind](table, spread)
+                else:
+                    claims = _CLAIMS[kind](table)
             except (KeyError, IndexError, ValueError) as error:
                 claims = f"(claims not evaluated: {error})"
             heading = "What we measured:" if kind in _STUDIES else "Claims of the report:"

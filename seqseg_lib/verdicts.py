@@ -39,6 +39,12 @@ def verdict(
     return f"{word} (one seed)"
 
 
+def one_seed(holds: bool) -> str:
+    """The verdict on a claim judged on one seed's run, without a seed spread measured for
+    that kind of run: ``reproduced (one seed)`` or ``not reproduced (one seed)``."""
+    return verdict([float(holds)], holds=bool, margin=lambda _: float("inf"))
+
+
 def seed_spread(values: Sequence[float]) -> float | None:
     """The largest minus the smallest of several seeds' values; None for fewer than two."""
     return max(values) - min(values) if len(values) > 1 else None
