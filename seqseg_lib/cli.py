@@ -3,7 +3,7 @@
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
-        [--[no-]amp] [--[no-]deterministic] [--threads N]
+        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         "which lets cuDNN pick its fastest algorithms); CPU runs are deterministic either way",
     )
     train.add_argument(
+        "--fused-adam",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Adam's fused kernels (default: on CUDA, off on CPU; benchmarks/optimizations.py "
+        "measures both)",
+    )
+    train.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model through torch.compile (compiles for a minute or more first)",
+    )
+    train.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -162,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(args.threads)
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
             overrides["deterministic"] = args.deterministic
+            overrides["fused_adam"], overrides["compile"] = args.fused_adam, args.compile
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
             if args.checkpoint_epochs is not None:

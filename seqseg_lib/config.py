@@ -30,6 +30,8 @@ RUN_CONTROL_FIELDS = (
     "validate_every",
     "device",
     "deterministic",
+    "fused_adam",
+    "compile",
     "num_workers",
     "progress",
 )
@@ -70,6 +72,10 @@ class Config:
     # bit-identical kernels on CUDA; None: yes except under ``paper`` (``engine.deterministic``)
     deterministic: bool | None = None
     amp: bool = False  # autocast to bfloat16 (``paper``: where the device has it in hardware)
+    # Adam's fused kernels; None: on CUDA, off on CPU, where the engine's step is measured
+    # faster without them (``benchmarks/optimizations.py``)
+    fused_adam: bool | None = None
+    compile: bool = False  # the model through ``torch.compile`` (same measurement)
     num_workers: int = 0
     progress: bool = True
 

@@ -338,7 +338,9 @@ class Trainer:
             prepare_run_dir(config, self.run_dir)
         distributed.barrier()
         self.criterion = self.experiment.build_criterion(config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        fused = config.fused_adam
+        fused = self.device.type == "cuda" if fused is None else fused
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
@@ -355,10 +357,11 @@ class Trainer:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device, memory_format=self.memory_format)
         if self.world == 1:
-            return model, model
+            return model, torch.compile(model) if self.config.compile else model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         # static_graph: the same parameters take part in every step (BERT's pooler in none)
-        return model, DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+        wrapped = DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+        return model, torch.compile(wrapped) if self.config.compile else wrapped
 
     # -- state -------------------------------------------------------------------------
     def _new_running(self) -> dict[str, Any]:

@@ -396,3 +396,16 @@ def test_a_dry_run_trains_one_batch_and_validates_a_few_images(monkeypatch):
     monkeypatch.delenv(DRY_RUN_ENV)
     assert build_config("unet", "paper", device="cpu").max_steps is None
     assert scaling.study("paper") == scaling.STUDY["paper"]
+
+
+def test_fused_adam_is_off_on_cpu_unless_asked(tmp_path):
+    """Adam's fused kernels: off on CPU unless asked, so that the ``cpu`` numbers stay those
+    of the default implementation; asked for, a fused step runs on CPU."""
+    config = build_config("unet", "smoke", device="cpu", progress=False)
+    trainer = engine.Trainer(config, tmp_path / "default")
+    assert not trainer.optimizer.defaults["fused"]
+    asked = dataclasses.replace(config, fused_adam=True, max_steps=1)
+    trainer = engine.Trainer(asked, tmp_path / "fused")
+    assert trainer.optimizer.defaults["fused"]
+    trainer.fit()  # a fused step on CPU runs
+    assert engine.read_metrics(tmp_path / "fused")[-1]["global_step"] == 1
