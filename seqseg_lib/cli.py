@@ -3,7 +3,8 @@
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
-        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--threads N]
+        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--[no-]wait]
+        [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
@@ -27,6 +28,7 @@ from seqseg_lib import distributed
 from seqseg_lib.config import PROFILES
 from seqseg_lib.data import DATASETS
 from seqseg_lib.experiments import EXPERIMENTS, build_config
+from seqseg_lib.runlock import RunLockedError, run_lock
 
 
 def positive_int(text: str) -> int:
@@ -94,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         action="store_true",
         help="run the model through torch.compile (compiles for a minute or more first)",
+    )
+    train.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="while another process trains --out, wait for it (default) or stop at once",
     )
     train.add_argument(
         "--threads",
@@ -189,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=args.max_steps,
                 **overrides,
             )
-            trainer = engine.Trainer(config, args.out)
-            records = trainer.fit()  # its progress starts with the model's size and device
+            with run_lock(args.out, args.wait):  # one process trains a run directory
+                trainer = engine.Trainer(config, args.out)
+                records = trainer.fit()  # its progress starts with the model's size and device
             if distributed.is_main():  # (torchrun: rank 0 speaks for all)
                 print(stop_summary(trainer), file=sys.stderr)
                 print(to_json(records[-1] if records else {}))
@@ -204,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             from seqseg_lib.summary import summarize
 
             print(summarize(args.reports_dir))
-    except (ValueError, FloatingPointError) as error:
+    except (ValueError, FloatingPointError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -39,6 +39,7 @@ from seqseg_lib.experiments import config_from_dict, get_experiment
 from seqseg_lib.experiments.base import Experiment
 from seqseg_lib.memory import why_it_cannot_fit
 from seqseg_lib.progress import Progress
+from seqseg_lib.runlock import run_lock
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -767,10 +768,11 @@ def batch_size(images: Any) -> int:
     return images.shape[0] if isinstance(images, torch.Tensor) else len(images)
 
 
-def train(config: Config, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+def train(config: Config, run_dir: str | os.PathLike, wait: bool = True) -> list[dict[str, Any]]:
     """Train ``config`` in ``run_dir`` (resuming from its checkpoint if any); return the
-    per-epoch records of ``metrics.jsonl``."""
-    return Trainer(config, run_dir).fit()
+    per-epoch records of ``metrics.jsonl``. One process at a time (``load_or_train``)."""
+    with run_lock(run_dir, wait):
+        return Trainer(config, run_dir).fit()
 
 
 def evaluate(
@@ -816,14 +818,21 @@ def run_name(config: Config, variant: str = "") -> str:
     return f"{config.experiment}{suffix}-{config.dataset}-{config.profile}-seed{config.seed}"
 
 
-def load_or_train(config: Config, runs_dir: str | os.PathLike, variant: str = "") -> Path:
+def load_or_train(
+    config: Config, runs_dir: str | os.PathLike, variant: str = "", wait: bool = True
+) -> Path:
     """Train ``config`` in ``runs_dir/run_name(config)`` unless it already finished there, or
     already stopped at ``config.max_steps`` with its record written (an interrupted run
-    resumes). Returns the run directory."""
+    resumes). Returns the run directory. While another process trains the same run, wait for
+    it and read its result, or with ``wait=False`` raise ``RunLockedError``
+    (``seqseg_lib.runlock``)."""
     run_dir = Path(runs_dir) / run_name(config, variant)
     check_run_config(config, run_dir)
     if not is_finished(run_dir) and not stopped_at(run_dir, config.max_steps):
-        train(config, run_dir)
+        with run_lock(run_dir, wait):
+            # finished meanwhile by the process that held the lock?
+            if not is_finished(run_dir) and not stopped_at(run_dir, config.max_steps):
+                Trainer(config, run_dir).fit()
     return run_dir
 
 

@@ -10,7 +10,7 @@ PACKAGE = REPO / "seqseg_lib"
 # From the bottom up: a module imports only modules of its own layer or of layers below it.
 LAYERS = [
     ["seqseg_lib", "seqseg_lib.config", "seqseg_lib.devices", "seqseg_lib.distributed"],
-    ["seqseg_lib.syncs", "seqseg_lib.memory", "seqseg_lib.verdicts"],
+    ["seqseg_lib.syncs", "seqseg_lib.memory", "seqseg_lib.verdicts", "seqseg_lib.runlock"],
     ["seqseg_lib.data.labels", "seqseg_lib.data.io", "seqseg_lib.data.transforms"],
     [
         "seqseg_lib.data.cache",
