@@ -11,11 +11,12 @@
 # profile: on CamVid, notebook 07 about 160 minutes of one core and four MNIST runs of about
 # 16 minutes each on 2 cores, notebook 09 about 95 minutes of one core per seed.
 # reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
+# (scratch/ is $SEQSEG_SCRATCH when set)
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
 # --dry-run runs every notebook (07 and 09 too) with each training run cut to one step on one
-# batch and validated on 4 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
+# batch and validated on 8 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
 # git) unless --runs-dir / --reports-dir say otherwise: the whole code path of a profile, paper's
 # included, executes on any machine (paper on 2 CPU cores: see the README). No result.
 # --seeds N trains the runs of notebooks 02, 05 and 09 with N seeds (default 1), judged by the
@@ -66,14 +67,17 @@ while [ $# -gt 0 ]; do
     *) notebooks+=("$1"); shift ;;
   esac
 done
+scratch="${SEQSEG_SCRATCH:-$PWD/scratch}"  # smoke reports and dry runs: ignored by git
+mkdir -p "$scratch"
+scratch="$(cd "$scratch" && pwd)"
 if [ -n "$dry_run" ]; then
-  export SEQSEG_DRY_RUN=4  # validation images per run (seqseg_lib.experiments.DRY_RUN_ENV)
-  [ -n "$runs_dir" ] || { mkdir -p "scratch/dry-run/$profile/runs"; runs_dir="$PWD/scratch/dry-run/$profile/runs"; }
-  [ -n "$reports_dir" ] || { mkdir -p "scratch/dry-run/$profile/reports"; reports_dir="$PWD/scratch/dry-run/$profile/reports"; }
+  export SEQSEG_DRY_RUN=8  # validation images per run (seqseg_lib.experiments.DRY_RUN_ENV)
+  [ -n "$runs_dir" ] || { runs_dir="$scratch/dry-run/$profile/runs"; mkdir -p "$runs_dir"; }
+  [ -n "$reports_dir" ] || { reports_dir="$scratch/dry-run/$profile/reports"; mkdir -p "$reports_dir"; }
 fi
 [ -n "$runs_dir" ] || runs_dir="$PWD/runs"
 if [ -z "$reports_dir" ]; then
-  if [ "$profile" = smoke ]; then reports_dir="$PWD/scratch/reports-smoke"; else reports_dir="$PWD/reports"; fi
+  if [ "$profile" = smoke ]; then reports_dir="$scratch/reports-smoke"; else reports_dir="$PWD/reports"; fi
 fi
 if [ ${#notebooks[@]} -eq 0 ]; then
   for notebook in notebooks/[0-9][0-9]_*.ipynb; do

@@ -167,7 +167,8 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
 
 @pytest.mark.slow
 def test_a_smoke_run_leaves_reports_untouched(tmp_path):
-    """``reports/`` holds cpu and paper results only: smoke output goes to scratch/."""
+    """``reports/`` holds cpu and paper results only: smoke output goes to scratch/ (here the
+    test's own, ``SEQSEG_SCRATCH``: the user's scratch/ is not touched either)."""
 
     def status():
         return subprocess.run(
@@ -183,12 +184,12 @@ def test_a_smoke_run_leaves_reports_untouched(tmp_path):
     result = subprocess.run(
         ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", "--max-steps", "1"]
         + ["--runs-dir", str(tmp_path / "runs"), str(NOTEBOOKS[0])],
-        env=os.environ | {"SEQSEG_PYTHON": sys.executable},
+        env=os.environ | {"SEQSEG_PYTHON": sys.executable, "SEQSEG_SCRATCH": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert status() == before
-    table = REPO / "scratch" / "reports-smoke" / "tables" / "table1_synthetic_smoke.csv"
+    table = tmp_path / "reports-smoke" / "tables" / "table1_synthetic_smoke.csv"
     assert table.stat().st_mtime >= started
