@@ -7,9 +7,13 @@
   profile autocasts to bfloat16 only where this is true.
 - ``configure_device``: TF32 matmuls and convolutions on CUDA (the float32 parts of a step).
 - ``describe_device``: the device, its model and the thread count, for provenance.
+- ``set_determinism``: deterministic kernels, or the fastest (cuDNN's autotuner), both ways.
+- ``rng_state`` / ``set_rng_state``: the random state a checkpoint saves, the run's own GPU's.
 """
 
+import os
 import platform
+from typing import Any
 
 import torch
 
@@ -62,3 +66,41 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def set_determinism(device: torch.device, enabled: bool = True) -> None:
+    """Deterministic kernels where PyTorch has them, or the fastest ones: set both ways, so
+    that one run's choice does not carry over to the next run of the same process.
+
+    CPU kernels used here are deterministic for a fixed thread count whatever ``enabled``
+    says. On CUDA, ``enabled`` sets cuDNN to deterministic, disables its autotuner and asks for
+    deterministic algorithms with ``warn_only=True`` (a few CUDA kernels, e.g. the backward of
+    some interpolations and ``index_put`` with accumulation, have no deterministic version and
+    only warn); otherwise cuDNN's autotuner (``cudnn.benchmark``) picks each convolution's
+    fastest algorithm for the run's fixed input size.
+    """
+    if device.type != "cuda":
+        return
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The global CPU generator's state and, on CUDA, the run's own GPU's (not every visible
+    GPU's: a run resumed on fewer GPUs, or on another one, restores it all the same)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore ``rng_state``'s states on this run's device. Checkpoints that saved every
+    visible GPU's state (a list) give the entry of this device's index, or their first."""
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # written by earlier versions: one state per visible GPU
+        cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda.cpu(), device)

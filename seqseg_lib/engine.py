@@ -1,10 +1,9 @@
-"""The training engine: train, evaluate, checkpoint, resume. It knows nothing about models.
+"""The training engine: train, checkpoint, resume. It knows nothing about models.
 
-A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON
-line per epoch: train and validation loss terms and metrics) and ``checkpoint.pt`` (model,
-optimizer, schedulers, RNG states, running metrics and position). Running ``train`` again on
-a directory with a checkpoint continues from it; an uninterrupted run and a resumed one end
-with the same weights on CPU, bit for bit:
+Run directories and their files are ``seqseg_lib.runs``'s; batches come from
+``seqseg_lib.loading``; ``seqseg_lib.evaluation`` runs a batch through a model and evaluates
+one. Running ``train`` again on a directory with a checkpoint continues from it; an
+uninterrupted run and a resumed one end with the same weights on CPU, bit for bit:
 
 - the data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, and augmentation
   draws from generators seeded by ``(seed, epoch, index)`` (``data/transforms.py``);
@@ -15,49 +14,105 @@ with the same weights on CPU, bit for bit:
 Under torchrun (``seqseg_lib.distributed``) every process trains its share of each global
 batch through ``DistributedDataParallel``; rank 0 alone writes the run directory, and the
 checkpoint holds every process's RNG state, so a killed multi-process run resumes as well.
-
-``evaluate`` only reads a run directory.
 """
 
 import dataclasses
 import json
 import os
+import re
 import time
-from contextlib import contextmanager, nullcontext
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from seqseg_lib import distributed
 from seqseg_lib.config import Config
-from seqseg_lib.devices import configure_device, describe_device, resolve_device
-from seqseg_lib.experiments import config_from_dict, get_experiment
-from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.devices import (
+    configure_device,
+    describe_device,
+    resolve_device,
+    rng_state,
+    set_determinism,
+    set_rng_state,
+)
+from seqseg_lib.evaluation import (
+    evaluate,
+    evaluate_model,
+    forward,
+    load_model,
+    memory_format,
+    merged_evaluator,
+    weighted_total,
+)
+from seqseg_lib.experiments import get_experiment
+from seqseg_lib.loading import (
+    EpochItems,
+    EpochSampler,
+    TrainOrder,
+    evaluation_loader,
+    loader_generator,
+    prepare,
+)
 from seqseg_lib.memory import why_it_cannot_fit
-from seqseg_lib.progress import Progress
+from seqseg_lib.progress import PhaseTimer, Progress
 from seqseg_lib.runlock import run_lock
+from seqseg_lib.runs import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    check_run_config,
+    is_finished,
+    keep_metrics_before,
+    load_checkpoint,
+    load_config,
+    prepare_run_dir,
+    read_metrics,
+    run_name,
+    save_checkpoint,
+    stopped_at,
+    write_status,
+)
+from seqseg_lib.tensors import (
+    accumulate,
+    batch_size,
+    detach,
+    host_values,
+    to_device,
+)
 
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-
-
-def prepare(dataset: Dataset) -> None:
-    """Load what a dataset caches (rendered scenes, the memory-mapped cache of resized files)
-    once, in this process, where it has a ``prepare`` method."""
-    if hasattr(dataset, "prepare"):
-        dataset.prepare()
-
-
-def memory_format(experiment: Experiment, device: torch.device) -> torch.memory_format:
-    """``channels_last`` for the convolutional experiments on CUDA, else the default."""
-    if experiment.channels_last and device.type == "cuda":
-        return torch.channels_last
-    return torch.contiguous_format
+# Names other modules and the notebooks reach through the engine (``engine.read_metrics``).
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "METRICS",
+    "EpochSampler",
+    "Trainer",
+    "deterministic",
+    "evaluate",
+    "evaluate_model",
+    "forward",
+    "host_values",
+    "is_finished",
+    "load_checkpoint",
+    "load_config",
+    "load_model",
+    "load_or_train",
+    "memory_format",
+    "prepare",
+    "read_metrics",
+    "resolve_device",
+    "run_name",
+    "set_determinism",
+    "stopped_at",
+    "to_device",
+    "train",
+    "weighted_total",
+]
 
 
 def deterministic(config: Config, device: torch.device) -> bool:
@@ -66,101 +121,6 @@ def deterministic(config: Config, device: torch.device) -> bool:
     if config.deterministic is not None:
         return config.deterministic
     return not (config.profile == "paper" and device.type == "cuda")
-
-
-def set_determinism(device: torch.device, enabled: bool = True) -> None:
-    """Deterministic kernels where PyTorch has them, or the fastest ones: set both ways, so
-    that one run's choice does not carry over to the next run of the same process.
-
-    CPU kernels used here are deterministic for a fixed thread count whatever ``enabled``
-    says. On CUDA, ``enabled`` sets cuDNN to deterministic, disables its autotuner and asks for
-    deterministic algorithms with ``warn_only=True`` (a few CUDA kernels, e.g. the backward of
-    some interpolations and ``index_put`` with accumulation, have no deterministic version and
-    only warn); otherwise cuDNN's autotuner (``cudnn.benchmark``) picks each convolution's
-    fastest algorithm for the run's fixed input size.
-    """
-    if device.type != "cuda":
-        return
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-
-
-class EpochSampler(Sampler[int]):
-    """A permutation seeded by ``(seed, epoch)``, started at ``start`` (to resume mid-epoch).
-
-    Under several processes, this process's share of each global batch of ``batch_size``
-    (``distributed.shard_batches``), ``start`` counted in its own items.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        seed: int,
-        epoch: int,
-        start: int = 0,
-        batch_size: int = 1,
-        drop_last: bool = False,
-    ) -> None:
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(size, generator=generator).tolist()
-        if distributed.world_size() > 1:
-            order = distributed.shard_batches(order, batch_size, drop_last)
-        self.order = order[start:]
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-class TrainOrder(Sampler[tuple[int, int]]):
-    """``(epoch, index)`` pairs of the current epoch's ``EpochSampler``; ``set_position`` moves
-    it to another epoch or start. One DataLoader then serves every epoch of a run, so that its
-    workers persist (forked once, not at every epoch)."""
-
-    def __init__(self, size: int, seed: int, batch_size: int, drop_last: bool) -> None:
-        self.size, self.seed, self.batch_size, self.drop_last = size, seed, batch_size, drop_last
-        self.set_position(0, 0)
-
-    def set_position(self, epoch: int, start: int) -> None:
-        self.epoch = epoch
-        self.order = EpochSampler(
-            self.size, self.seed, epoch, start, self.batch_size, self.drop_last
-        )
-
-    def __iter__(self):
-        return ((self.epoch, index) for index in self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-class EpochItems(Dataset):
-    """``dataset`` read by ``(epoch, index)`` pairs: each item is made with the epoch that asks
-    for it (``dataset.set_epoch``), in whichever process makes it; persistent workers hold
-    copies of the dataset that the main process's ``set_epoch`` never reaches."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, index = key
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        return self.dataset[index]
-
-
-def _loader_generator(seed: int, epoch: int) -> torch.Generator:
-    """A DataLoader draws its workers' base seed when an iterator starts; from its own
-    generator, that draw leaves the global RNG (dropout) alone, so resuming does not shift it."""
-    return torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
 
 
 def build_schedulers(optimizer: torch.optim.Optimizer, config: Config):
@@ -175,128 +135,6 @@ def build_schedulers(optimizer: torch.optim.Optimizer, config: Config):
     if config.warmup_steps:
         step_scheduler = LinearLR(optimizer, 1e-3, 1.0, total_iters=config.warmup_steps)
     return epoch_scheduler, step_scheduler
-
-
-def write_atomically(path: Path, write) -> None:
-    """``write(handle)`` into a temporary file in the same folder, flushed to disk, then
-    renamed over ``path``: a crash at any moment leaves either the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    write_atomically(path, lambda handle: torch.save(state, handle))
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain values only, nothing executed."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
-        raise ValueError(
-            f"refusing to load checkpoint {str(path)!r}: it is not a checkpoint of tensors and "
-            f"plain values written by seqseg ({type(error).__name__}: {str(error)[:300]})"
-        ) from None
-
-
-def prepare_run_dir(config: Config, run_dir: Path) -> None:
-    """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
-    check_run_config(config, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
-
-def check_run_config(config: Config, run_dir: Path) -> None:
-    """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
-    saved_path = Path(run_dir) / CONFIG
-    if saved_path.exists():
-        saved = config_from_dict(json.loads(saved_path.read_text()))
-        differences = saved.differences(config)
-        if differences:
-            raise ValueError(
-                f"run directory {str(run_dir)!r} was made with another config; refusing to "
-                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
-            )
-
-
-def load_config(run_dir: str | os.PathLike) -> Config:
-    """The ``Config`` saved in a run directory's ``config.json``."""
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
-    return config_from_dict(json.loads(path.read_text()))
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch records of a run directory's ``metrics.jsonl``. A last line cut short (the
-    run killed while appending it) is left out: resuming writes that epoch again."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                break
-            raise ValueError(
-                f"{str(path)!r}, line {number}, is not a JSON record: {error}"
-            ) from None
-    return records
-
-
-def keep_metrics_before(run_dir: Path, epoch: int) -> None:
-    """Drop the records of epochs the checkpoint does not cover (written after it, before a
-    kill), rewriting ``metrics.jsonl`` atomically; nothing is written when none is dropped."""
-    path = run_dir / METRICS
-    if not path.exists():
-        return
-    text = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir) if r["epoch"] < epoch)
-    if text != path.read_text():  # records to drop, or a last line cut short
-        write_atomically(path, lambda handle: handle.write(text.encode()))
-
-
-class PhaseTimer:
-    """Seconds spent in each phase of each training step (``data``, ``forward``, ``loss``,
-    ``backward``, ``optimizer``, ``metrics``), one dict per step in ``steps``, when enabled.
-
-    On CUDA every phase boundary synchronises the device, which slows training down: enable it
-    to measure where time goes, not to train."""
-
-    def __init__(self, enabled: bool = False, device: torch.device | None = None) -> None:
-        self.enabled = enabled
-        self.cuda = device is not None and device.type == "cuda"
-        self.steps: list[dict[str, float]] = []
-        self.current: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, phase: str):
-        if not self.enabled:
-            yield
-            return
-        self._synchronize()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._synchronize()
-            elapsed = time.perf_counter() - start
-            self.current[phase] = self.current.get(phase, 0.0) + elapsed
-
-    def end_step(self) -> None:
-        if self.enabled:
-            self.steps.append(self.current)
-            self.current = {}
-
-    def _synchronize(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
 
 
 class Trainer:
@@ -403,6 +241,7 @@ class Trainer:
         state = self.state_dict()
         if distributed.is_main():
             save_checkpoint(self.run_dir / CHECKPOINT, state)
+            write_status(self.run_dir, self.position, self.config.epochs)
         distributed.barrier()
 
     def _restore(self) -> None:
@@ -480,7 +319,7 @@ class Trainer:
                 num_workers=config.num_workers,
                 persistent_workers=config.num_workers > 0,
                 pin_memory=self.device.type == "cuda",
-                generator=_loader_generator(config.seed, 0),
+                generator=loader_generator(config.seed, 0),
             )
         self._train_loader.sampler.set_position(epoch, start)
         return self._train_loader
@@ -591,7 +430,12 @@ class Trainer:
         ``checkpoint_epochs`` epochs and after the last (resuming from an earlier one trains
         the epochs between again, to the same weights, and rewrites their records)."""
         record = self._write_record()
-        self.epoch_scheduler.step()
+        with warnings.catch_warnings():
+            # resumed at an epoch's end, this process steps the schedule before its first
+            # optimizer step: the order PyTorch warns about, but the epoch's steps were taken
+            # (before the checkpoint), so the schedule is where it should be
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
+            self.epoch_scheduler.step()
         self.position.update(epoch=self.position["epoch"] + 1, step_in_epoch=0)
         self.running = self._new_running()
         epoch = self.position["epoch"]
@@ -617,205 +461,11 @@ class Trainer:
         )
 
 
-def evaluation_loader(
-    experiment: Experiment, config: Config, dataset: Dataset, persistent: bool = False
-) -> DataLoader:
-    """Batches of ``dataset`` in order, this process's contiguous share of it under several
-    processes; ``persistent`` keeps its workers between passes."""
-    world, rank = distributed.world_size(), distributed.rank()
-    share = range(len(dataset) * rank // world, len(dataset) * (rank + 1) // world)
-    return DataLoader(
-        dataset if world == 1 else Subset(dataset, share),
-        batch_size=config.batch_size,
-        collate_fn=experiment.collate_fn,
-        num_workers=config.num_workers,
-        persistent_workers=persistent and config.num_workers > 0,
-        generator=_loader_generator(config.seed, -1),
-    )
-
-
-@torch.no_grad()
-def evaluate_model(
-    experiment: Experiment,
-    config: Config,
-    model: torch.nn.Module,
-    criterion: torch.nn.Module,
-    dataset: Dataset,
-    device: torch.device,
-    loader: DataLoader | None = None,
-) -> dict[str, Any]:
-    """Loss terms (mean over batches) and metrics of ``model`` on ``dataset``, in eval mode;
-    the model's training mode is restored afterwards. Under several processes each evaluates
-    a contiguous share of ``dataset`` and the results are merged (the loss is then the mean
-    over every process's batches). ``loader``: ``dataset``'s ``evaluation_loader`` to reuse."""
-    was_training = model.training
-    model.eval()
-    prepare(dataset)
-    evaluator = experiment.build_evaluator(config, dataset)
-    running = {"loss_sums": {}, "num_batches": 0, "num_images": 0}
-    loader = loader or evaluation_loader(experiment, config, dataset)
-    layout = memory_format(experiment, device)
-    for images, targets in loader:
-        images, targets = to_device(images, device), to_device(targets, device)
-        images = images.contiguous(memory_format=layout)
-        outputs, losses, total = forward(model, criterion, images, targets, config)
-        accumulate(running, losses, total, batch_size(images))
-        evaluator.update(detach(outputs), targets)
-    model.train(was_training)
-    running = distributed.merged(running | {"loss_sums": host_values(running["loss_sums"])})
-    evaluator = merged_evaluator(experiment, config, evaluator, dataset)
-    batches = max(running["num_batches"], 1)
-    return {k: v / batches for k, v in running["loss_sums"].items()} | evaluator.compute()
-
-
-def merged_evaluator(experiment: Experiment, config: Config, evaluator: Any, dataset: Dataset):
-    """``evaluator`` with every process's state merged into a new one (itself on one process)."""
-    if distributed.world_size() == 1:
-        return evaluator
-    merged = experiment.build_evaluator(config, dataset)
-    merged.load_state_dict(distributed.merged(evaluator.state_dict()))
-    return merged
-
-
-def forward(
-    model, criterion, images, targets, config: Config, timer: PhaseTimer | None = None
-) -> tuple[Any, dict, torch.Tensor]:
-    """``(outputs, losses, total)`` of one batch already on the model's device: the model under
-    bfloat16 autocast when ``config.amp``, the losses in float32 (as DETR), and their
-    ``weight_dict``-weighted total."""
-    timer = timer or PhaseTimer()
-    device_type = images.device.type if isinstance(images, torch.Tensor) else "cpu"
-    precision = torch.autocast(device_type, dtype=torch.bfloat16) if config.amp else nullcontext()
-    with timer("forward"), precision:
-        outputs = model(images)
-    with timer("loss"):
-        losses = criterion(to_float(outputs), targets)
-        total = weighted_total(losses, criterion.weight_dict)
-    return outputs, losses, total
-
-
-def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    """The loss that is optimised: the ``weight_dict``-weighted sum of the raw terms."""
-    return sum(weights[k] * value for k, value in losses.items() if k in weights)
-
-
-def accumulate(running: dict, losses: dict, total: torch.Tensor, num_images: int) -> None:
-    """Add one batch's raw terms and weighted total to the running sums: float64 tensors on the
-    losses' device, read by the host only when a record is written (``host_values``)."""
-    sums = running["loss_sums"]
-    for key, value in [*losses.items(), ("loss", total)]:
-        value = value.detach().double()
-        sums[key] = sums[key] + value if key in sums else value
-    running["num_batches"] += 1
-    running["num_images"] += num_images
-
-
-def host_values(sums: dict[str, Any]) -> dict[str, float]:
-    """Running sums as Python floats (one copy from the device for all of them)."""
-    if not sums:
-        return {}
-    values = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in sums.values()])
-    return dict(zip(sums, values.tolist()))
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The global CPU generator's state and, on CUDA, the run's own GPU's (not every visible
-    GPU's: a run resumed on fewer GPUs, or on another one, restores it all the same)."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return {"torch": torch.get_rng_state(), "cuda": cuda}
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Restore ``rng_state``'s states on this run's device. Checkpoints that saved every
-    visible GPU's state (a list) give the entry of this device's index, or their first."""
-    torch.set_rng_state(state["torch"].cpu())
-    cuda = state.get("cuda")
-    if isinstance(cuda, list):  # written by earlier versions: one state per visible GPU
-        cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda else None
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda.cpu(), device)
-
-
-def to_device(value: Any, device: torch.device) -> Any:
-    """Tensors, and tensors inside lists and dicts, moved to ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(to_device(v, device) for v in value)
-    return value
-
-
-def to_float(value: Any) -> Any:
-    """Floating tensors (also inside dicts) in float32: autocast outputs go to the losses so."""
-    if isinstance(value, torch.Tensor):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, dict):
-        return {k: to_float(v) for k, v in value.items()}
-    return value
-
-
-def detach(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().float()
-    if isinstance(value, dict):
-        return {k: detach(v) for k, v in value.items()}
-    return value
-
-
-def batch_size(images: Any) -> int:
-    return images.shape[0] if isinstance(images, torch.Tensor) else len(images)
-
-
 def train(config: Config, run_dir: str | os.PathLike, wait: bool = True) -> list[dict[str, Any]]:
     """Train ``config`` in ``run_dir`` (resuming from its checkpoint if any); return the
     per-epoch records of ``metrics.jsonl``. One process at a time (``load_or_train``)."""
     with run_lock(run_dir, wait):
         return Trainer(config, run_dir).fit()
-
-
-def evaluate(
-    run_dir: str | os.PathLike, split: str = "val", device: str = "auto"
-) -> dict[str, Any]:
-    """Loss and metrics of a run directory's checkpoint on its validation (or train) split,
-    per-class values keyed by class name.
-
-    Reads the run directory and writes nothing: no optimizer is built and no file is touched.
-    Training items are those of the first epoch (its random crops)."""
-    model, config = load_model(run_dir, resolve_device(device))
-    experiment = get_experiment(config.experiment)
-    train_set, val_set = experiment.build_datasets(config)
-    dataset = {"val": val_set, "train": train_set}[split]
-    device = next(model.parameters()).device
-    criterion = experiment.build_criterion(config).to(device)
-    metrics = evaluate_model(experiment, config, model, criterion, dataset, device)
-    return name_classes(metrics, dataset.class_names)
-
-
-def name_classes(metrics: dict[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
-    """``metrics`` with every per-class list (one value per class) as ``{class name: value}``."""
-    return {
-        key: dict(zip(class_names, value))
-        if isinstance(value, list) and len(value) == len(class_names)
-        else value
-        for key, value in metrics.items()
-    }
-
-
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    """True when the run directory's checkpoint has completed every epoch."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).exists():
-        return False
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    return state["position"]["epoch"] >= state["config"]["epochs"]
-
-
-def run_name(config: Config, variant: str = "") -> str:
-    """The run directory name under ``runs_dir`` for a config (and an optional variant)."""
-    suffix = f"-{variant}" if variant else ""
-    return f"{config.experiment}{suffix}-{config.dataset}-{config.profile}-seed{config.seed}"
 
 
 def load_or_train(
@@ -834,32 +484,3 @@ def load_or_train(
             if not is_finished(run_dir) and not stopped_at(run_dir, config.max_steps):
                 Trainer(config, run_dir).fit()
     return run_dir
-
-
-def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
-    """True when the run directory's checkpoint has reached ``max_steps`` and ``metrics.jsonl``
-    holds the record of where it stopped (the partial epoch's, or the last whole epoch's)."""
-    run_dir = Path(run_dir)
-    if max_steps is None or not (run_dir / CHECKPOINT).exists():
-        return False
-    position = load_checkpoint(run_dir / CHECKPOINT)["position"]
-    records = read_metrics(run_dir)
-    last_epoch = records[-1]["epoch"] if records else -1
-    recorded = last_epoch == position["epoch"] - (position["step_in_epoch"] == 0)
-    return position["global_step"] >= max_steps and recorded
-
-
-def load_model(
-    run_dir: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, Config]:
-    """The model of a run directory's checkpoint, in eval mode, with its config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
-    state = load_checkpoint(run_dir / CHECKPOINT, device)
-    config = config_from_dict(state["config"])
-    experiment = get_experiment(config.experiment)
-    model = experiment.build_model(config)
-    model.load_state_dict(state["model"])
-    device = resolve_device(device)
-    return model.to(device, memory_format=memory_format(experiment, device)).eval(), config

@@ -12,8 +12,10 @@ notebook kernel, ``bar`` when the standard error is a terminal, else ``log``.
 import os
 import sys
 import time
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 STYLES = ("bar", "display", "log", "none")
@@ -132,3 +134,40 @@ class Progress:
             self.handle = None  # the next epoch's line goes below it
             return
         print(message, flush=True)
+
+
+class PhaseTimer:
+    """Seconds spent in each phase of each training step (``data``, ``forward``, ``loss``,
+    ``backward``, ``optimizer``, ``metrics``), one dict per step in ``steps``, when enabled.
+
+    On CUDA every phase boundary synchronises the device, which slows training down: enable it
+    to measure where time goes, not to train."""
+
+    def __init__(self, enabled: bool = False, device: torch.device | None = None) -> None:
+        self.enabled = enabled
+        self.cuda = device is not None and device.type == "cuda"
+        self.steps: list[dict[str, float]] = []
+        self.current: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        if not self.enabled:
+            yield
+            return
+        self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._synchronize()
+            elapsed = time.perf_counter() - start
+            self.current[phase] = self.current.get(phase, 0.0) + elapsed
+
+    def end_step(self) -> None:
+        if self.enabled:
+            self.steps.append(self.current)
+            self.current = {}
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()

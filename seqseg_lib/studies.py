@@ -4,7 +4,7 @@
 A ``Variant`` is a row of a study's table: an experiment and the ``model`` / ``loss`` settings
 it changes. Its run directory is named after what differs from the profile's preset (``engine.
 run_name(config, variant_name(config))``), so two studies asking for the same settings share
-one run, and a preset that changes makes ``engine.check_run_config`` refuse a stale run rather
+one run, and a preset that changes makes ``runs.check_run_config`` refuse a stale run rather
 than reuse it. Hungarian U-Net studies run at ``SHORT_BUDGET``, a quarter of the profile's
 training, so that several variants fit in the ``cpu`` profile's time; the profile's own run
 (the full budget) is a row of its own.

@@ -22,7 +22,7 @@ from seqseg_lib.scaling import compare_patches, compare_scaling, fitted_slopes, 
 from seqseg_lib.verdicts import OUR_CHECK
 
 _DATASET_ORDER = {"camvid": 0, "cityscapes": 1, "synthetic": 2, "mnist": 3}
-_TITLES = {
+TITLES = {
     "table1": "Table 1: Seq2Seg versus U-Net (Sec. 2.3)",
     "table_report_budget": "Table 1 at the report's step budget: Seq2Seg 5,535 steps, U-Net "
     "3,690 (Sec. 2.2-2.3)",
@@ -53,7 +53,7 @@ _TITLES = {
     "profile's budget and at the report's steps (half the report's width; Sec. 3.4)",
 }
 # Tables of our own studies: their verdicts answer our questions, not claims of the report.
-_STUDIES = {
+STUDIES = {
     "table_ablation",
     "table_mask_heads",
     "table_class_loss",
@@ -64,7 +64,7 @@ _STUDIES = {
     "table_mnist_targets",
 }
 # The figures each table is discussed with: (label, file name prefix).
-_FIGURES = {
+FIGURES = {
     "table1": [("Figure 1: segmentation maps", "figure1"), ("Figure 2: curves", "figure2")],
     "table_report_budget": [("accuracy and gap against steps", "figure_report_budget")],
     "table_skip_ablation": [("learning curves", "figure_skip_ablation")],
@@ -77,7 +77,7 @@ _FIGURES = {
     "table_skip_depth": [("curves and depth", "figure_skip_depth")],
     "table_depth": [("curves and depth", "figure_skip_depth")],
 }
-_CLAIMS = {
+CLAIMS = {
     "table1": compare_table1,
     "table_report_budget": fidelity.budget_claim,
     "table_skip_ablation": lambda table: compare_skip(table, _baseline_from(table)),
@@ -142,10 +142,10 @@ def _load_tables(reports_dir: Path) -> list[tuple[str, dict, pd.DataFrame]]:
     for meta_path in sorted((reports_dir / "tables").glob("*.json")):
         meta = json.loads(meta_path.read_text())
         kind = meta_path.stem.removesuffix(f"_{meta['dataset']}_{meta['profile']}")
-        if kind in _TITLES:
+        if kind in TITLES:
             table = pd.read_csv(meta_path.with_suffix(".csv"), index_col=0)
             found.append((kind, meta, table))
-    order = list(_TITLES)
+    order = list(TITLES)
     found.sort(key=lambda t: (_DATASET_ORDER.get(t[1]["dataset"], 9), order.index(t[0])))
     return found
 
@@ -178,31 +178,31 @@ def summarize(reports_dir: str | Path) -> Path:
     if spreads:
         lines += ["Seed spreads measured here, used by the one-seed verdicts of that kind:", ""]
         lines += [
-            f"- {_TITLES[kind]}: {spread:.2f} points ({where})."
+            f"- {TITLES[kind]}: {spread:.2f} points ({where})."
             for kind, (spread, where) in spreads.items()
         ] + [""]
     for kind, meta, table in tables:
         provenance_line = ", ".join(f"{k}: {v}" for k, v in meta.items())
-        lines += [f"## {_TITLES[kind]} — {meta['dataset']}, {meta['profile']} profile", ""]
+        lines += [f"## {TITLES[kind]} — {meta['dataset']}, {meta['profile']} profile", ""]
         lines += [f"_{provenance_line}_", "", to_markdown(table), ""]
         tag = f"{meta['dataset']}_{meta['profile']}"
         figures = [
             f"[{label}](figures/{name}_{tag}.png)"
-            for label, name in _FIGURES.get(kind, [])
+            for label, name in FIGURES.get(kind, [])
             if (reports_dir / "figures" / f"{name}_{tag}.png").exists()
         ]
         if figures:
             lines += ["Figures: " + ", ".join(figures) + ".", ""]
-        if kind in _CLAIMS:
+        if kind in CLAIMS:
             try:
                 if kind in _WITH_SPREAD:
                     spread = spreads.get(_SPREAD_OF[kind], (None, ""))[0]
                     claims = _WITH_SPREAD[kind](table, spread)
                 else:
-                    claims = _CLAIMS[kind](table)
+                    claims = CLAIMS[kind](table)
             except (KeyError, IndexError, ValueError) as error:
                 claims = f"(claims not evaluated: {error})"
-            heading = "What we measured:" if kind in _STUDIES else "Claims of the report:"
+            heading = "What we measured:" if kind in STUDIES else "Claims of the report:"
             ours = [c for c in claims.splitlines() if c.startswith(OUR_CHECK)]
             theirs = [c for c in claims.splitlines() if not c.startswith(OUR_CHECK)]
             lines += [heading, ""] + [f"- {claim}" for claim in theirs] + [""]

@@ -10,7 +10,14 @@ PACKAGE = REPO / "seqseg_lib"
 # From the bottom up: a module imports only modules of its own layer or of layers below it.
 LAYERS = [
     ["seqseg_lib", "seqseg_lib.config", "seqseg_lib.devices", "seqseg_lib.distributed"],
-    ["seqseg_lib.syncs", "seqseg_lib.memory", "seqseg_lib.verdicts", "seqseg_lib.runlock"],
+    [
+        "seqseg_lib.syncs",
+        "seqseg_lib.memory",
+        "seqseg_lib.verdicts",
+        "seqseg_lib.runlock",
+        "seqseg_lib.tensors",
+        "seqseg_lib.progress",
+    ],
     ["seqseg_lib.data.labels", "seqseg_lib.data.io", "seqseg_lib.data.transforms"],
     [
         "seqseg_lib.data.cache",
@@ -22,16 +29,26 @@ LAYERS = [
         "seqseg_lib.data.targets",
         "seqseg_lib.data",
     ],
-    ["seqseg_lib.models.unet", "seqseg_lib.models.seq2seg"],
-    ["seqseg_lib.models.hungarian_unet", "seqseg_lib.models.seq2seg_instance"],
+    ["seqseg_lib.models.blocks"],
+    [
+        "seqseg_lib.models.unet",
+        "seqseg_lib.models.seq2seg",
+        "seqseg_lib.models.hungarian_unet",
+        "seqseg_lib.models.seq2seg_instance",
+    ],
     ["seqseg_lib.models", "seqseg_lib.matcher", "seqseg_lib.queries"],
     ["seqseg_lib.losses", "seqseg_lib.metrics"],
     ["seqseg_lib.instance_metrics", "seqseg_lib.panoptic"],
-    ["seqseg_lib.experiments.base"],
-    ["seqseg_lib.experiments.semantic"],
-    ["seqseg_lib.experiments.instance", "seqseg_lib.experiments.panoptic"],
-    ["seqseg_lib.experiments"],
-    ["seqseg_lib.progress", "seqseg_lib.engine"],
+    ["seqseg_lib.experiments.base", "seqseg_lib.experiments.street"],
+    [
+        "seqseg_lib.experiments.semantic",
+        "seqseg_lib.experiments.instance",
+        "seqseg_lib.experiments.panoptic",
+    ],
+    ["seqseg_lib.experiments", "seqseg_lib.loading"],
+    ["seqseg_lib.runs"],
+    ["seqseg_lib.evaluation"],
+    ["seqseg_lib.engine"],
     ["seqseg_lib.speed"],
     ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports", "seqseg_lib.scaling"],
     ["seqseg_lib.studies"],
@@ -95,3 +112,49 @@ def test_the_import_graph_has_no_circle():
         if module not in state:
             visit(module, [module])
     assert not circles, "\n".join(circles)
+
+
+def test_no_module_reaches_for_another_module_s_private_names():
+    """``from seqseg_lib.x import _name`` and ``x._name`` on an imported module of the package:
+    what another module uses is public. (Tests, notebooks and benchmarks included.)"""
+    modules = set(import_graph())
+    short = {name.rsplit(".", 1)[-1] for name in modules}
+    found = []
+    for folder in (PACKAGE, REPO / "tests", REPO / "benchmarks"):
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("seqseg"):
+                    found += [
+                        f"{path.name}: from {node.module} import {alias.name}"
+                        for alias in node.names
+                        if alias.name.startswith("_") and not alias.name.startswith("__")
+                    ]
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in short
+                    and node.attr.startswith("_")
+                    and not node.attr.startswith("__")
+                ):
+                    found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not found, "\n".join(found)
+
+
+def longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    """The longest path of imports (the graph has no circle)."""
+    memo: dict[str, list[str]] = {}
+
+    def chain(module: str) -> list[str]:
+        if module not in memo:
+            below = [chain(target) for target in graph[module]]
+            memo[module] = [module, *max(below, key=len, default=[])]
+        return memo[module]
+
+    return max((chain(module) for module in graph), key=len)
+
+
+def test_the_longest_import_chain():
+    """How many floors the package stands on (``cli`` at the top): at most this many modules
+    in one chain of imports, so that a reader reaches the bottom in a few steps."""
+    chain = longest_chain(import_graph())
+    assert len(chain) <= 17, " -> ".join(chain)

@@ -93,7 +93,7 @@ def test_two_processes_building_at_once_agree(cityscapes_root, tmp_path):
     assert len(list(tmp_path.iterdir())) == 1  # one folder, no scratch left behind
     # a builder that loses the race drops its own copy and reads the winner's
     late = reader(cityscapes_root, tmp_path)
-    late.items._build()
+    late.items.build()
     assert len(list(tmp_path.iterdir())) == 1
 
 

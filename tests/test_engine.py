@@ -4,6 +4,7 @@ import dataclasses
 import json
 import pickle
 import re
+import warnings
 
 import pytest
 import torch
@@ -273,3 +274,24 @@ def test_validate_every_skips_validations_but_not_the_last_or_the_weights(tmp_pa
     )
     with pytest.raises(ValueError, match="validate_every must be a positive integer, got 0"):
         smoke(validate_every=0)
+
+
+def test_resuming_at_an_epoch_end_warns_nothing(tmp_path):
+    """A checkpoint at the last step of an epoch: the resumed process steps the epoch's
+    schedule before any optimizer step, without PyTorch's warning about that order, and the
+    run ends as an uninterrupted one."""
+    config = smoke("unet", checkpoint_every=1)  # 2 steps per epoch
+    killed = engine.Trainer(config, tmp_path / "resumed")
+
+    def killed_at_the_epoch_end():  # after the checkpoint of the epoch's last step
+        raise KeyboardInterrupt
+
+    killed._end_epoch = killed_at_the_epoch_end
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = engine.train(config, tmp_path / "resumed")
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)], caught
+    straight = engine.train(config, tmp_path / "straight")
+    assert untimed(resumed) == untimed(straight)

@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import free_port
 
-from seqseg_lib import distributed, engine, memory, scaling, speed
+from seqseg_lib import devices, distributed, engine, memory, scaling, speed
 from seqseg_lib.data.labels import CAMVID, CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, build_config, build_model
 from seqseg_lib.metrics import SemanticEvaluator
@@ -146,9 +146,9 @@ class FakeCuda:
 def test_a_checkpoint_holds_its_own_gpus_random_state(monkeypatch):
     fake = FakeCuda(count=4)
     monkeypatch.setattr(torch.cuda, "get_rng_state", fake.get_rng_state)
-    state = engine.rng_state(torch.device("cuda", 2))
+    state = devices.rng_state(torch.device("cuda", 2))
     assert state["cuda"].tolist() == [2, 2, 2, 2]
-    assert engine.rng_state(torch.device("cpu"))["cuda"] is None
+    assert devices.rng_state(torch.device("cpu"))["cuda"] is None
 
 
 def test_a_checkpoint_of_several_gpus_resumes_on_one(monkeypatch):
@@ -157,11 +157,11 @@ def test_a_checkpoint_of_several_gpus_resumes_on_one(monkeypatch):
     fake = FakeCuda(count=1)
     monkeypatch.setattr(torch.cuda, "set_rng_state", fake.set_rng_state)
     states = [torch.full((4,), k, dtype=torch.uint8) for k in range(8)]
-    engine.set_rng_state({"torch": torch.get_rng_state(), "cuda": states}, torch.device("cuda", 0))
+    devices.set_rng_state({"torch": torch.get_rng_state(), "cuda": states}, torch.device("cuda", 0))
     assert fake.set == [(0, [0, 0, 0, 0])]
     fake.set.clear()
     one = {"torch": torch.get_rng_state(), "cuda": states[5]}
-    engine.set_rng_state(one, torch.device("cuda", 0))
+    devices.set_rng_state(one, torch.device("cuda", 0))
     assert fake.set == [(0, [5, 5, 5, 5])]
 
 

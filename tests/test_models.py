@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqseg_lib.models import Seq2Seg, Seq2SegConfig, UNet, UNetConfig
-from seqseg_lib.models.seq2seg import patchify
+from seqseg_lib.models.blocks import patchify
 
 
 def num_parameters(model: torch.nn.Module) -> int:

@@ -240,7 +240,7 @@ def test_redundancy_rows_are_words_and_the_claim_reads_them_back():
     result = dict.fromkeys(reports.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
     table = reports.redundancy_table(result)
     assert list(table.index) == list(reports.REDUNDANCY_ROWS.values())
-    assert "Lots of redundant detections: reproduced" in summary._CLAIMS["table_redundancy"](table)
+    assert "Lots of redundant detections: reproduced" in summary.CLAIMS["table_redundancy"](table)
 
 
 def test_summarize_links_the_figures_of_each_table(tmp_path):

@@ -107,7 +107,7 @@ class ResizedItems:
             return
         if not self.folder.is_dir():
             try:
-                self._build()
+                self.build()
             except OSError as error:
                 warnings.warn(
                     f"cannot write the data cache {str(self.folder)!r} ({error}); decoding "
@@ -119,7 +119,9 @@ class ResizedItems:
         index = json.loads((self.folder / "index.json").read_text())
         self.arrays = {key: np.load(self.folder / f"{key}.npy", mmap_mode="r") for key in index}
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Write the cache of every resized item into its folder, through a scratch folder
+        renamed into place: a process that loses the race to another drops its own copy."""
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", dir=self.folder.parent))
         try:

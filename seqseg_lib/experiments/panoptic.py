@@ -16,7 +16,7 @@ from seqseg_lib.config import Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
 from seqseg_lib.experiments.base import Experiment
-from seqseg_lib.experiments.semantic import PAPER_SYNTHETIC_SIZES, build_street_datasets
+from seqseg_lib.experiments.street import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.losses import SetCriterion, SetLossConfig
 from seqseg_lib.models import HungarianUNet, HungarianUNetConfig
 from seqseg_lib.panoptic import PanopticEvaluator

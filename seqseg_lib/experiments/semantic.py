@@ -4,12 +4,11 @@
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from seqseg_lib.config import Config
-from seqseg_lib.data import build_dataset
 from seqseg_lib.data.targets import collate_semantic
 from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.experiments.street import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.losses import SemanticCriterion, SemanticLossConfig
 from seqseg_lib.metrics import SemanticEvaluator
 from seqseg_lib.models import Seq2Seg, Seq2SegConfig, UNet, UNetConfig
@@ -31,10 +30,6 @@ GEOMETRY = {
     ("smoke", "camvid"): ((36, 48), (32, 48)),
 }
 NUM_CLASSES = {"cityscapes": 34, "synthetic": 34, "camvid": 11}  # the model's output channels
-# Under ``paper``, as many synthetic scenes as Cityscapes fine has images, so that an epoch is
-# Sec. 2.2's 123 minibatches of 24 and the schedules in epochs mean what they meant there.
-PAPER_SYNTHETIC_SIZES = {"num_train": 2975, "num_val": 500}
-
 # Report schedules, Sec. 2.2: (epochs, initial lr, milestones).
 PAPER_SCHEDULES = {
     "unet": (30, 1e-3, ((10, 5e-4), (20, 1e-4))),
@@ -106,24 +101,6 @@ def cpu_overrides(experiment, epochs, lr, milestones) -> dict[str, Any]:
         "num_val": 150,
         "model": model,
     }
-
-
-def build_street_datasets(config: Config) -> tuple[Dataset, Dataset]:
-    """Train and validation splits of the configured street scenes (validation: centre
-    crops); the Hungarian U-Net of Sec. 4 trains on the same."""
-    common = {"resize": config.resize, "crop": config.crop, "seed": config.seed}
-    train = build_dataset(
-        config.dataset,
-        config.data_root,
-        "train",
-        num_images=config.num_train,
-        hflip=config.hflip,
-        **common,
-    )
-    val = build_dataset(
-        config.dataset, config.data_root, "val", num_images=config.num_val, **common
-    )
-    return train, val
 
 
 def dummy_semantic_items(config: Config, count: int, generator: torch.Generator) -> list[dict]:

@@ -20,10 +20,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length
-from seqseg_lib.models.unet import UNetDecoder, UNetEncoder, check_divisible
+from seqseg_lib.models.blocks import (
+    MaskedClassHead,
+    UNetDecoder,
+    UNetEncoder,
+    build_bert_encoder,
+    check_divisible,
+    check_sequence_length,
+)
 
 CLASS_HEADS = ("pooled", "masked")
 
@@ -71,41 +76,6 @@ def add_coordinates(images: torch.Tensor) -> torch.Tensor:
     cols = torch.linspace(-1, 1, width, device=images.device, dtype=images.dtype)
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))  # (2, H, W)
     return torch.cat([images, grid.expand(batch, -1, -1, -1)], dim=1)  # (B, C + 2, H, W)
-
-
-class MaskedClassHead(nn.Module):
-    """A term of each query's class logits from the decoder features under its own mask (our
-    choice).
-
-    ``forward(features [B, w, H, W], mask_logits [B, Q, H, W]) -> [B, Q, C + 1]``: the
-    features averaged with the query's mask probabilities as weights (features on a coarser
-    grid that divides the mask's: weighed by the mask's mean over each of their cells), then
-    a one-hidden-layer MLP shared by all queries. The report's head reads the whole image's
-    bottleneck, so a query's class cannot depend on where its mask is; this term is a
-    function of what the mask covers. It is added to the report's head rather than replacing
-    it: alone, all queries start with near-identical masks and so identical classes, and it
-    learnt far more slowly (validation class loss 1.07 against 0.21 after 6 epochs of the
-    ``cpu`` profile, PQ 0). The weights are detached: the class loss trains the features, not
-    the masks.
-    """
-
-    def __init__(self, in_channels: int, hidden: int, num_classes: int) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_channels, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes + 1),
-        )
-
-    def forward(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
-        weights = mask_logits.detach().float().sigmoid()  # (B, Q, H, W)
-        if weights.shape[-2:] != features.shape[-2:]:  # features on a coarser grid (h, w)
-            # each feature cell weighed by the mean of the mask over it: the same average as
-            # with the features upsampled to the mask (nearest), without upsampling them
-            weights = F.adaptive_avg_pool2d(weights, features.shape[-2:])  # (B, Q, h, w)
-        pooled = torch.einsum("bqhw,bchw->bqc", weights, features.float())  # (B, Q, w)
-        pooled = pooled / weights.sum((-2, -1)).clamp(min=1e-6)[..., None]  # (B, Q, w)
-        return self.mlp(pooled.to(features.dtype))  # (B, Q, C + 1)
 
 
 class BottleneckTransformer(nn.Module):

@@ -22,10 +22,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from seqseg_lib.models.unet import check_divisible
+from seqseg_lib.models.blocks import (
+    build_bert_encoder,
+    check_sequence_length,
+    patchify,
+)
 
 if TYPE_CHECKING:
-    from transformers import BertModel
+    pass
 
 ATTENTIONS = ("sdpa", "eager")
 
@@ -92,56 +96,3 @@ class Seq2Seg(nn.Module):
             hidden = out.last_hidden_state  # (B, N, D)
         hidden = hidden.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
         return self.head(hidden)  # (B, C, H, W)
-
-
-def build_bert_encoder(
-    hidden_dim: int,
-    num_layers: int,
-    num_heads: int,
-    ffn_dim: int,
-    max_positions: int = 512,
-    dropout: float = 0.1,
-    attention: str = "sdpa",
-    pooler: bool = True,
-) -> "BertModel":
-    """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
-    table would be unused), SDPA attention (or ``attention="eager"``), BERT's pooler kept (as
-    in the report's ``BertModel``; it is unused and its 0.6M parameters count in Table 1's
-    50.8M; ``pooler=False`` leaves it out).
-
-    ``transformers`` is imported here, when a model is built, rather than with the module: its
-    import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
-    pay."""
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(
-        vocab_size=1,
-        hidden_size=hidden_dim,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=ffn_dim,
-        max_position_embeddings=max_positions,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        attn_implementation=attention,
-    )
-    return BertModel(config, add_pooling_layer=pooler)
-
-
-def patchify(images: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Split [B, C, H, W] into row-major flattened patches [B, N, C s^2]; also return the grid."""
-    check_divisible(images, patch_size)
-    batch, channels, height, width = images.shape
-    rows, cols = height // patch_size, width // patch_size
-    patches = images.reshape(batch, channels, rows, patch_size, cols, patch_size)
-    patches = patches.permute(0, 2, 4, 1, 3, 5)  # (B, H/s, W/s, C, s, s)
-    return patches.reshape(batch, rows * cols, channels * patch_size**2), (rows, cols)
-
-
-def check_sequence_length(length: int, max_positions: int) -> None:
-    """Raise ``ValueError`` when a sequence needs more position embeddings than exist."""
-    if length > max_positions:
-        raise ValueError(
-            f"the image gives {length} tokens but the encoder has only {max_positions} "
-            "position embeddings: use smaller images, a larger patch_size or max_positions"
-        )

@@ -44,8 +44,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqseg_lib.models.hungarian_unet import MaskedClassHead
-from seqseg_lib.models.seq2seg import build_bert_encoder, check_sequence_length, patchify
+from seqseg_lib.models.blocks import (
+    MaskedClassHead,
+    build_bert_encoder,
+    check_sequence_length,
+    patchify,
+)
 
 
 @dataclass(frozen=True)

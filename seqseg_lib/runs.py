@@ -1,0 +1,152 @@
+"""Run directories: their names, their files, and what state a run is in.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one JSON line
+per epoch: train and validation loss terms and metrics), ``checkpoint.pt`` (model, optimizer,
+schedulers, RNG states, running metrics and position) and ``status.json`` (the checkpoint's
+position and the run's number of epochs, so that a run's state is read without loading its
+checkpoint). Files are written to a temporary file, then renamed: a crash while writing leaves
+the previous file intact.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqseg_lib.config import Config
+from seqseg_lib.experiments import config_from_dict
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+STATUS = "status.json"
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(handle)`` into a temporary file in the same folder, flushed to disk, then
+    renamed over ``path``: a crash at any moment leaves either the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    write_atomically(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain values only, nothing executed."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
+        raise ValueError(
+            f"refusing to load checkpoint {str(path)!r}: it is not a checkpoint of tensors and "
+            f"plain values written by seqseg ({type(error).__name__}: {str(error)[:300]})"
+        ) from None
+
+
+def prepare_run_dir(config: Config, run_dir: Path) -> None:
+    """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
+    check_run_config(config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def check_run_config(config: Config, run_dir: Path) -> None:
+    """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
+    saved_path = Path(run_dir) / CONFIG
+    if saved_path.exists():
+        saved = config_from_dict(json.loads(saved_path.read_text()))
+        differences = saved.differences(config)
+        if differences:
+            raise ValueError(
+                f"run directory {str(run_dir)!r} was made with another config; refusing to "
+                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
+            )
+
+
+def load_config(run_dir: str | os.PathLike) -> Config:
+    """The ``Config`` saved in a run directory's ``config.json``."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
+    return config_from_dict(json.loads(path.read_text()))
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-epoch records of a run directory's ``metrics.jsonl``. A last line cut short (the
+    run killed while appending it) is left out: resuming writes that epoch again."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise ValueError(
+                f"{str(path)!r}, line {number}, is not a JSON record: {error}"
+            ) from None
+    return records
+
+
+def keep_metrics_before(run_dir: Path, epoch: int) -> None:
+    """Drop the records of epochs the checkpoint does not cover (written after it, before a
+    kill), rewriting ``metrics.jsonl`` atomically; nothing is written when none is dropped."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    text = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir) if r["epoch"] < epoch)
+    if text != path.read_text():  # records to drop, or a last line cut short
+        write_atomically(path, lambda handle: handle.write(text.encode()))
+
+
+def run_name(config: Config, variant: str = "") -> str:
+    """The run directory name under ``runs_dir`` for a config (and an optional variant)."""
+    suffix = f"-{variant}" if variant else ""
+    return f"{config.experiment}{suffix}-{config.dataset}-{config.profile}-seed{config.seed}"
+
+
+def write_status(run_dir: Path, position: dict[str, int], epochs: int) -> None:
+    """``status.json``: the checkpoint's position and the run's epochs (after each checkpoint)."""
+    text = json.dumps({"position": position, "epochs": epochs}) + "\n"
+    write_atomically(Path(run_dir) / STATUS, lambda handle: handle.write(text.encode()))
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"position": ..., "epochs": ...}`` of a run's last checkpoint, None without one: from
+    ``status.json``, or from the checkpoint itself for runs written before it existed."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists():
+        return None
+    if (run_dir / STATUS).exists():
+        return json.loads((run_dir / STATUS).read_text())
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    return {"position": state["position"], "epochs": state["config"]["epochs"]}
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """True when the run directory's checkpoint has completed every epoch."""
+    status = read_status(run_dir)
+    return status is not None and status["position"]["epoch"] >= status["epochs"]
+
+
+def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
+    """True when the run directory's checkpoint has reached ``max_steps`` and ``metrics.jsonl``
+    holds the record of where it stopped (the partial epoch's, or the last whole epoch's)."""
+    status = read_status(run_dir) if max_steps is not None else None
+    if status is None:
+        return False
+    position = status["position"]
+    records = read_metrics(run_dir)
+    last_epoch = records[-1]["epoch"] if records else -1
+    recorded = last_epoch == position["epoch"] - (position["step_in_epoch"] == 0)
+    return position["global_step"] >= max_steps and recorded
