@@ -4,11 +4,14 @@ gloo processes on CPU training what one process trains, and resuming after being
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import free_port
+from conftest import REPO, free_port
 
 from seqseg_lib import distributed, engine
 from seqseg_lib.experiments import build_config
@@ -132,3 +135,43 @@ def test_a_batch_that_does_not_divide_among_the_processes_is_refused(tmp_path, m
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ValueError, match="batch_size 4 .the global batch. does not divide"):
         engine.Trainer(smoke("seq2seg"), tmp_path)
+
+
+FAILING_SHARE = """
+import os, sys
+from seqseg_lib import cli
+from seqseg_lib.data.synthetic import SyntheticCityscapes
+
+if os.environ["RANK"] == "1":  # a bad data file in this process's share, from its 7th item
+    get, calls = SyntheticCityscapes.__getitem__, [0]
+
+    def broken(self, index):
+        calls[0] += 1
+        if calls[0] > 6:
+            raise ValueError(f"bad data file read by rank 1 (item {index})")
+        return get(self, index)
+
+    SyntheticCityscapes.__getitem__ = broken
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_an_error_on_one_torchrun_process_ends_the_group(tmp_path):
+    """The process that raises prints its error and exits; the other stops at its next
+    collective instead of waiting in it, and torchrun ends with the group's failure."""
+    script = tmp_path / "failing_share.py"
+    script.write_text(FAILING_SHARE)
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+        + [f"--master_port={free_port()}", str(script), "train", "unet", "--profile", "smoke"]
+        + ["--out", str(tmp_path / "run"), "--device", "cpu"],
+        env=os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert time.monotonic() - start < 60
+    assert result.returncode != 0
+    assert "error: bad data file read by rank 1" in result.stderr
