@@ -23,17 +23,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_datasets, build_model
 from seqseg_lib.experiments.instance import instance_preset
-from seqseg_lib.experiments.semantic import PAPER_SCHEDULES
 from seqseg_lib.reports import (
     FAILS_BEHIND,
     FAILS_MARGIN,
-    REPORT_EPOCHS,
-    REPORT_STEPS_PER_EPOCH,
-    REPORT_TABLE1,
     TABLE1_GAP_TOLERANCE,
     count_parameters,
     fails_to_train,
@@ -51,9 +48,7 @@ from seqseg_lib.studies import (
 )
 from seqseg_lib.verdicts import one_seed, seed_spread, verdict
 
-REPORT_ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}  # 2.2
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
-REPORT_LR, REPORT_NOSKIP_LR = 1e-4, 5e-5  # Sec. 2.2: with and without the skip connection
 
 # The same number of steps for every run of the skip and depth studies, at a constant rate.
 # ``cpu``: 6 epochs of 300 scenes in minibatches of 8, 222 steps.
@@ -77,20 +72,20 @@ def _encoder(profile: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 def skip_study(profile: str) -> list[Variant]:
     """Sec. 2.2's three runs with the report's encoder, at ``FIXED_STEPS``."""
-    encoder, fixed = _encoder(profile, REPORT_ENCODER), FIXED_STEPS[profile]
+    encoder, fixed = _encoder(profile, paper.ENCODER), FIXED_STEPS[profile]
     return [
         Variant(label, experiment, encoder, short=False, training=fixed | {"lr": lr})
         for label, experiment, lr in (
-            ("with skip, lr 1e-4", "seq2seg", REPORT_LR),
-            ("without skip, lr 1e-4", "seq2seg-noskip", REPORT_LR),
-            ("without skip, lr 5e-5", "seq2seg-noskip", REPORT_NOSKIP_LR),
+            ("with skip, lr 1e-4", "seq2seg", paper.SEQ2SEG_LR),
+            ("without skip, lr 1e-4", "seq2seg-noskip", paper.SEQ2SEG_LR),
+            ("without skip, lr 5e-5", "seq2seg-noskip", paper.NOSKIP_LR),
         )
     ]
 
 
 def depth_study(profile: str) -> list[Variant]:
     """``DEPTHS`` layers at the small width, with and without skip, at 1e-4 and ``FIXED_STEPS``."""
-    training = FIXED_STEPS[profile] | {"lr": REPORT_LR}
+    training = FIXED_STEPS[profile] | {"lr": paper.SEQ2SEG_LR}
     return [
         Variant(
             f"{layers} layers, {'with' if skip else 'without'} skip",
@@ -124,9 +119,9 @@ def train_depth_study(
 def gap_study(profile: str, dataset: str | None) -> list[Variant]:
     """Seq2Seg as the profile trains it, then one change at a time, then U-Net."""
     preset = build_config("seq2seg", profile, dataset)
-    scale = REPORT_LR / preset.lr  # the report's rate, the preset's schedule
+    scale = paper.SEQ2SEG_LR / preset.lr  # the report's rate, the preset's schedule
     report_rate = {
-        "lr": REPORT_LR,
+        "lr": paper.SEQ2SEG_LR,
         "lr_milestones": tuple((epoch, lr * scale) for epoch, lr in preset.lr_milestones),
     }
     longer = {
@@ -138,7 +133,7 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
         Variant(
             "the report's encoder, at its rate 1e-4",
             "seq2seg",
-            _encoder(profile, REPORT_ENCODER),
+            _encoder(profile, paper.ENCODER),
             short=False,
             training=report_rate,
         ),
@@ -178,8 +173,8 @@ def report_budget_study(
     for label, experiment in (("Seq2Seg", "seq2seg"), ("U-Net", "unet")):
         preset = build_config(experiment, profile, dataset, data_root=data_root)
         per_epoch = steps_per_epoch(preset)
-        report_epochs = PAPER_SCHEDULES[experiment][0]
-        report_steps = report_epochs * REPORT_STEPS_PER_EPOCH
+        report_epochs = paper.EPOCHS[experiment]
+        report_steps = report_epochs * paper.STEPS_PER_EPOCH
         if profile == "smoke":  # seconds: a fifteenth of the report's epochs of smoke data
             report_steps = report_epochs // 15 * per_epoch
         epochs = math.ceil(report_steps / per_epoch)
@@ -215,16 +210,6 @@ def validation_curve(run_dir: Path) -> dict[int, float]:
     }
 
 
-# Table 1's numbers of steps and gap (Sec. 2.2-2.3)
-REPORT_STEPS = {
-    label: REPORT_EPOCHS[key] * REPORT_STEPS_PER_EPOCH
-    for label, key in (("Seq2Seg", "seq2seg"), ("U-Net", "unet"))
-}
-REPORT_GAP = round(
-    REPORT_TABLE1["unet"]["val_accuracy"] - REPORT_TABLE1["seq2seg"]["val_accuracy"], 2
-)
-
-
 def budget_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     """One row per seed (and their mean, then the report's): each model's steps, validation
     accuracy and mIoU, training accuracy and minutes; how far U-Net is ahead at the end of
@@ -257,14 +242,14 @@ def budget_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     if len(rows) > 1:
         table.loc["mean"] = table.mean().round(2)
     report = {
-        "Seq2Seg steps": REPORT_STEPS["Seq2Seg"],
-        "U-Net steps": REPORT_STEPS["U-Net"],
-        "Seq2Seg val accuracy (%)": REPORT_TABLE1["seq2seg"]["val_accuracy"],
-        "U-Net val accuracy (%)": REPORT_TABLE1["unet"]["val_accuracy"],
-        "Seq2Seg train accuracy (%)": REPORT_TABLE1["seq2seg"]["train_accuracy"],
-        "U-Net train accuracy (%)": REPORT_TABLE1["unet"]["train_accuracy"],
+        "Seq2Seg steps": paper.STEPS["Seq2Seg"],
+        "U-Net steps": paper.STEPS["U-Net"],
+        "Seq2Seg val accuracy (%)": paper.TABLE1["seq2seg"]["val_accuracy"],
+        "U-Net val accuracy (%)": paper.TABLE1["unet"]["val_accuracy"],
+        "Seq2Seg train accuracy (%)": paper.TABLE1["seq2seg"]["train_accuracy"],
+        "U-Net train accuracy (%)": paper.TABLE1["unet"]["train_accuracy"],
     }
-    report["U-Net ahead by (points)"] = REPORT_GAP
+    report["U-Net ahead by (points)"] = paper.GAP
     table.loc["report (Cityscapes)"] = pd.Series(report)
     return table
 
@@ -314,7 +299,7 @@ def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -
             steps = (
                 f"Seq2Seg {int(seeds['Seq2Seg steps'].iloc[0]):,} steps, U-Net "
                 f"{int(seeds['U-Net steps'].iloc[0]):,}; the report's "
-                f"{REPORT_STEPS['Seq2Seg']:,} and {REPORT_STEPS['U-Net']:,}"
+                f"{paper.STEPS['Seq2Seg']:,} and {paper.STEPS['U-Net']:,}"
             )
         else:
             equal = sorted({int(step) for step in seeds["equal steps"].dropna()})
@@ -325,7 +310,7 @@ def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -
             f"Seq2Seg within {tolerance:g} points of U-Net's validation accuracy {where} "
             f"(judged: U-Net ahead by more than 0 and at most {tolerance:g} points, every seed): "
             f"{judged} (U-Net ahead by {listing} points over {len(gaps)} seed(s), {steps}"
-            f"{noise}; the report: {REPORT_GAP:g})."
+            f"{noise}; the report: {paper.GAP:g})."
         )
     return "\n".join(lines)
 
@@ -334,7 +319,7 @@ def figure_budget(run_dirs: dict[tuple[str, int], Path]) -> plt.Figure:
     """Validation accuracy against steps for both models at the report's numbers of steps,
     and how far U-Net is ahead at the steps both validated, one line per seed; the band is
     Table 1's tolerance (ahead by 0 to ``TABLE1_GAP_TOLERANCE`` points), the dashed line the
-    report's (``REPORT_GAP``)."""
+    report's (``paper.GAP``)."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
     colours = {"Seq2Seg": "tab:blue", "U-Net": "tab:orange"}
     seeds = sorted({seed for _, seed in run_dirs})
@@ -352,13 +337,13 @@ def figure_budget(run_dirs: dict[tuple[str, int], Path]) -> plt.Figure:
         gaps = [curves["U-Net"][step] - curves["Seq2Seg"][step] for step in steps]
         axes[1].plot(steps, gaps, marker=".", label=f"seed {seed}")
     for label in colours:
-        report = REPORT_TABLE1["seq2seg" if label == "Seq2Seg" else "unet"]["val_accuracy"]
+        report = paper.TABLE1["seq2seg" if label == "Seq2Seg" else "unet"]["val_accuracy"]
         axes[0].axhline(
             report, color=colours[label], ls=":", lw=1, label=f"{label}, the report (Cityscapes)"
         )
     axes[0].set(xlabel="training step", ylabel="validation accuracy (%)")
     axes[1].axhspan(0, TABLE1_GAP_TOLERANCE, color="tab:green", alpha=0.15, label="Table 1's rule")
-    axes[1].axhline(REPORT_GAP, color="k", ls="--", lw=1, label=f"the report ({REPORT_GAP:g})")
+    axes[1].axhline(paper.GAP, color="k", ls="--", lw=1, label=f"the report ({paper.GAP:g})")
     axes[1].axhline(0, color="k", lw=0.5)
     axes[1].set(xlabel="training step", ylabel="U-Net ahead by (points)")
     for axis in axes:

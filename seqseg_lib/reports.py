@@ -14,6 +14,7 @@ import torch
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from seqseg_lib import paper
 from seqseg_lib.data import build_dataset
 from seqseg_lib.data.labels import CITYSCAPES, LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
@@ -31,26 +32,6 @@ from seqseg_lib.plotting import (
 from seqseg_lib.queries import predict_queries
 from seqseg_lib.speed import measure_step_time
 from seqseg_lib.verdicts import OUR_CHECK, one_seed, seed_spread, verdict
-
-# Table 1 (Sec. 2.3). Step durations measured with batch 24 on the author's GPU.
-REPORT_TABLE1 = {
-    "unet": {"parameters": 7.8e6, "step_s": 0.3, "train_accuracy": 90.76, "val_accuracy": 82.75},
-    "seq2seg": {
-        "parameters": 50.8e6,
-        "step_s": 0.2,
-        "train_accuracy": 89.65,
-        "val_accuracy": 80.20,
-    },
-    "seq2seg-noskip": {
-        "parameters": 50.8e6,
-        "step_s": 0.2,
-        "train_accuracy": 85.32,
-        "val_accuracy": 78.85,
-    },
-}
-REPORT_STEP_RATIO = 0.2 / 0.3  # Seq2Seg step / U-Net step, Sec. 2.2
-REPORT_EPOCHS = {"unet": 30, "seq2seg": 45, "seq2seg-noskip": 45}  # Sec. 2.2
-REPORT_STEPS_PER_EPOCH = 123  # Sec. 2.2: "30 epochs of 123 mini batches" of Cityscapes
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -107,7 +88,7 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
     for key, name in names.items():
         final = final_metrics(run_dirs[key])
         steps[key] = measure_step_time(configs[key], batch_size=24, device=device)
-        report = REPORT_TABLE1[key]
+        report = paper.TABLE1[key]
         columns[f"{name} (ours)"] = {
             "parameters (M)": round(count_parameters(models[key]) / 1e6, 2),
             "training step, batch 24 (s)": round(steps[key], 3),
@@ -123,8 +104,8 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
             "train accuracy (%)": report["train_accuracy"],
             "val accuracy (%)": report["val_accuracy"],
             "val mIoU (%)": None,
-            "epochs": REPORT_EPOCHS[key],
-            "training steps": REPORT_EPOCHS[key] * REPORT_STEPS_PER_EPOCH,
+            "epochs": paper.EPOCHS[key],
+            "training steps": paper.EPOCHS[key] * paper.STEPS_PER_EPOCH,
         }
     columns[f"majority class '{baseline['class']}'"] = {
         "val accuracy (%)": percent(baseline["accuracy"]),
@@ -136,7 +117,7 @@ def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.Data
             {f"{names['seq2seg']} (ours)": round(steps["seq2seg"] / steps["unet"], 3)},
             name="step ratio Seq2Seg / U-Net",
         )
-        ratio[f"{names['seq2seg']} (report)"] = round(REPORT_STEP_RATIO, 3)
+        ratio[f"{names['seq2seg']} (report)"] = round(paper.STEP_RATIO, 3)
         table = pd.concat([table, ratio.to_frame().T])
     return table
 
@@ -204,7 +185,7 @@ def verdict_word(holds: bool) -> str:
 # "Seq2Seg obtains only 3 percent less in accuracy than U-Net" (Sec. 2.3): U-Net ahead by
 # more than 0 and at most this many points of validation accuracy reproduces it.
 TABLE1_GAP_TOLERANCE = 5.0
-# "The skip connection helps" (80.20 against 78.85, Sec. 2.3): ahead by more than this.
+# "The skip connection helps" (Table 1: with skip ahead of without): ahead by more than this.
 SKIP_MARGIN = 0.5
 # "Fails to train" (Sec. 2.2, no skip at 1e-4): validation accuracy at most FAILS_MARGIN
 # points above the majority class, or more than FAILS_BEHIND points behind a run that trains.
@@ -260,14 +241,18 @@ def compare_table1(table: pd.DataFrame, spread: float | None = None) -> str:
     ratio = table.loc["step ratio Seq2Seg / U-Net", "Seq2Seg (ours)"]
     sizes = size_note(table, {"Seq2Seg": "Seq2Seg", "U-Net": "U-Net"})
     judged = verdict([gap], **within_gap_tolerance(), spread=spread)
+    report = {key: paper.TABLE1[key]["val_accuracy"] for key in ("seq2seg", "unet")}
     lines = [
         "Seq2Seg obtains only about 3 points less validation accuracy than U-Net (report "
-        f"80.20 vs 82.75, 2.55 points; judged: U-Net ahead by more than 0 and at most "
+        f"{report['seq2seg']:.2f} vs {report['unet']:.2f}, {paper.GAP:.2f} points; judged: U-Net "
+        "ahead by more than 0 and at most "
         f"{TABLE1_GAP_TOLERANCE:g} points): {judged} "
         f"(ours {ours_s2s['val accuracy (%)']:.2f} vs {ours_unet['val accuracy (%)']:.2f}, "
         f"U-Net ahead by {gap:.2f} points{sizes}).",
-        f"A Seq2Seg training step is faster than a U-Net step (report 0.2 s vs 0.3 s, ratio "
-        f"0.67, on its GPU; judged: ratio below 1): {verdict_word(ratio < 1)} (ratio {ratio:.2f}, "
+        "A Seq2Seg training step is faster than a U-Net step (report "
+        f"{paper.TABLE1['seq2seg']['step_s']:g} s vs {paper.TABLE1['unet']['step_s']:g} s, ratio "
+        f"{paper.STEP_RATIO:.2f}, on its GPU; judged: ratio below 1): {verdict_word(ratio < 1)} "
+        f"(ratio {ratio:.2f}, "
         "measured on the device stated above with these models).",
         f"{OUR_CHECK}both beat the majority-class baseline "
         f"({baseline:.2f}%; judged: both validation "
@@ -287,10 +272,10 @@ def skip_table(
     mean, ``"label, mean"``; the columns ``variant`` and ``seed`` say which row is which).
     The variants come in ``compare_skip``'s order: with skip, without skip at its own rate,
     without skip at the rate of the run with skip."""
-    report = {"Seq2Seg": REPORT_TABLE1["seq2seg"]}
+    report = {"Seq2Seg": paper.TABLE1["seq2seg"]}
     rows = {}
     for position, (name, seeds) in enumerate(runs.items()):
-        reference = REPORT_TABLE1["seq2seg-noskip"] if position > 0 else report["Seq2Seg"]
+        reference = paper.TABLE1["seq2seg-noskip"] if position > 0 else report["Seq2Seg"]
         # Sec. 2.2: without the skip connection, Seq2Seg "fails to train with a learning rate
         # of 1e-4", the rate that trains it with the skip connection
         fails = position == 2
@@ -340,6 +325,11 @@ def skip_spread(table: pd.DataFrame) -> float | None:
     return seed_spread([a - b for a, b in zip(values[0], values[2])])
 
 
+def rate(value: float) -> str:
+    """A learning rate as the report writes it: ``1e-4``, ``5e-5``."""
+    return f"{value:.0e}".replace("e-0", "e-")
+
+
 def compare_skip(table: pd.DataFrame, baseline: dict[str, Any], spread: float | None = None) -> str:
     """The skip-connection claims of Sec. 2.2-2.3, with our numbers, under the noise rule of
     ``seqseg_lib.verdicts`` (every seed on one side of the threshold; one seed against
@@ -373,8 +363,11 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any], spread: float | 
         f"{verdict(same_rate, **ahead, spread=spread)} (val accuracy {listed(values[skip])} with, "
         f"{listed(values[no_skip_fast])} without: {listed(same_rate, True)} points{over}"
         f"{noise(same_rate)}).",
-        "As the report compares them, each at its own learning rate (report 80.20 with skip at "
-        f"1e-4, 78.85 without at 5e-5; judged as above, '{skip}' against '{no_skip}'): "
+        "As the report compares them, each at its own learning rate (report "
+        f"{paper.TABLE1['seq2seg']['val_accuracy']:.2f} with skip at {rate(paper.SEQ2SEG_LR)}, "
+        f"{paper.TABLE1['seq2seg-noskip']['val_accuracy']:.2f} without at "
+        f"{rate(paper.NOSKIP_LR)}; "
+        f"judged as above, '{skip}' against '{no_skip}'): "
         f"{verdict(own_rates, **ahead, spread=spread)} (val accuracy {listed(values[skip])} with, "
         f"{listed(values[no_skip])} without: {listed(own_rates, True)} points{over}"
         f"{noise(own_rates)}; the rates differ, so this does not isolate the skip connection).",
@@ -557,12 +550,6 @@ def compare_panoptic(result: dict[str, Any]) -> str:
 
 
 # -- Section 3 -----------------------------------------------------------------------------
-# Sec. 3.4: digit classification accuracy and "mask dice score" (the Dice loss, see
-# ``instance_metrics``), per mode.
-REPORT_MNIST = {
-    "easy": {"accuracy": 0.97, "dice_loss": 0.03},
-    "hard": {"accuracy": 0.62, "dice_loss": 0.2},
-}
 # Validation metrics -> column: rates in percent, the Dice loss as the report gives it (0 to 1).
 MNIST_COLUMNS = {
     "accuracy": "accuracy (%)",
@@ -580,7 +567,7 @@ MNIST_COLUMNS = {
 
 def report_mnist_columns(mode: str) -> dict[str, float]:
     """The report's digit accuracy (%) and Dice loss for ``mode`` ("easy" or "hard"), Sec. 3.4."""
-    report = REPORT_MNIST[mode]
+    report = paper.MNIST_RESULTS[mode]
     return {
         "report accuracy (%)": 100 * report["accuracy"],
         "report Dice loss": report["dice_loss"],
@@ -607,7 +594,7 @@ def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
         row = mnist_values(final, MNIST_COLUMNS)
         mode = "hard" if "hard" in name else "easy"
         if "BCE" not in name:
-            report = REPORT_MNIST[mode]
+            report = paper.MNIST_RESULTS[mode]
             row |= {"report accuracy (%)": 100 * report["accuracy"]}
             row |= {"report Dice loss": report["dice_loss"]}
         rows[name] = row | {"epochs": final["epochs"]}
@@ -674,7 +661,7 @@ def compare_mnist(table: pd.DataFrame) -> str:
         name = f"Seq2SegInstance {mode}"
         if name not in table.index:
             continue
-        row, report = _mnist_row(table.loc[name]), REPORT_MNIST[mode]
+        row, report = _mnist_row(table.loc[name]), paper.MNIST_RESULTS[mode]
         lines.append(
             f"{mode}: digit accuracy {100 * row['accuracy']:.1f}% "
             f"(report {100 * report['accuracy']:.0f}%), Dice loss {row['dice_loss']:.3f} "

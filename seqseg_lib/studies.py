@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from seqseg_lib import paper
 from seqseg_lib.config import RUN_CONTROL_FIELDS, Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.engine import load_config, load_or_train, read_metrics
@@ -122,7 +123,7 @@ def training_minutes(records: list[dict[str, Any]]) -> float:
 _REPORT_HEAD = {"class_head": "pooled"}
 _MASKED_HEAD = {"class_head": "masked"}
 _COORDINATES = {"coordinates": True}
-_REPORT_MATCH = {"match_size": (32, 64)}  # Sec. 4
+_REPORT_MATCH = {"match_size": paper.PANOPTIC_MATCH_SIZE}
 _CROP_MATCH = {"match_size": None}  # the targets' resolution: the crop's
 
 HUNGARIAN_ABLATION = [

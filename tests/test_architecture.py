@@ -9,7 +9,13 @@ PACKAGE = REPO / "seqseg_lib"
 
 # From the bottom up: a module imports only modules of its own layer or of layers below it.
 LAYERS = [
-    ["seqseg_lib", "seqseg_lib.config", "seqseg_lib.devices", "seqseg_lib.distributed"],
+    [
+        "seqseg_lib",
+        "seqseg_lib.config",
+        "seqseg_lib.devices",
+        "seqseg_lib.distributed",
+        "seqseg_lib.paper",
+    ],
     [
         "seqseg_lib.syncs",
         "seqseg_lib.memory",
@@ -158,3 +164,22 @@ def test_the_longest_import_chain():
     in one chain of imports, so that a reader reaches the bottom in a few steps."""
     chain = longest_chain(import_graph())
     assert len(chain) <= 17, " -> ".join(chain)
+
+
+def test_the_report_s_numbers_are_typed_in_paper_py_only():
+    """Table 1's accuracies, parameter counts, Sec. 2.2's encoder and data sizes, Sec. 3.3's
+    steps: as numbers in code, only ``seqseg_lib/paper.py`` holds them (the others import
+    them; prose in docstrings and comments may quote them)."""
+    import io
+    import tokenize
+
+    report = {"80.2", "80.20", "82.75", "89.65", "90.76", "85.32", "78.85", "50.8e6", "7.8e6"}
+    report |= {"11256", "11_256", "2975", "2_975", "3072", "768", "123"}
+    found = [
+        f"{path.relative_to(REPO)}:{token.start[0]}: {token.string}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "paper.py"
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        if token.type == tokenize.NUMBER and token.string in report
+    ]
+    assert not found, "\n".join(found)

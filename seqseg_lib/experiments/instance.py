@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.data.scattered_mnist import (
     DIGIT_SIZE,
@@ -41,8 +42,8 @@ def paper_preset() -> dict[str, Any]:
         "model": Seq2SegInstanceConfig(),  # the model's defaults are the report's
         "loss": SetLossConfig(),  # Dice, class weight 0.1, no-object weight 0.5
         "epochs": 12,
-        "batch_size": 64,  # Sec. 3.3
-        "lr": 1e-4,  # Sec. 3.3
+        "batch_size": paper.MNIST_BATCH_SIZE,
+        "lr": paper.MNIST_LR,
         "lr_milestones": (),
         "warmup_steps": 0,
         "drop_last": False,

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
@@ -47,14 +48,14 @@ def paper_preset() -> dict[str, Any]:
             class_weight=0.1,  # Sec. 3.3
             mask_weight=1.0,  # Sec. 3.3
             mask_loss="dice",  # Sec. 3.3, 4
-            match_size=(32, 64),  # Sec. 4
+            match_size=paper.PANOPTIC_MATCH_SIZE,
         ),
-        "epochs": 30,  # Sec. 4
-        "batch_size": 24,  # Sec. 2.2
-        "lr": 1e-3,  # Sec. 4
-        "lr_milestones": ((10, 5e-4), (20, 1e-4)),  # Sec. 4
-        "resize": (140, 280),  # Sec. 2.2
-        "crop": (128, 256),
+        "epochs": paper.PANOPTIC_EPOCHS,
+        "batch_size": paper.BATCH_SIZE,  # Sec. 2.2's
+        "lr": paper.PANOPTIC_LR,
+        "lr_milestones": paper.PANOPTIC_LR_MILESTONES,
+        "resize": paper.RESIZE,  # Sec. 2.2's
+        "crop": paper.CROP,
     }
 
 

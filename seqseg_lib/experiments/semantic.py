@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.data.targets import collate_semantic
 from seqseg_lib.experiments.base import Experiment
@@ -19,8 +20,8 @@ DATASETS = ("synthetic", "cityscapes", "camvid")
 # CamVid frames are 360x480: the same height, the width keeping their 3:4 aspect (a multiple
 # of 16). ``cpu`` halves both sides.
 GEOMETRY = {
-    ("paper", "cityscapes"): ((140, 280), (128, 256)),
-    ("paper", "synthetic"): ((140, 280), (128, 256)),
+    ("paper", "cityscapes"): (paper.RESIZE, paper.CROP),
+    ("paper", "synthetic"): (paper.RESIZE, paper.CROP),
     ("paper", "camvid"): ((140, 187), (128, 176)),
     ("cpu", "cityscapes"): ((70, 140), (64, 128)),
     ("cpu", "synthetic"): ((70, 140), (64, 128)),
@@ -30,12 +31,6 @@ GEOMETRY = {
     ("smoke", "camvid"): ((36, 48), (32, 48)),
 }
 NUM_CLASSES = {"cityscapes": 34, "synthetic": 34, "camvid": 11}  # the model's output channels
-# Report schedules, Sec. 2.2: (epochs, initial lr, milestones).
-PAPER_SCHEDULES = {
-    "unet": (30, 1e-3, ((10, 5e-4), (20, 1e-4))),
-    "seq2seg": (45, 1e-4, ((15, 5e-5), (30, 1e-5))),
-    "seq2seg-noskip": (45, 5e-5, ((15, 1e-5), (30, 5e-6))),
-}
 
 
 def semantic_preset(experiment: str):
@@ -47,7 +42,7 @@ def semantic_preset(experiment: str):
         model = {"num_classes": NUM_CLASSES[dataset]}
         if experiment != "unet":
             model["skip"] = experiment == "seq2seg"
-        epochs, lr, milestones = PAPER_SCHEDULES[experiment]
+        epochs, lr, milestones = paper.SCHEDULES[experiment]
         values = {"resize": resize, "crop": crop, "epochs": epochs, "lr": lr}
         values["lr_milestones"] = milestones
         if (profile, dataset) == ("paper", "synthetic"):

@@ -3,12 +3,16 @@ of Sec. 4): the configured dataset's train and validation splits."""
 
 from torch.utils.data import Dataset
 
+from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.data import build_dataset
 
 # Under ``paper``, as many synthetic scenes as Cityscapes fine has images, so that an epoch is
 # Sec. 2.2's 123 minibatches of 24 and the schedules in epochs mean what they meant there.
-PAPER_SYNTHETIC_SIZES = {"num_train": 2975, "num_val": 500}
+PAPER_SYNTHETIC_SIZES = {
+    "num_train": paper.CITYSCAPES_TRAIN_IMAGES,
+    "num_val": paper.CITYSCAPES_VAL_IMAGES,
+}
 
 
 def build_street_datasets(config: Config) -> tuple[Dataset, Dataset]:

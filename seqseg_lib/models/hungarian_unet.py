@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seqseg_lib import paper
 from seqseg_lib.models.blocks import (
     MaskedClassHead,
     UNetDecoder,
@@ -37,7 +38,7 @@ CLASS_HEADS = ("pooled", "masked")
 class HungarianUNetConfig:
     """The Hungarian U-Net's settings; the defaults are the report's (Sec. 4)."""
 
-    num_queries: int = 100  # N_obj, Sec. 4
+    num_queries: int = paper.PANOPTIC_QUERIES
     num_classes: int = 19  # Cityscapes trainIds; + 1 for no object
     base_width: int = 32  # the U-Net of Sec. 2 (Table 1)
     class_head: str = "pooled"  # Sec. 4; "masked" is ours: see ``MaskedClassHead``

@@ -17,19 +17,16 @@ included and the patch projection has a direct path to the output.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from seqseg_lib import paper
 from seqseg_lib.models.blocks import (
     build_bert_encoder,
     check_sequence_length,
     patchify,
 )
-
-if TYPE_CHECKING:
-    pass
 
 ATTENTIONS = ("sdpa", "eager")
 
@@ -41,11 +38,11 @@ class Seq2SegConfig:
 
     num_classes: int = 34  # Cityscapes labelIds
     skip: bool = True  # sum all hidden states (Sec. 2.1); False: the last one only (Sec. 2.2)
-    patch_size: int = 16  # Sec. 2.2
-    hidden_dim: int = 768  # Sec. 2.2
-    num_layers: int = 6  # Sec. 2.2
-    num_heads: int = 12  # BERT-base's, for a hidden size of 768
-    ffn_dim: int = 3072  # Sec. 2.2
+    patch_size: int = paper.PATCH_SIZE
+    hidden_dim: int = paper.ENCODER["hidden_dim"]
+    num_layers: int = paper.ENCODER["num_layers"]
+    num_heads: int = paper.ENCODER["num_heads"]  # BERT-base's, for a hidden size of 768
+    ffn_dim: int = paper.ENCODER["ffn_dim"]
     in_channels: int = 3
     max_positions: int = 512  # BERT's
     dropout: float = 0.1  # BERT's

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seqseg_lib import paper
 from seqseg_lib.models.blocks import (
     MaskedClassHead,
     build_bert_encoder,
@@ -58,11 +59,11 @@ class Seq2SegInstanceConfig:
     them, and the choices of the module docstring where it does not."""
 
     num_classes: int = 10  # MNIST digits
-    num_queries: int = 6  # Sec. 3.3
-    hidden_dim: int = 512  # Sec. 3.3
-    num_layers: int = 4  # Sec. 3.3
-    num_heads: int = 8  # Sec. 3.3
-    ffn_dim: int = 2048  # Sec. 3.3
+    num_queries: int = paper.MNIST_QUERIES
+    hidden_dim: int = paper.MNIST_ENCODER["hidden_dim"]
+    num_layers: int = paper.MNIST_ENCODER["num_layers"]
+    num_heads: int = paper.MNIST_ENCODER["num_heads"]
+    ffn_dim: int = paper.MNIST_ENCODER["ffn_dim"]
     patch_size: int = 8
     mask_size: int = 32
     in_channels: int = 1
@@ -70,7 +71,7 @@ class Seq2SegInstanceConfig:
     dropout: float = 0.1  # BERT's
     mask_head: str = "linear"  # Sec. 3.2; "dot": Sec. 3.5's proposal (module docstring)
     mask_dim: int = 64  # "dot": width E of the query and patch embeddings
-    image_size: int = 64  # scattered MNIST's (Sec. 3.3); sets r of the "dot" head
+    image_size: int = paper.MNIST_IMAGE_SIZE  # sets r of the "dot" head
     class_head: str = "linear"  # Sec. 3.2; "masked": ours (module docstring)
     class_hidden: int = 256  # "masked": width of its MLP's hidden layer
 
