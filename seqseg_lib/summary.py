@@ -120,6 +120,13 @@ _WITH_SPREAD = {
 }
 
 
+# In a verdict's place under the ``smoke`` profile.
+SMOKE_NOTE = (
+    "Smoke run (a few steps on a few images): it checks that the code runs; its numbers are "
+    "not results, and no claim is judged on them."
+)
+
+
 def measured_spreads(tables: list[tuple[str, dict, pd.DataFrame]]) -> dict[str, tuple[float, str]]:
     """``{kind: (spread, where)}``: the largest seed spread each kind of table measures over
     several seeds, and the dataset, profile and seeds it was measured on."""
@@ -193,7 +200,9 @@ def summarize(reports_dir: str | Path) -> Path:
         ]
         if figures:
             lines += ["Figures: " + ", ".join(figures) + ".", ""]
-        if kind in CLAIMS:
+        if kind in CLAIMS and meta["profile"] == "smoke":
+            lines += [SMOKE_NOTE, ""]
+        elif kind in CLAIMS:
             try:
                 if kind in _WITH_SPREAD:
                     spread = spreads.get(_SPREAD_OF[kind], (None, ""))[0]

@@ -308,3 +308,15 @@ def test_a_one_seed_verdict_is_judged_against_the_spread_its_kind_measured(tmp_p
     assert "connection (Sec. 2.2-2.3, Table 1's third column): 1.80 points (camvid, cpu" in text
     paper = text[text.index("camvid, paper profile") :]
     assert "'with' against 'fast'): inconclusive (one seed) (val accuracy 66.50" in paper
+
+
+def test_a_smoke_report_judges_nothing(tmp_path):
+    """In a ``smoke`` report each verdict's place says it is a smoke run, not a result."""
+    from seqseg_lib.plotting import save_table
+
+    meta = {"profile": "smoke", "dataset": "synthetic", "seed": "0"}
+    save_table(table1(80.0, 78.0, 0.6), "table1_synthetic_smoke", tmp_path, meta)
+    text = summary.summarize(tmp_path).read_text()
+    section = text[text.index("## Table 1") : text.index("## Claims that are not numbers")]
+    assert summary.SMOKE_NOTE in section
+    assert "reproduced" not in section and "Claims of the report" not in section
