@@ -135,11 +135,26 @@ def fitted_slopes(table: pd.DataFrame, keys=("seconds", "gflops", "memory_mib"))
     return pd.DataFrame(rows).T
 
 
-def figure_scaling(table: pd.DataFrame) -> plt.Figure:
+def figure_scaling(
+    table: pd.DataFrame, profile: str, batch_size: int, device: str = "cpu"
+) -> plt.Figure:
     """Time, FLOPs and memory of a training step against the image height, log-log, with the
-    slopes 2 (pixels) and 4 (attention) drawn through the first U-Net and Seq2Seg points."""
+    slopes 2 (pixels) and 4 (attention) drawn through the first U-Net and Seq2Seg points; the
+    title states the batch, Seq2Seg's patch, width and depth, and what the memory is."""
+    memory = (
+        "the allocator's peak on the GPU"
+        if str(device).startswith("cuda")
+        else "the growth of a fresh process's peak resident set (CPU)"
+    )
     keys = {"seconds": "seconds per step", "gflops": "GFLOPs per step", "memory_mib": "MiB"}
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    encoder = scaled_config("seq2seg", profile, STUDY[profile]["smallest"]).model
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    figure.suptitle(
+        f"{profile} profile, batch {batch_size}; Seq2Seg: {encoder.patch_size}x"
+        f"{encoder.patch_size} patches, width {encoder.hidden_dim}, {encoder.num_layers} layers; "
+        f"memory: {memory}",
+        fontsize=9,
+    )
     for axis, (key, label) in zip(axes, keys.items()):
         for name, group in table.groupby("model", sort=False):
             group = group.sort_values("height")
