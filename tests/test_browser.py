@@ -5,14 +5,16 @@ two notebooks under the ``smoke`` profile; Debian's Chromium (``apt-get install 
 driven by Playwright's Python API, opens each, runs all cells, moves the inspector's controls
 and checks that the picture and its caption follow, with no error in the browser console.
 A screenshot of each inspector is saved beside the test's files, and into the folder named by
-``SEQSEG_SCREENSHOTS`` when set (``reports/figures`` for the committed ones). Without
+``SEQSEG_SCREENSHOTS`` when set (``reports/figures`` for the committed ones), under a line
+saying where its model comes from. ``SEQSEG_SCREENSHOT_PROFILE`` and ``SEQSEG_SCREENSHOT_RUNS``
+run the notebooks at another profile on existing runs (the committed shots: ``cpu`` and the
+repository's ``runs/``, notebook by notebook: ``-k 03``). Without
 Chromium or Playwright the test skips and says how to install them, except where
 ``SEQSEG_REQUIRE_BROWSER`` is set (CI sets it): there it fails.
 """
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -44,12 +46,15 @@ def missing(what: str) -> None:
     pytest.skip(what + " (set SEQSEG_REQUIRE_BROWSER=1 to make this a failure)")
 
 
+PROFILE = os.environ.get("SEQSEG_SCREENSHOT_PROFILE", "smoke")
+
+
 def lab_copy(name: str, root: Path, runs: Path, reports: Path, **parameters) -> None:
-    """``notebooks/name`` into ``root``, its parameters set to the smoke profile and the test's
+    """``notebooks/name`` into ``root``, its parameters set to ``PROFILE`` and the test's
     folders, run by the server's own Python (kernel ``python3``)."""
     notebook = nbformat.read(REPO / "notebooks" / name, as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    values = {"profile": "smoke", "runs_dir": str(runs), "reports_dir": str(reports)}
+    values = {"profile": PROFILE, "runs_dir": str(runs), "reports_dir": str(reports)}
     cell.source += "".join(f"\n{k} = {v!r}" for k, v in (values | parameters).items())
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(notebook, root / name)
@@ -65,6 +70,7 @@ def lab(tmp_path_factory):
         )
     tmp = tmp_path_factory.mktemp("lab")
     root, runs, reports = tmp / "root", tmp / "runs", tmp / "reports"
+    runs = Path(os.environ.get("SEQSEG_SCREENSHOT_RUNS", runs)).resolve()
     root.mkdir()
     lab_copy("03_mnist_instance.ipynb", root, runs, reports, bce_modes=[])
     lab_copy("04_hungarian_unet.ipynb", root, runs, reports, ablation=False)
@@ -103,6 +109,21 @@ def lab(tmp_path_factory):
     yield url, token, tmp
     server.terminate()
     server.wait(timeout=30)
+
+
+def with_provenance(shot: Path, target: Path, what: str) -> None:
+    """``shot`` under a grey line naming what it shows, its runs (their profile and date),
+    the code's commit and the date, as the figures of ``reports/`` have one."""
+    from PIL import Image, ImageDraw
+
+    from seqseg_lib.plotting import code_version
+
+    line = f"{what}, code: {code_version()}, date: {time.strftime('%Y-%m-%d')}"
+    image = Image.open(shot).convert("RGB")
+    framed = Image.new("RGB", (image.width, image.height + 22), "white")
+    framed.paste(image, (0, 22))
+    ImageDraw.Draw(framed).text((6, 5), line, fill=(100, 100, 100))
+    framed.save(target)
 
 
 def control(page, label: str):
@@ -180,5 +201,5 @@ def test_inspector_in_jupyterlab(lab, name):
     if os.environ.get("SEQSEG_SCREENSHOTS"):
         suffix = "" if name.startswith("03") else "_04"
         target = Path(os.environ["SEQSEG_SCREENSHOTS"]) / f"inspector_jupyterlab{suffix}.png"
-        shutil.copyfile(shot, target)
+        with_provenance(shot, target, f"notebook {name[:2]} in JupyterLab, profile {PROFILE}")
     assert not errors, "browser console errors:\n" + "\n".join(errors)
