@@ -35,6 +35,7 @@ LAYERS = [
         "seqseg_lib.data.targets",
         "seqseg_lib.data",
     ],
+    ["seqseg_lib.models.performer", "seqseg_lib.models.encoders"],
     ["seqseg_lib.models.blocks"],
     [
         "seqseg_lib.models.unet",

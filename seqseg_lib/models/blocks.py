@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seqseg_lib.models import performer
+
 if TYPE_CHECKING:
     from transformers import BertModel
 
@@ -105,17 +107,21 @@ def build_bert_encoder(
     dropout: float = 0.1,
     attention: str = "sdpa",
     pooler: bool = True,
+    performer_features: int = 256,
 ) -> "BertModel":
     """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
-    table would be unused), SDPA attention (or ``attention="eager"``), BERT's pooler kept (as
-    in the report's ``BertModel``; it is unused and its 0.6M parameters count in Table 1's
-    50.8M; ``pooler=False`` leaves it out).
+    table would be unused), SDPA attention (or ``attention="eager"``, or ``"performer"``:
+    FAVOR+ with ``performer_features`` random features per head, ``models.performer``), BERT's
+    pooler kept (as in the report's ``BertModel``; it is unused and its 0.6M parameters count
+    in Table 1's 50.8M; ``pooler=False`` leaves it out).
 
     ``transformers`` is imported here, when a model is built, rather than with the module: its
     import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
     pay."""
     from transformers import BertConfig, BertModel
 
+    if attention == performer.NAME:
+        performer.register()
     config = BertConfig(
         vocab_size=1,
         hidden_size=hidden_dim,
@@ -127,7 +133,11 @@ def build_bert_encoder(
         attention_probs_dropout_prob=dropout,
         attn_implementation=attention,
     )
-    return BertModel(config, add_pooling_layer=pooler)
+    model = BertModel(config, add_pooling_layer=pooler)
+    if attention == performer.NAME:  # each layer's features, drawn from the model's seed
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        performer.add_projections(model, performer_features, seed)
+    return model
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

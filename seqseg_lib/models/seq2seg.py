@@ -27,8 +27,9 @@ from seqseg_lib.models.blocks import (
     check_sequence_length,
     patchify,
 )
+from seqseg_lib.models.encoders import ENCODERS, build_efficient_encoder
 
-ATTENTIONS = ("sdpa", "eager")
+ATTENTIONS = ("sdpa", "eager", "performer")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,27 @@ class Seq2SegConfig:
     max_positions: int = 512  # BERT's
     dropout: float = 0.1  # BERT's
     # "sdpa": PyTorch's fused scaled_dot_product_attention (memory-efficient kernels where the
-    # device has them); "eager": softmax(QK^T)V written out, the attention matrix in memory
+    # device has them); "eager": softmax(QK^T)V written out, the attention matrix in memory;
+    # "performer": FAVOR+ (``models.performer``), linear in the number of tokens
     attention: str = "sdpa"
+    performer_features: int = 256  # "performer": random features per head
+    # "bert" (the report's), or an efficient Transformer of Sec. 2.4 (``models.encoders``)
+    encoder: str = "bert"
+    window: int = 64  # "longformer": attention window; "reformer": LSH chunk length
+    block_size: int = 16  # "bigbird": tokens per block
 
     def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        if self.encoder == "reformer" and not self.skip:
+            raise ValueError(
+                "the reformer encoder's output already sums every layer's (reversible "
+                "residual streams): skip=False has no counterpart"
+            )
+        if self.encoder != "bert" and self.attention != "sdpa":
+            raise ValueError(
+                f"attention={self.attention!r} is BERT's; the {self.encoder} encoder has its own"
+            )
         if self.attention not in ATTENTIONS:
             raise ValueError(
                 f"unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}"
@@ -70,15 +88,24 @@ class Seq2Seg(nn.Module):
         self.config = config = config or Seq2SegConfig()
         self.patch_size, self.skip = config.patch_size, config.skip
         self.patch_embed = nn.Linear(config.in_channels * config.patch_size**2, config.hidden_dim)
-        self.encoder = build_bert_encoder(
-            config.hidden_dim,
-            config.num_layers,
-            config.num_heads,
-            config.ffn_dim,
-            config.max_positions,
-            config.dropout,
-            config.attention,
-        )
+        sizes = (config.hidden_dim, config.num_layers, config.num_heads, config.ffn_dim)
+        if config.encoder == "bert":
+            self.encoder = build_bert_encoder(
+                *sizes,
+                config.max_positions,
+                config.dropout,
+                config.attention,
+                performer_features=config.performer_features,
+            )
+        else:
+            self.encoder = build_efficient_encoder(
+                config.encoder,
+                *sizes,
+                config.max_positions,
+                config.dropout,
+                config.window,
+                config.block_size,
+            )
         self.head = nn.ConvTranspose2d(
             config.hidden_dim, config.num_classes, config.patch_size, stride=config.patch_size
         )
@@ -86,10 +113,20 @@ class Seq2Seg(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens, grid = patchify(images, self.patch_size)  # (B, N, 3 s^2), (H/s, W/s)
         check_sequence_length(tokens.shape[1], self.encoder.config.max_position_embeddings)
-        out = self.encoder(inputs_embeds=self.patch_embed(tokens), output_hidden_states=self.skip)
-        if self.skip:
+        if self.config.encoder == "reformer" and tokens.shape[1] != self.config.max_positions:
+            raise ValueError(
+                f"the Reformer encoder trains on exactly max_positions="
+                f"{self.config.max_positions} tokens, the image gives {tokens.shape[1]}: set "
+                "max_positions to the number of patches"
+            )
+        out = self.encoder(inputs_embeds=self.patch_embed(tokens), output_hidden_states=True)
+        if self.config.encoder == "reformer":
+            # its two reversible streams, summed: the embedding twice and every layer's output
+            # (the hidden states it lists are outside the autograd graph of its layers)
+            hidden = sum(out.last_hidden_state.chunk(2, dim=-1))  # (B, N, D)
+        elif self.skip:
             hidden = torch.stack(out.hidden_states).sum(0)  # (B, N, D)
         else:
-            hidden = out.last_hidden_state  # (B, N, D)
+            hidden = out.hidden_states[-1]  # (B, N, D): the last layer's
         hidden = hidden.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
         return self.head(hidden)  # (B, C, H, W)
