@@ -22,13 +22,11 @@ import math
 import sys
 from typing import Any
 
-import torch
-
-from seqseg_lib import distributed
-from seqseg_lib.config import PROFILES
-from seqseg_lib.data import DATASETS
-from seqseg_lib.experiments import EXPERIMENTS, build_config
+from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES
 from seqseg_lib.runlock import RunLockedError, run_lock
+
+# torch, the experiments and the engine are imported when a command needs them, so that
+# ``--help`` and a mistyped argument answer at once.
 
 
 def positive_int(text: str) -> int:
@@ -46,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m seqseg_lib", description=summary)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train (or resume) an experiment")
-    train.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    train.add_argument("experiment", choices=sorted(EXPERIMENT_NAMES))
     train.add_argument("--profile", choices=PROFILES, default="cpu")
     train.add_argument("--dataset", default=None, help="default: the experiment's embedded data")
     train.add_argument("--data-root", default=None, help="folder of the real dataset")
@@ -119,15 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         "names", help="the valid names of each KIND, one line per kind, separated by spaces"
     )
     names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
-    names.add_argument("--experiment", choices=sorted(EXPERIMENTS), help="its datasets only")
+    names.add_argument("--experiment", choices=sorted(EXPERIMENT_NAMES), help="its datasets only")
     return parser
 
 
 def valid_names(kind: str, experiment: str | None = None) -> list[str]:
     if kind == "experiments":
-        return list(EXPERIMENTS)
+        return list(EXPERIMENT_NAMES)
     if kind == "profiles":
         return list(PROFILES)
+    from seqseg_lib.data import DATASETS
+    from seqseg_lib.experiments import EXPERIMENTS
+
     return list(EXPERIMENTS[experiment].datasets if experiment else DATASETS)
 
 
@@ -174,7 +175,10 @@ def stop_summary(trainer) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from seqseg_lib import engine
+    import torch
+
+    from seqseg_lib import distributed, engine
+    from seqseg_lib.experiments import build_config
 
     try:
         if args.command == "train":

@@ -21,6 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "paper")
+# The names of ``experiments.EXPERIMENTS`` (a test keeps them equal), here so that the command
+# line can list them without importing torch.
+EXPERIMENT_NAMES = (
+    "seq2seg",
+    "seq2seg-noskip",
+    "unet",
+    "mnist-easy",
+    "mnist-hard",
+    "hungarian-unet",
+)
 # Fields that steer a run without changing what it computes: a run directory may be resumed
 # with different values for these.
 RUN_CONTROL_FIELDS = (

@@ -93,3 +93,22 @@ def test_train_says_its_size_and_where_it_stopped(tmp_path, capsys, monkeypatch)
     assert "stopped at step 1, epoch 1 of 2 at step 1 of 2 (--max-steps 1" in captured.err
     assert f"checkpoint {tmp_path / 'checkpoint.pt'}" in captured.err
     assert json.loads(captured.out[captured.out.index("{") :])["partial"] is True
+
+
+def test_help_and_argument_errors_need_no_torch():
+    """The command line imports torch only for a command that needs it: ``--help`` and a
+    mistyped argument answer at once, and list the registry's experiments."""
+    from seqseg_lib.config import EXPERIMENT_NAMES
+    from seqseg_lib.experiments import EXPERIMENTS
+
+    assert EXPERIMENT_NAMES == tuple(EXPERIMENTS)
+    probe = (
+        "import sys\nfrom seqseg_lib import cli\n"
+        "try:\n    cli.main(['train', 'unet', '--profile', 'gpu', '--out', 'x'])\n"
+        "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert "invalid choice: 'gpu'" in result.stderr
