@@ -3,7 +3,7 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--seeds N] [--fidelity] [--dry-run] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--fidelity] [--efficient] [--dry-run] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07 and 09. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -15,11 +15,13 @@
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
-# --dry-run runs every notebook (07 and 09 too) with each training run cut to one step on one
+# --efficient adds notebook 10 (Sec. 2.4's efficient Transformers trained at 2,048 tokens:
+# about 2 hours of 2 cores per seed at the cpu profile).
+# --dry-run runs every notebook (07, 09 and 10 too) with each training run cut to one step on one
 # batch and validated on 8 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
 # git) unless --runs-dir / --reports-dir say otherwise: the whole code path of a profile, paper's
 # included, executes on any machine (paper on 2 CPU cores: see the README). No result.
-# --seeds N trains the runs of notebooks 02, 05 and 09 with N seeds (default 1), judged by the
+# --seeds N trains the runs of notebooks 02, 05, 09 and 10 with N seeds (default 1), judged by the
 # noise rule.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06, 07, 09 (04
 # needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
@@ -38,11 +40,12 @@ mnist_root=""
 max_steps=""
 seeds=""
 fidelity=""
+efficient=""
 dry_run=""
 runs_dir=""
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -55,7 +58,8 @@ while [ $# -gt 0 ]; do
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --fidelity) fidelity=1; shift ;;
-    --dry-run) dry_run=1; fidelity=1; shift ;;
+    --efficient) efficient=1; shift ;;
+    --dry-run) dry_run=1; fidelity=1; efficient=1; shift ;;
     --max-steps)
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
       max_steps="$2"; shift 2 ;;
@@ -81,7 +85,10 @@ if [ -z "$reports_dir" ]; then
 fi
 if [ ${#notebooks[@]} -eq 0 ]; then
   for notebook in notebooks/[0-9][0-9]_*.ipynb; do
-    [[ "$(basename "$notebook")" =~ ^0[79]_ && -z "$fidelity" ]] || notebooks+=("$notebook")
+    name="$(basename "$notebook")"
+    [[ "$name" =~ ^0[79]_ && -z "$fidelity" ]] && continue
+    [[ "$name" =~ ^10_ && -z "$efficient" ]] && continue
+    notebooks+=("$notebook")
   done
 fi
 
@@ -145,7 +152,7 @@ for notebook in "${notebooks[@]}"; do
       [ -n "$mnist_root" ] && parameters+=(-p data_root "$(relative "$here" "$mnist_root")") ;;
     06_*|07_*)  # street scenes and MNIST
       [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
-    02_*|05_*|09_*)  # seeds per variant
+    02_*|05_*|09_*|10_*)  # seeds per variant
       [ -n "$seeds" ] && parameters+=(-p seeds "$seeds") ;;
     04_*)
       if [ "$dataset" = camvid ]; then

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from seqseg_lib import fidelity, studies
+from seqseg_lib import efficient, fidelity, studies
 from seqseg_lib.plotting import to_markdown
 from seqseg_lib.reports import (
     cars_claim,
@@ -49,6 +49,10 @@ TITLES = {
     "batch 8: not the report's sizes)",
     "table_gap": "Beyond the report: what Seq2Seg's distance to U-Net depends on (the cpu "
     "profile's models, one change at a time)",
+    "table_efficient_cost": "Beyond the report: the efficient Transformers of Sec. 2.4, the "
+    "cost of a step against tokens (dummy batches)",
+    "table_efficient": "Beyond the report: the efficient Transformers of Sec. 2.4 trained at "
+    "equal steps",
     "table_mnist_targets": "Beyond the report: MNIST digit accuracy and Dice loss at the "
     "profile's budget and at the report's steps (half the report's width; Sec. 3.4)",
 }
@@ -62,6 +66,7 @@ STUDIES = {
     "table_depth",
     "table_gap",
     "table_mnist_targets",
+    "table_efficient_cost",
 }
 # The figures each table is discussed with: (label, file name prefix).
 FIGURES = {
@@ -76,6 +81,8 @@ FIGURES = {
     "table_per_class_iou": [("per-class IoU", "figure_per_class_iou")],
     "table_skip_depth": [("curves and depth", "figure_skip_depth")],
     "table_depth": [("curves and depth", "figure_skip_depth")],
+    "table_efficient_cost": [("time and memory against tokens", "figure_efficient_cost")],
+    "table_efficient": [("learning curves", "figure_efficient")],
 }
 CLAIMS = {
     "table1": compare_table1,
@@ -97,6 +104,8 @@ CLAIMS = {
     "table_depth": fidelity.depth_claim,
     "table_gap": fidelity.gap_claim,
     "table_mnist_targets": fidelity.mnist_claim,
+    "table_efficient_cost": lambda table: efficient.cost_claim(table.reset_index()),
+    "table_efficient": efficient.study_claim,
 }
 
 

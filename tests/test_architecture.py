@@ -59,7 +59,7 @@ LAYERS = [
     ["seqseg_lib.speed"],
     ["seqseg_lib.plotting", "seqseg_lib.widgets", "seqseg_lib.reports", "seqseg_lib.scaling"],
     ["seqseg_lib.studies"],
-    ["seqseg_lib.fidelity"],
+    ["seqseg_lib.fidelity", "seqseg_lib.efficient"],
     ["seqseg_lib.summary"],
     ["seqseg_lib.cli", "seqseg_lib.__main__"],
 ]
