@@ -11,8 +11,9 @@ attention:
   fewest tokens at which each is cheaper than BERT with SDPA on this device, measured.
 - ``train_study``: each variant trained for the same number of steps on crops of 2,048
   tokens at ``cpu`` and ``paper`` (notebook 05 finds attention starting to dominate above
-  about 1,536), the profile's other settings unchanged; ``study_table`` and ``study_claim``: validation accuracy and mIoU,
-  seconds per step, the verdict under the noise rule of ``seqseg_lib.verdicts``.
+  about 1,536), the profile's other settings unchanged; ``study_table`` and ``study_claim``:
+  validation accuracy and mIoU, seconds per step, the verdict under the noise rule of
+  ``seqseg_lib.verdicts``.
 """
 
 from pathlib import Path
