@@ -128,6 +128,9 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
         "epochs": 3 * preset.epochs,
         "lr_milestones": tuple((3 * epoch, lr) for epoch, lr in preset.lr_milestones),
     }
+    # 4x4 patches: as many position embeddings as the crop then has tokens (at least BERT's 512)
+    tokens = (preset.crop[0] // 4) * (preset.crop[1] // 4)
+    small_patches = {"patch_size": 4, "max_positions": max(preset.model.max_positions, tokens)}
     variants = [
         Variant("Seq2Seg (notebook 01)", "seq2seg", short=False),
         Variant(
@@ -139,7 +142,7 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
         ),
         Variant("three times the epochs", "seq2seg", short=False, training=longer),
         Variant("random horizontal flips", "seq2seg", short=False, training={"hflip": True}),
-        Variant("4x4 patches", "seq2seg", {"patch_size": 4}, short=False),
+        Variant("4x4 patches", "seq2seg", small_patches, short=False),
         Variant("U-Net (notebook 01)", "unet", short=False),
     ]
     # under ``paper`` the profile's Seq2Seg already is the report's encoder at 1e-4
