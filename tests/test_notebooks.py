@@ -148,7 +148,7 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     table = (reports / "tables" / "table1_synthetic_smoke.csv").read_text()
     assert ",0.5" in table  # one step of an epoch of two (8 images, batch 4)
-    for run in (tmp_path / "runs").iterdir():
+    for run in (tmp_path / "runs").glob("*-seed*"):  # run directories, not .locks/
         (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert record["partial"] and record["epoch_fraction"] == 0.5
     executed = nbformat.read(
