@@ -6,6 +6,7 @@
         [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--[no-]wait]
         [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
+    python -m seqseg_lib runs [runs]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
 
@@ -111,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", choices=("val", "train"), default="val")
     evaluate.add_argument("--device", default="auto")
+    runs = commands.add_parser(
+        "runs", help="the run directories under RUNS_DIR: state, epoch and step of each"
+    )
+    runs.add_argument("runs_dir", nargs="?", default="runs")
     summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
     summarize.add_argument("reports_dir", nargs="?", default="reports")
     names = commands.add_parser(
@@ -210,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             distributed.finish()
         elif args.command == "evaluate":
             print(to_json(engine.evaluate(args.run_dir, args.split, args.device)))
+        elif args.command == "runs":
+            from seqseg_lib.runs import run_states
+
+            for row in run_states(args.runs_dir):
+                print(
+                    f"{row['state']:8s} epoch {row['epoch']:>3}/{row['epochs']:<3} step "
+                    f"{row['step']:>6}  {row['run']}"
+                )
         elif args.command == "names":
             for kind in args.kinds:
                 print(" ".join(valid_names(kind, args.experiment)))

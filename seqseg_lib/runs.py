@@ -150,3 +150,29 @@ def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
     last_epoch = records[-1]["epoch"] if records else -1
     recorded = last_epoch == position["epoch"] - (position["step_in_epoch"] == 0)
     return position["global_step"] >= max_steps and recorded
+
+
+def run_states(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every run directory under ``runs_dir`` (those with a ``config.json``), by name: its
+    experiment, profile, dataset and seed, its position and state (``missing`` a checkpoint,
+    ``partial``, ``finished``), read from ``status.json`` without loading a checkpoint where
+    the run has one."""
+    states = []
+    for run_dir in sorted(Path(runs_dir).glob(f"*/{CONFIG}")):
+        run_dir = run_dir.parent
+        config = json.loads((run_dir / CONFIG).read_text())
+        status = read_status(run_dir)
+        row = {key: config.get(key) for key in ("experiment", "profile", "dataset", "seed")}
+        row |= {"run": run_dir.name, "epochs": config.get("epochs")}
+        if status is None:
+            row |= {"state": "missing", "epoch": 0, "step": 0}
+        else:
+            position = status["position"]
+            finished = position["epoch"] >= status["epochs"]
+            row |= {
+                "state": "finished" if finished else "partial",
+                "epoch": position["epoch"],
+                "step": position["global_step"],
+            }
+        states.append(row)
+    return states

@@ -112,3 +112,27 @@ def test_help_and_argument_errors_need_no_torch():
     )
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
     assert "invalid choice: 'gpu'" in result.stderr
+
+
+def test_runs_lists_each_run_s_state_without_loading_checkpoints(tmp_path, monkeypatch, capsys):
+    """``python -m seqseg_lib runs``: finished, partial (stopped by --max-steps) and missing
+    (a config, no checkpoint yet), read from status.json (no checkpoint is loaded)."""
+    from seqseg_lib import runs
+
+    common = ["--profile", "smoke", "--device", "cpu"]
+    assert main(["train", "unet", *common, "--out", str(tmp_path / "done")]) == 0
+    assert (
+        main(["train", "unet", *common, "--out", str(tmp_path / "half"), "--max-steps", "1"]) == 0
+    )
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text((tmp_path / "done" / "config.json").read_text())
+    capsys.readouterr()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a checkpoint was loaded")
+
+    monkeypatch.setattr(runs, "load_checkpoint", refuse)
+    assert main(["runs", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["finished", "missing", "partial"]
+    assert lines[2].endswith("half") and "step      1" in lines[2]
