@@ -8,7 +8,9 @@ estimate counts what a training step holds at its peak, in bytes, term by term:
 - ``attention``: eager attention keeps each layer's ``B * heads * N^2`` probabilities for the
   backward pass (in float32: autocast runs the softmax in float32), and its dropout mask and
   output when dropout is on, plus one layer's scores while its softmax runs. SDPA's fused
-  kernels hold no ``N^2`` tensor, so this term is 0 for them (Sec. 2.4's quadratic cost).
+  kernels hold no ``N^2`` tensor, so this term is 0 for them (Sec. 2.4's quadratic cost),
+  except on a CPU with attention dropout: there PyTorch's SDPA has no fused kernel with
+  dropout and falls back to its math path, which holds what eager attention holds.
 - ``tokens``: per encoder layer and token, about ``12 D + 2 F`` saved activations (the
   projections, normalisations and residuals of width ``D``, the FFN's ``F`` before and after
   its activation).
@@ -59,10 +61,12 @@ def tokens_of(config: Config) -> int:
     return (height // patch) * (width // patch) + getattr(config.model, "num_queries", 0)
 
 
-def estimate_step_bytes(config: Config, batch_size: int, parameters: int = 0) -> dict[str, int]:
+def estimate_step_bytes(
+    config: Config, batch_size: int, parameters: int = 0, device: str | torch.device = "cuda"
+) -> dict[str, int]:
     """Bytes of the largest terms a training step of ``config`` holds at its peak (see the
-    module's docstring), each and in ``total``; ``parameters`` counts the model's, for the
-    gradients and optimizer states."""
+    module's docstring), each and in ``total``, on ``device``; ``parameters`` counts the
+    model's, for the gradients and optimizer states."""
     height, width = image_size(config)
     pixels = batch_size * height * width
     model = config.model
@@ -72,7 +76,9 @@ def estimate_step_bytes(config: Config, batch_size: int, parameters: int = 0) ->
     if encoder is not None:
         layers, heads, width_d, ffn = encoder
         tokens = tokens_of(config)
-        if getattr(model, "attention", "sdpa") == "eager":
+        attention, dropout = getattr(model, "attention", "sdpa"), getattr(model, "dropout", 0.0)
+        math_path = attention == "sdpa" and dropout > 0 and torch.device(device).type == "cpu"
+        if attention == "eager" or math_path:
             square = batch_size * heads * tokens**2 * FLOAT_BYTES
             per_layer = square * (1 + (1.25 if getattr(model, "dropout", 0.0) > 0 else 0))
             terms["attention"] = layers * per_layer + square
@@ -101,7 +107,7 @@ def why_it_cannot_fit(
 ) -> str | None:
     """None when a training step of ``config`` is estimated to fit in ``device``'s memory;
     else a sentence saying so, with the estimate's largest term."""
-    terms = estimate_step_bytes(config, batch_size, parameters)
+    terms = estimate_step_bytes(config, batch_size, parameters, device)
     available = device_memory(device)
     height, width = image_size(config)
     if terms["total"] <= available:

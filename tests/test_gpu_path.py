@@ -388,7 +388,8 @@ def test_a_dry_run_trains_one_batch_and_validates_a_few_images(monkeypatch):
     monkeypatch.setenv(DRY_RUN_ENV, "3")
     for experiment in EXPERIMENTS:
         config = build_config(experiment, "paper", device="cpu")
-        assert (config.num_train, config.num_val, config.max_steps) == (config.batch_size, 3, 1)
+        assert (config.num_train, config.num_val, config.max_steps) == (2, 3, 1)
+        assert config.batch_size == 2
     assert scaling.study("paper")["sizes"] == 2 and scaling.study("paper")["repeats"] == 1
     monkeypatch.setenv(DRY_RUN_ENV, "many")
     with pytest.raises(ValueError, match=DRY_RUN_ENV):
@@ -409,3 +410,16 @@ def test_fused_adam_is_off_on_cpu_unless_asked(tmp_path):
     assert trainer.optimizer.defaults["fused"]
     trainer.fit()  # a fused step on CPU runs
     assert engine.read_metrics(tmp_path / "fused")[-1]["global_step"] == 1
+
+
+def test_sdpa_with_dropout_on_a_cpu_counts_its_attention_matrices():
+    """On a CPU, PyTorch's SDPA has no fused kernel with dropout and falls back to its math
+    path: the ``N^2`` probabilities of every layer are held, as in eager attention (the paper
+    dry run of notebook 07, 4x4 patches at batch 24: 2,048 tokens, killed for memory before
+    this). On CUDA its fused kernels hold none."""
+    config = scaling.scaled_config("seq2seg", "paper", (128, 256), 4, dropout=0.1)
+    cpu = memory.estimate_step_bytes(config, 24, device="cpu")
+    assert cpu["attention"] > 6 * 24 * 12 * 2048**2 * 4
+    assert memory.estimate_step_bytes(config, 24, device="cuda")["attention"] == 0
+    no_dropout = dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.0))
+    assert memory.estimate_step_bytes(no_dropout, 24, device="cpu")["attention"] == 0

@@ -32,10 +32,12 @@ PAPER_WORKERS = 4
 # Seq2Seg with Adam's moments is 0.6 GB, written in about as long as a GPU takes for one of its
 # epochs (123 steps). A killed run then repeats at most this many epochs, to the same weights.
 PAPER_CHECKPOINT_EPOCHS = 5
-# A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of training
-# images and validates on this many images, so that a profile's whole code path (``paper``'s
-# included) executes on any machine in minutes. Its results are no results.
+# A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of at most
+# DRY_RUN_BATCH training images and validates on DRY_RUN_ENV's number of images, so that a
+# profile's whole code path (``paper``'s included) executes on any machine, in its memory, in
+# minutes. Its results are no results.
 DRY_RUN_ENV = "SEQSEG_DRY_RUN"
+DRY_RUN_BATCH = 2
 
 
 def dry_run_images() -> int | None:
@@ -77,7 +79,8 @@ def build_config(
     settings are refused with a ``ValueError`` that lists the valid ones. ``paper`` loads its
     data with ``PAPER_WORKERS`` DataLoader workers unless ``num_workers`` is given, and
     checkpoints every ``PAPER_CHECKPOINT_EPOCHS`` epochs unless ``checkpoint_epochs`` is.
-    Under a dry run (``dry_run_images``), one step on one batch and a few validation images.
+    Under a dry run (``dry_run_images``), one step on a batch of at most ``DRY_RUN_BATCH``
+    and a few validation images.
     """
     spec = get_experiment(experiment)
     check_choice("profile", profile, PROFILES)
@@ -101,9 +104,10 @@ def build_config(
         overrides.setdefault("num_workers", PAPER_WORKERS)
         overrides.setdefault("checkpoint_epochs", PAPER_CHECKPOINT_EPOCHS)
     images = dry_run_images()
-    if images is not None:
+    if images is not None:  # one step on a batch of (at most) DRY_RUN_BATCH images
         batch = overrides.get("batch_size", values.get("batch_size", Config.batch_size))
-        overrides |= {"num_train": batch, "num_val": images, "max_steps": 1}
+        batch = min(batch, DRY_RUN_BATCH)
+        overrides |= {"batch_size": batch, "num_train": batch, "num_val": images, "max_steps": 1}
     return Config(experiment, profile, dataset, **(values | overrides))
 
 
