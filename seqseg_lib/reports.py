@@ -319,10 +319,11 @@ def skip_values(table: pd.DataFrame) -> dict[str, list[float]]:
 
 
 def skip_spread(table: pd.DataFrame) -> float | None:
-    """The seed spread of the skip connection's lead at the same rate in a ``skip_table`` of
-    several seeds (None for one seed)."""
-    values = list(skip_values(table).values())
-    return seed_spread([a - b for a, b in zip(values[0], values[2])])
+    """The larger seed spread of the skip connection's two leads (at the same rate, at the
+    rates of Sec. 2.2) in a ``skip_table`` of several seeds; None for one seed."""
+    skip, own, same = skip_values(table).values()
+    spreads = [seed_spread([a - b for a, b in zip(skip, other)]) for other in (same, own)]
+    return None if spreads[0] is None else max(spreads)
 
 
 def rate(value: float) -> str:
