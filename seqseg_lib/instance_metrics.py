@@ -8,7 +8,8 @@ Per ground-truth digit, after Hungarian matching (the same matcher as the loss):
 - ``dice_loss``: ``1 - Dice`` of the matched query's soft mask (sigmoid, upsampled to 64x64,
   smoothing 1: the training loss's formula), averaged over digits. This is what the report
   calls the "mask dice score" (0.03 easy, 0.2 hard): lower is better there, and easy < hard.
-  ``dice`` is ``1 - dice_loss``; ``dice_hard`` the Dice of the mask thresholded at 0.5.
+  ``dice`` is ``1 - dice_loss``; ``dice_hard`` the Dice of the binary mask
+  (``queries.binary_masks``).
 
 Per prediction, at a confidence ``threshold`` (default 0.5): the *detections* are the
 confident queries and a *duplicate* is a detection that finds only digits already claimed by a
@@ -34,7 +35,7 @@ from pycocotools.cocoeval import COCOeval
 
 from seqseg_lib.losses import dice_loss
 from seqseg_lib.matcher import HungarianMatcher, matched_queries, matched_targets
-from seqseg_lib.queries import claim_segments, predict_queries
+from seqseg_lib.queries import binary_masks, claim_segments, predict_queries
 
 _COUNTERS = ("digits", "correct", "dice_loss", "dice_hard", "detections", "tp", "duplicates")
 
@@ -76,7 +77,7 @@ class InstanceEvaluator:
         detected = prediction.confident(self.threshold)  # (B, Q)
         for b, target in enumerate(targets):
             scores, classes = prediction.scores[b], prediction.classes[b]
-            binary = soft[b] > 0.5  # (Q, H, W)
+            binary = binary_masks(soft[b])  # (Q, H, W)
             keep = detected[b]
             counts = claim_segments(
                 scores[keep],
@@ -105,7 +106,7 @@ class InstanceEvaluator:
         probs = pred_logits[batch_idx, src_idx].softmax(-1)  # (M, C + 1)
         counts["correct"] += int((probs.argmax(-1) == labels).sum())
         counts["dice_loss"] += float(dice_loss(pred, masks).sum())
-        counts["dice_hard"] += float((1 - dice_loss((pred > 0.5).float(), masks)).sum())
+        counts["dice_hard"] += float((1 - dice_loss(binary_masks(pred).float(), masks)).sum())
 
     def compute(self) -> dict[str, float]:
         c = self.counts

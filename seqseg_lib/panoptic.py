@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from seqseg_lib.data.labels import CITYSCAPES, IGNORE_INDEX, LabelSpace
 from seqseg_lib.data.targets import gt_segments
 from seqseg_lib.metrics import confusion_matrix, scores
-from seqseg_lib.queries import claim_segments, predict_queries
+from seqseg_lib.queries import binary_masks, claim_segments, predict_queries
 
 
 # -- post-processing -------------------------------------------------------------------------
@@ -63,9 +63,9 @@ def panoptic_inference(
         return segment_map, []
     probs = pred_masks[queries].sigmoid()  # (K, H, W)
     winner = (scores[queries, None, None] * probs).argmax(0)  # (H, W)
-    labelled = probs.gather(0, winner[None])[0] >= 0.5  # (H, W)
+    labelled = binary_masks(probs.gather(0, winner[None])[0])  # (H, W)
     kept_area = torch.bincount(winner[labelled], minlength=len(queries))  # (K,)
-    original_area = (probs >= 0.5).flatten(1).sum(1)  # (K,)
+    original_area = binary_masks(probs).flatten(1).sum(1)  # (K,)
     valid = (kept_area >= max(min_area, 1)) & (kept_area >= overlap * original_area)
     segment_of = torch.zeros(len(queries), dtype=torch.long, device=pred_masks.device)
     segments, stuff_segment = [], {}

@@ -15,11 +15,20 @@ A set-prediction model (``Seq2SegInstance``, ``HungarianUNet``) gives each query
   image never overlap here (MNIST digits own their pixels; panoptic segments partition the
   image), so with PQ's strict "IoU > 0.5" a query can match one segment only, and the
   duplicates are then the matches beyond the first of each segment.
+- **Binary mask**: the pixels where a query's mask probability is at least
+  ``MASK_THRESHOLD`` (one half), for every metric, post-processing step and figure.
 """
 
 from typing import NamedTuple
 
 import torch
+
+MASK_THRESHOLD = 0.5
+
+
+def binary_masks(probabilities: torch.Tensor) -> torch.Tensor:
+    """Mask probabilities [...] -> bool [...]: at least ``MASK_THRESHOLD``."""
+    return probabilities >= MASK_THRESHOLD
 
 
 class QueryPrediction(NamedTuple):

@@ -74,3 +74,12 @@ def test_a_query_claims_its_best_free_segment():
     none = claim_segments(torch.ones(0), torch.zeros(0, dtype=torch.long), gt[:0], labels, gt)
     assert none == {"tp": 0, "duplicates": 0}
     assert not math.isnan(mask_iou(gt[:0], gt).sum())
+
+
+def test_one_binarisation_rule_for_every_metric():
+    """A mask probability of exactly one half is in the binary mask, for the MNIST metrics
+    and for panoptic post-processing alike (``queries.binary_masks``)."""
+    from seqseg_lib.queries import MASK_THRESHOLD, binary_masks
+
+    probabilities = torch.tensor([0.4999, MASK_THRESHOLD, 0.5001])
+    assert binary_masks(probabilities).tolist() == [False, True, True]
