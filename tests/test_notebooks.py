@@ -37,6 +37,9 @@ PROMISED = {
     + ["tables/table_mnist_targets_{mnist}.csv"],
     "09_report_budget": ["tables/table_report_budget_{tag}.csv"]
     + ["figures/figure_report_budget_{tag}.png"],
+    "10_efficient_attention": ["tables/table_efficient_cost_{tag}.csv"]
+    + ["tables/table_efficient_{tag}.csv", "figures/figure_efficient_cost_{tag}.png"]
+    + ["figures/figure_efficient_{tag}.png"],
 }
 
 
