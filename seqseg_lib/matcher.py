@@ -31,6 +31,21 @@ def dice_cost(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     return 1 - numerator / denominator
 
 
+def image_dice_costs(
+    pred: torch.Tensor, target: torch.Tensor, sizes: list[int], batched: bool
+) -> torch.Tensor:
+    """``dice_cost`` of each image's queries ``pred`` [B, Q, HW] against its own targets (the
+    rows of ``target`` [sum sizes, HW], ``sizes[b]`` of them for image b): [B, Q, max sizes],
+    padded. ``batched``: one product per image, batched; else every query against every
+    target, each image's block then taken (B times the operations, the CPU's rounding)."""
+    if batched:
+        padded = pad_sequence(list(target.split(sizes)), batch_first=True)  # (B, T', HW)
+        return dice_cost(pred, padded)
+    every = dice_cost(pred.flatten(0, 1), target).view(*pred.shape[:2], -1)  # (B, Q, T)
+    blocks = [block[b].T for b, block in enumerate(every.split(sizes, -1))]  # (T_b, Q) each
+    return pad_sequence(blocks, batch_first=True).transpose(1, 2)  # (B, Q, T')
+
+
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of [N, h, w] maps (logits or 0/1 masks) to ``size``; no-op if equal."""
     if tuple(masks.shape[-2:]) == tuple(size):
@@ -100,9 +115,14 @@ class HungarianMatcher(nn.Module):
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
     ) -> torch.Tensor:
         """Costs between each image's queries and its own targets: [B, Q, max_b T_b], image
-        b's targets in its first T_b columns (the others are padding). One batched product
-        over the images, B times fewer operations than every query against every target of
-        the batch."""
+        b's targets in its first T_b columns (the others are padding).
+
+        On CUDA one batched product over the images, B times fewer operations than every
+        query against every target of the batch. On a CPU every query against every target,
+        each image's block then taken: the batched product rounds some costs differently in
+        the last bit (for scattered MNIST's shapes, not the Hungarian U-Net's), which can turn
+        a near tie of the assignment, and the ``cpu`` results in ``reports/`` were trained
+        with this rounding."""
         probs = outputs["pred_logits"].float().softmax(-1)  # (B, Q, C + 1)
         batch, num_queries = probs.shape[:2]
         pred_masks = outputs["pred_masks"].flatten(0, 1).float()  # (B*Q, h, w)
@@ -111,13 +131,15 @@ class HungarianMatcher(nn.Module):
         pred_masks = resize_masks(pred_masks, size).sigmoid().flatten(1)  # (B*Q, H'W')
         tgt_masks = resize_masks(tgt_masks, size).flatten(1)  # (T, H'W')
         sizes = [len(t["labels"]) for t in targets]
-        # each image's targets padded to the largest count: (B, T', H'W') and (B, T')
-        tgt_masks = pad_sequence(list(tgt_masks.split(sizes)), batch_first=True)
-        labels = pad_sequence([t["labels"] for t in targets], batch_first=True)
+        labels = pad_sequence([t["labels"] for t in targets], batch_first=True)  # (B, T')
         class_cost = -probs.gather(2, labels[:, None, :].expand(-1, num_queries, -1))
-        return self.cost_class * class_cost + self.cost_dice * dice_cost(
-            pred_masks.view(batch, num_queries, -1), tgt_masks
+        mask_cost = image_dice_costs(
+            pred_masks.view(batch, num_queries, -1),
+            tgt_masks,
+            sizes,
+            batched=pred_masks.device.type == "cuda",
         )
+        return self.cost_class * class_cost + self.cost_dice * mask_cost
 
 
 def matched_queries(

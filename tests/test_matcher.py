@@ -145,3 +145,19 @@ def test_cost_blocks_equal_every_query_against_each_image_s_targets():
                 dice = 1 - (2 * (mask * goal).sum() + 1) / (mask.sum() + goal.sum() + 1)
                 expected = 0.1 * -probs[q, label] + dice
                 assert float(cost[b, q, t]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_the_batched_per_image_costs_equal_the_block_taken_ones():
+    """CUDA's batched product and the CPU's every-query-against-every-target blocks give the
+    same costs (to float rounding) and the same padding layout."""
+    from seqseg_lib.matcher import image_dice_costs
+
+    generator = torch.Generator().manual_seed(9)
+    pred = torch.rand(3, 4, 50, generator=generator)
+    sizes = [2, 0, 5]
+    target = (torch.rand(sum(sizes), 50, generator=generator) > 0.5).float()
+    batched = image_dice_costs(pred, target, sizes, batched=True)
+    blocks = image_dice_costs(pred, target, sizes, batched=False)
+    assert batched.shape == blocks.shape == (3, 4, 5)
+    for b, size in enumerate(sizes):
+        torch.testing.assert_close(batched[b, :, :size], blocks[b, :, :size])
