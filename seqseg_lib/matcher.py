@@ -70,6 +70,7 @@ class HungarianMatcher(nn.Module):
         cost_class: float = 0.1,  # Sec. 3.3 (the class loss weight)
         cost_dice: float = 1.0,  # Sec. 3.3 (the mask loss weight)
         mask_size: tuple[int, int] | None = None,
+        batched: bool | None = None,
     ) -> None:
         super().__init__()
         if cost_class < 0 or cost_dice < 0 or cost_class + cost_dice == 0:
@@ -79,6 +80,9 @@ class HungarianMatcher(nn.Module):
             )
         self.cost_class, self.cost_dice = cost_class, cost_dice
         self.mask_size = None if mask_size is None else tuple(mask_size)
+        # the mask costs as one batched product per image (``image_dice_costs``); None: on
+        # CUDA only (see ``cost_matrix``)
+        self.batched = batched
 
     @torch.no_grad()
     def forward(
@@ -117,12 +121,13 @@ class HungarianMatcher(nn.Module):
         """Costs between each image's queries and its own targets: [B, Q, max_b T_b], image
         b's targets in its first T_b columns (the others are padding).
 
-        On CUDA one batched product over the images, B times fewer operations than every
-        query against every target of the batch. On a CPU every query against every target,
-        each image's block then taken: the batched product rounds some costs differently in
-        the last bit (for scattered MNIST's shapes, not the Hungarian U-Net's), which can turn
-        a near tie of the assignment, and the ``cpu`` results in ``reports/`` were trained
-        with this rounding."""
+        ``batched`` (on CUDA by default): one batched product over the images, B times fewer
+        operations than every query against every target of the batch. Otherwise (a CPU by
+        default) every query against every target, each image's block then taken: for
+        scattered MNIST's shapes the batched product rounds some costs differently in the last
+        bit, which can turn a near tie of the assignment, and the ``cpu`` results in
+        ``reports/`` were trained with this rounding. (For the Hungarian U-Net's shapes both
+        give the same bits: ``experiments.panoptic`` batches on every device.)"""
         probs = outputs["pred_logits"].float().softmax(-1)  # (B, Q, C + 1)
         batch, num_queries = probs.shape[:2]
         pred_masks = outputs["pred_masks"].flatten(0, 1).float()  # (B*Q, h, w)
@@ -137,7 +142,7 @@ class HungarianMatcher(nn.Module):
             pred_masks.view(batch, num_queries, -1),
             tgt_masks,
             sizes,
-            batched=pred_masks.device.type == "cuda",
+            batched=pred_masks.device.type == "cuda" if self.batched is None else self.batched,
         )
         return self.cost_class * class_cost + self.cost_dice * mask_cost
 

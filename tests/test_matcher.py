@@ -161,3 +161,12 @@ def test_the_batched_per_image_costs_equal_the_block_taken_ones():
     assert batched.shape == blocks.shape == (3, 4, 5)
     for b, size in enumerate(sizes):
         torch.testing.assert_close(batched[b, :, :size], blocks[b, :, :size])
+
+
+def test_only_the_hungarian_u_net_batches_its_matching_on_a_cpu():
+    """Scattered MNIST keeps every query against every target on a CPU (the rounding its
+    ``cpu`` results were trained with); the Hungarian U-Net batches on every device."""
+    from seqseg_lib.experiments import build_config, build_criterion
+
+    assert build_criterion(build_config("hungarian-unet", "smoke")).matcher.batched is True
+    assert build_criterion(build_config("mnist-easy", "smoke")).matcher.batched is None
