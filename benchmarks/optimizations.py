@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from run import write_section  # benchmarks/run.py: this script's folder is on sys.path
 
 from seqseg_lib.config import PROFILES
 from seqseg_lib.devices import describe_device, resolve_device
 from seqseg_lib.experiments import EXPERIMENTS, build_config
 from seqseg_lib.plotting import to_markdown
 from seqseg_lib.speed import TrainingStep, time_interleaved
+
+TITLE = "# Fused Adam and torch.compile\n\nWritten by `benchmarks/optimizations.py`.\n"
 
 VARIANTS = {  # name -> TrainingStep options
     "engine (Adam foreach, eager)": {},
@@ -68,11 +71,9 @@ def main() -> None:
         rows[experiment] = measure(experiment, args.profile, device, args.repeats)
         print(experiment, rows[experiment], flush=True)
     table = pd.DataFrame(rows).T
-    heading = f"## {args.profile} profile, {device.type}"
+    heading = f"{args.profile} profile, {device.type}"
     text = "\n".join(
         [
-            heading,
-            "",
             f"_Machine: {describe_device(str(device))}; torch {torch.__version__}, Python "
             f"{sys.version.split()[0]}. Medians of {args.repeats} interleaved rounds after one "
             "warm-up; dummy batches at the profile's size, float32 unless the profile "
@@ -83,14 +84,9 @@ def main() -> None:
         ]
     )
     out = Path(args.out) / "optimizations.md"
-    sections = {}
-    if out.exists():  # keep the other profiles' and devices' sections
-        for section in out.read_text().split("\n## ")[1:]:
-            sections["## " + section.split("\n", 1)[0]] = "## " + section.rstrip() + "\n"
-    sections[heading] = text
-    title = "# Fused Adam and torch.compile\n\nWritten by `benchmarks/optimizations.py`.\n\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(title + "\n".join(sections[key] for key in sorted(sections)))
+    # the other profiles' and devices' sections are kept, as in benchmarks.md
+    write_section(out, heading, text, TITLE)
     print(text)
 
 

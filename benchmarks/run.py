@@ -156,9 +156,12 @@ def benchmark(
     return {"step": row, "real": real, "other": other}
 
 
-def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace (or add) the section under ``heading`` in ``path``, keeping the others."""
-    title = "# Benchmarks\n\nWritten by `benchmarks/run.py`; a section per profile and device.\n"
+TITLE = "# Benchmarks\n\nWritten by `benchmarks/run.py`; a section per profile and device.\n"
+
+
+def write_section(path: Path, heading: str, body: str, title: str = TITLE) -> None:
+    """Replace (or add) the section under ``heading`` in ``path``, keeping the others; a new
+    file starts with ``title``."""
     text = path.read_text() if path.exists() else title
     sections = text.split("\n## ")
     kept = [s for s in sections[1:] if s.split("\n", 1)[0] != heading]
