@@ -12,6 +12,8 @@ from seqseg_lib.data.labels import IGNORE_INDEX
 from seqseg_lib.distributed import global_count
 from seqseg_lib.matcher import HungarianMatcher, matched_queries, matched_targets, resize_masks
 
+CHANNELS_LAST = torch.channels_last
+
 
 @dataclass(frozen=True)
 class SemanticLossConfig:
@@ -40,15 +42,45 @@ class SemanticCriterion(nn.Module):
     def loss_bce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         num_classes = logits.shape[1]
         valid = labels != self.ignore_index  # (B, H, W)
-        # the one-hot as F.one_hot lays it out, (B, H, W, C), without its checks of the labels'
-        # range (a host synchronisation each), then seen as (B, C, H, W)
-        classes = torch.arange(num_classes, device=labels.device)
-        onehot = labels.where(valid, 0).unsqueeze(-1) == classes  # (B, H, W, C)
-        onehot = onehot.permute(0, 3, 1, 2).to(logits.dtype)  # (B, C, H, W)
-        loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
-        weight = valid.unsqueeze(1).to(loss.dtype)  # (B, 1, H, W)
-        return (loss * weight).sum() / global_count(weight.sum() * num_classes).clamp(min=1)
+        weight = valid.unsqueeze(1).to(logits.dtype)  # (B, 1, H, W): void pixels weigh 0
+        classes = labels.where(valid, 0).long().unsqueeze(1)  # (B, 1, H, W)
+        total = OneHotBCEWithLogits.apply(logits, classes, weight)
+        return total / global_count(weight.sum() * num_classes).clamp(min=1)
 
+
+class OneHotBCEWithLogits(torch.autograd.Function):
+    """``F.binary_cross_entropy_with_logits(logits, one_hot, weight, reduction="sum")`` for a
+    one-hot target given by its classes, bit for bit in value and gradient, without building
+    the one-hot: the loss of every element is ``x - log_sigmoid(x)`` but at the class, where
+    it is ``-log_sigmoid(x)``, and the gradient ``sigmoid(x) - 1`` at the class. PyTorch's
+    version makes about eight passes over the logits (a tenth of Seq2Seg's step at ``cpu``);
+    this one four forward and three backward.
+
+    ``logits`` [B, C, H, W] (any memory layout), ``classes`` int64 [B, 1, H, W] in ``0..C-1``,
+    ``weight`` [B, 1, H, W].
+    """
+
+    @staticmethod
+    def forward(ctx, logits, classes, weight):
+        # elementwise work on the logits as they lie in memory (a channels-last tensor seen as
+        # a contiguous [B, H, W, C] one): log_sigmoid would otherwise copy it to NCHW and back
+        order = (0, 2, 3, 1) if logits.is_contiguous(memory_format=CHANNELS_LAST) else (0, 1, 2, 3)
+        x, classes, weight = (t.permute(order) for t in (logits, classes, weight))
+        dim = order.index(1)
+        log_sigmoid = F.logsigmoid(x)
+        loss = x - log_sigmoid
+        loss.scatter_(dim, classes, log_sigmoid.gather(dim, classes).neg_())
+        ctx.save_for_backward(x, classes, weight)
+        ctx.order, ctx.dim = order, dim
+        return loss.mul_(weight).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, classes, weight = ctx.saved_tensors
+        grad_x = x.sigmoid()
+        grad_x.scatter_(ctx.dim, classes, grad_x.gather(ctx.dim, classes).sub_(1))
+        grad_x.mul_(grad).mul_(weight)
+        return grad_x.permute(tuple(ctx.order.index(d) for d in range(4))), None, None
 
 MASK_LOSSES = ("dice", "bce")
 CLASS_LOSSES = ("ce", "focal")

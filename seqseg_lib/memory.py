@@ -18,8 +18,8 @@ estimate counts what a training step holds at its peak, in bytes, term by term:
   levels (both convolutions of each block, their normalisation and activation, encoder and
   decoder).
 - ``output``: the per-pixel outputs and what the loss computes from them: ``B * C * H * W``
-  logits about 6 times over for the binary cross-entropy of Sec. 2.2 (logits, one-hot, loss
-  map, its weighting, gradients), and ``B * Q * H' * W'`` query masks about 4 times over
+  logits about 3 times over for the binary cross-entropy of Sec. 2.2 (logits, and two maps
+  at a time in the loss or its gradient: ``losses.OneHotBCEWithLogits``), and ``B * Q * H' * W'`` query masks about 4 times over
   (logits, sigmoid, resized copies, gradients) for set prediction.
 - ``states``: gradients and Adam's two moments, 3 values per parameter.
 
@@ -88,7 +88,7 @@ def estimate_step_bytes(
     if hasattr(model, "num_queries"):
         terms["output"] = 4 * batch_size * model.num_queries * height * width * FLOAT_BYTES
     else:
-        terms["output"] = 6 * pixels * model.num_classes * FLOAT_BYTES
+        terms["output"] = 3 * pixels * model.num_classes * FLOAT_BYTES
     terms["states"] = 3 * parameters * FLOAT_BYTES
     terms["total"] = sum(terms.values())
     return terms

@@ -2,10 +2,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from seqseg_lib.data.labels import CAMVID, CITYSCAPES, IGNORE_INDEX
-from seqseg_lib.losses import SemanticCriterion
+from seqseg_lib.losses import OneHotBCEWithLogits, SemanticCriterion
 from seqseg_lib.metrics import SemanticEvaluator, confusion_matrix, scores
 
 
@@ -85,6 +86,37 @@ def test_bce_on_one_hot_by_hand():
     loss = SemanticCriterion()(logits, labels)["loss_bce"]
     expected = (math.log(2) + math.log1p(math.exp(-2))) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_one_hot_bce_is_pytorchs_bit_for_bit(layout, threads):
+    """Value and gradient equal to ``F.binary_cross_entropy_with_logits`` on the one-hot, at
+    Seq2Seg's and U-Net's output layout (channels last) and the default one: the ``cpu``
+    results trained with PyTorch's version are reproduced exactly."""
+    generator = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(3, 34, 24, 40, generator=generator)
+    logits = logits.contiguous(memory_format=layout)
+    classes = torch.randint(0, 34, (3, 1, 24, 40), generator=generator)
+    weight = (torch.rand(3, 1, 24, 40, generator=generator) > 0.2).float()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = logits.clone().requires_grad_()
+        value = OneHotBCEWithLogits.apply(ours, classes, weight)
+        (value / 7).backward()
+        theirs = logits.clone().requires_grad_()
+        onehot = torch.zeros_like(logits).scatter_(1, classes, 1.0)
+        if layout == torch.channels_last:  # PyTorch's one-hot as it was built: channels last
+            onehot = onehot.contiguous(memory_format=torch.channels_last)
+        expected = F.binary_cross_entropy_with_logits(theirs, onehot, weight, reduction="sum")
+        (expected / 7).backward()
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(ours.grad, theirs.grad)
+    if layout == torch.channels_last:  # the sum runs over memory in the same order
+        assert torch.equal(value, expected)
+    assert float(value) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_ignored_pixels_take_no_part_in_the_loss():

@@ -12,6 +12,8 @@ Panoptic ground truth follows the official Cityscapes conversion
   matched, but a prediction lying mostly on it (or on void) is not a false positive.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -30,26 +32,38 @@ def gt_segments(
     segment, ``1..S``), ``categories`` int64 [S] (trainIds) and ``iscrowd`` bool [S].
     Segments are ordered stuff and crowd by class, then instances by id.
     """
-    things = torch.tensor(thing_ids, dtype=torch.long, device=semantic.device)
     void = semantic == IGNORE_INDEX
     instances = instances.long()
-    is_instance = torch.isin(semantic, things) & (instances >= INSTANCE_OFFSET)
+    is_thing = thing_table(tuple(thing_ids), semantic.device)  # by trainId
+    is_instance = is_thing[semantic] & (instances >= INSTANCE_OFFSET)
     # One key per segment: the instance id, or trainId + 1 (< 1000) for stuff and crowd.
-    key = torch.where(is_instance, instances, semantic + 1).masked_fill(void, 0)
+    key = torch.where(is_instance, instances, semantic + 1).masked_fill_(void, 0)
     keys, index = torch.unique(key, return_inverse=True)
     if keys.numel() == 0 or keys[0] != 0:  # no void pixel: keep 0 for void anyway
         keys, index = F.pad(keys, (1, 0)), index + 1
-    categories = torch.zeros(len(keys) - 1, dtype=torch.long, device=semantic.device)
-    categories.scatter_(0, index[~void] - 1, semantic[~void])  # all pixels of a segment agree
-    iscrowd = (keys[1:] < INSTANCE_OFFSET) & torch.isin(categories, things)
+    # every pixel writes its class into its segment's slot (all pixels of a segment agree;
+    # void pixels write into slot 0, which is dropped)
+    categories = torch.zeros(len(keys), dtype=torch.long, device=semantic.device)
+    categories = categories.scatter_(0, index.flatten(), semantic.flatten())[1:]
+    iscrowd = (keys[1:] < INSTANCE_OFFSET) & is_thing[categories]
     return index, categories, iscrowd
+
+
+@functools.cache
+def thing_table(thing_ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A bool lookup table [256] of the thing classes by trainId (void, 255, is not one), built
+    once per device."""
+    table = torch.zeros(256, dtype=torch.bool)
+    table[list(thing_ids)] = True
+    return table.to(device)
 
 
 def panoptic_targets(
     labels: torch.Tensor, instances: torch.Tensor, label_space: LabelSpace = CITYSCAPES
 ) -> dict[str, torch.Tensor]:
     """Training targets of one image from Cityscapes ``labels`` (labelIds [H, W]) and
-    ``instances`` [H, W]: ``{"labels": int64 [N] trainIds, "masks": bool [N, H, W]}``.
+    ``instances`` [H, W]: ``{"labels": int64 [N] trainIds, "masks": bool [N, H, W],
+    "semantic": int64 [H, W] trainIds (255 void)}``, the last what the segments come from.
 
     Things are split per instance, stuff merged per class; void and crowd pixels are in no
     mask (see the module docstring). A crop without any segment gives ``[0]`` and
@@ -63,7 +77,8 @@ def panoptic_targets(
     semantic = label_space.to_eval(labels)
     index, categories, iscrowd = gt_segments(semantic, instances, label_space.thing_eval_ids)
     keep = (~iscrowd).nonzero()[:, 0] + 1  # segment numbers in ``index``
-    return {"labels": categories[~iscrowd], "masks": index[None] == keep[:, None, None]}
+    masks = index[None] == keep[:, None, None]
+    return {"labels": categories[~iscrowd], "masks": masks, "semantic": semantic}
 
 
 def collate_panoptic(
@@ -75,7 +90,6 @@ def collate_panoptic(
     targets = []
     for item in items:
         target = panoptic_targets(item["labels"], item["instances"], label_space)
-        target["semantic"] = label_space.to_eval(item["labels"])
         target["instances"] = item["instances"]
         targets.append(target)
     return torch.stack([item["image"] for item in items]), targets
