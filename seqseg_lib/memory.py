@@ -19,8 +19,9 @@ estimate counts what a training step holds at its peak, in bytes, term by term:
   decoder).
 - ``output``: the per-pixel outputs and what the loss computes from them: ``B * C * H * W``
   logits about 3 times over for the binary cross-entropy of Sec. 2.2 (logits, and two maps
-  at a time in the loss or its gradient: ``losses.OneHotBCEWithLogits``), and ``B * Q * H' * W'`` query masks about 4 times over
-  (logits, sigmoid, resized copies, gradients) for set prediction.
+  at a time in the loss or its gradient: ``losses.OneHotBCEWithLogits``), and
+  ``B * Q * H' * W'`` query masks about 4 times over (logits, sigmoid, resized copies,
+  gradients) for set prediction.
 - ``states``: gradients and Adam's two moments, 3 values per parameter.
 
 Calibrated on this CPU against the measured peaks of notebook 05 (``speed.peak_step_memory``;

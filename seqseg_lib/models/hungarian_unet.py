@@ -146,7 +146,9 @@ class HungarianUNet(nn.Module):
         features = self.encoder(images)  # [(B, w, H, W), ..., (B, 16w, H/16, W/16)]
         features[-1] = self.bottleneck(features[-1])  # (B, 16w, H/16, W/16)
         decoded = self.decoder.expand(features)  # (B, w, H, W)
-        pred_masks = self.decoder.outc(decoded)  # (B, Q, H, W)
+        # one query's mask contiguous in memory (the convolution writes channels last, queries
+        # innermost): the matcher, the mask loss and the metrics read the masks query by query
+        pred_masks = self.decoder.outc(decoded).contiguous()  # (B, Q, H, W)
         pooled = self.pool(features[-1]).flatten(1)  # (B, 16w * h * w)
         logits = self.class_embed(pooled)  # (B, Q * (C + 1))
         pred_logits = logits.view(-1, self.num_queries, self.num_classes + 1)  # (B, Q, C + 1)
