@@ -82,6 +82,7 @@ class OneHotBCEWithLogits(torch.autograd.Function):
         grad_x.mul_(grad).mul_(weight)
         return grad_x.permute(tuple(ctx.order.index(d) for d in range(4))), None, None
 
+
 MASK_LOSSES = ("dice", "bce")
 CLASS_LOSSES = ("ce", "focal")
 
