@@ -30,9 +30,9 @@ import time
 
 import torch
 
+from seqseg_lib.claims.semantic_scale import steps_per_epoch
 from seqseg_lib.data import build_dataset
 from seqseg_lib.experiments import build_config
-from seqseg_lib.fidelity import steps_per_epoch
 from seqseg_lib.speed import training_flops
 
 # What each stage trains: (notebook, experiment, the experiment whose learning-rate schedule

@@ -3,11 +3,11 @@ one run: the step's seconds (median over interleaved rounds) times the profile's
 
     python benchmarks/mnist_budget.py [--profile cpu] [--repeats 5] [--device auto]
 
-Prints, for each of ``fidelity.MNIST_HEADS``, seconds per training step at the profile's batch
+Prints, for each of ``instance.MNIST_HEADS``, seconds per training step at the profile's batch
 (dummy digits: the same shapes, matching and losses as real ones; data loading and validation
 excluded), the minutes of the profile's steps at that rate, and the ratio to the report's
 heads, all measured in this process with its threads (2 on a 2-core machine). Then, for the
-longer runs of notebook 07 (``fidelity.MNIST_LONGER`` times the profile's epochs: the report's
+longer runs of notebook 07 (``instance.MNIST_LONGER`` times the profile's epochs: the report's
 step count), the minutes at the measured rate and the least they could take on this device:
 the step's FLOPs (``speed.training_flops``) at the dense matrix product's throughput
 (``speed.matmul_flops_per_second``), measured here as well.
@@ -19,9 +19,9 @@ import statistics
 
 import torch
 
+from seqseg_lib.claims.instance import MNIST_HEADS, MNIST_LONGER, MNIST_LONGER_HEADS
 from seqseg_lib.config import PROFILES
 from seqseg_lib.experiments import build_config
-from seqseg_lib.fidelity import MNIST_HEADS, MNIST_LONGER, MNIST_LONGER_HEADS
 from seqseg_lib.speed import (
     TrainingStep,
     matmul_flops_per_second,

@@ -59,6 +59,7 @@ from seqseg_lib.loading import (
     prepare,
 )
 from seqseg_lib.memory import why_it_cannot_fit
+from seqseg_lib.models import count_parameters
 from seqseg_lib.progress import PhaseTimer, Progress
 from seqseg_lib.runlock import run_lock
 from seqseg_lib.runs import (
@@ -158,7 +159,7 @@ class Trainer:
         self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
         self.model, self.train_model = self._build_model()
-        parameters = sum(p.numel() for p in self.model.parameters())
+        parameters = count_parameters(self.model)
         reason = why_it_cannot_fit(config, config.batch_size // self.world, self.device, parameters)
         if reason is not None:  # refused before any step, rather than out of memory in one
             raise ValueError(f"refusing to train {config.experiment} in {self.run_dir}: {reason}")
@@ -282,7 +283,7 @@ class Trainer:
         config = self.config
         shown = config if distributed.is_main() else dataclasses.replace(config, progress=False)
         with Progress(shown, self.position, len(self.loader(0))) as progress:
-            parameters = sum(p.numel() for p in self.model.parameters())
+            parameters = count_parameters(self.model)
             environment = self.environment()
             progress.note(
                 f"{parameters:,} parameters, {environment['device']}, "

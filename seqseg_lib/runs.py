@@ -176,3 +176,25 @@ def run_states(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
             }
         states.append(row)
     return states
+
+
+def final_metrics(
+    run_dir: str | Path, records: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The last epoch's record of a run, flattened: ``train_accuracy``, ``val_miou``, ...;
+    ``epochs`` counts a partial last epoch (a run stopped by ``max_steps``) by its fraction,
+    ``steps`` the optimiser steps taken. ``records``: the run's ``metrics.jsonl``, where the
+    caller has read it already."""
+    records = read_metrics(run_dir) if records is None else records
+    if not records:
+        raise ValueError(f"{str(run_dir)!r} has no epoch record in metrics.jsonl")
+    last = records[-1]
+    flat = {
+        "epochs": round(last["epoch"] + last.get("epoch_fraction", 1), 2),
+        "steps": last["global_step"],
+    }
+    for split in ("train", "val"):
+        for key, value in last.get(split, {}).items():
+            if isinstance(value, float | int):
+                flat[f"{split}_{key}"] = value
+    return flat

@@ -48,3 +48,39 @@ def one_seed(holds: bool) -> str:
 def seed_spread(values: Sequence[float]) -> float | None:
     """The largest minus the smallest of several seeds' values; None for fewer than two."""
     return max(values) - min(values) if len(values) > 1 else None
+
+
+def percent(value: float) -> float:
+    return round(100 * value, 2)
+
+
+def verdict_word(holds: bool) -> str:
+    return "reproduced" if holds else "not reproduced"
+
+
+# "Seq2Seg obtains only 3 percent less in accuracy than U-Net" (Sec. 2.3): U-Net ahead by
+# more than 0 and at most this many points of validation accuracy reproduces it.
+TABLE1_GAP_TOLERANCE = 5.0
+
+
+def within_gap_tolerance() -> dict:
+    """Table 1's rule as ``verdict``'s ``holds`` and ``margin``: U-Net ahead by more than 0 and
+    at most ``TABLE1_GAP_TOLERANCE`` points."""
+    return {
+        "holds": lambda gap: 0 < gap <= TABLE1_GAP_TOLERANCE,
+        "margin": lambda gap: min(abs(gap), abs(gap - TABLE1_GAP_TOLERANCE)),
+    }
+
+
+# "Fails to train" (Sec. 2.2, no skip at 1e-4): validation accuracy at most FAILS_MARGIN
+# points above the majority class, or more than FAILS_BEHIND points behind a run that trains.
+FAILS_MARGIN = 1.0
+
+
+FAILS_BEHIND = 5.0
+
+
+def fails_to_train(accuracy: float, majority: float, trained: float) -> bool:
+    """Whether a run with this validation accuracy (%) "fails to train", against the
+    majority class's and that of a run that trains (``trained``), both in %."""
+    return accuracy <= majority + FAILS_MARGIN or accuracy < trained - FAILS_BEHIND

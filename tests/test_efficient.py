@@ -1,9 +1,9 @@
-"""Sec. 2.4's efficient Transformers (``seqseg_lib.efficient``): where each becomes cheaper
+"""Sec. 2.4's efficient Transformers (``seqseg_lib.claims.efficient``): where each becomes cheaper
 than SDPA, and the verdict on "did not yield satisfactory results", on hand-made tables."""
 
 import pandas as pd
 
-from seqseg_lib import efficient
+from seqseg_lib.claims import efficient
 
 
 def cost_rows(seconds: dict[str, list[float]], tokens=(128, 512, 2048)) -> pd.DataFrame:

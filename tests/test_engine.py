@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import untimed
 
-from seqseg_lib import engine, reports
+from seqseg_lib import engine, runs
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, build_config, config_from_dict
 from seqseg_lib.models import Seq2SegConfig
@@ -203,15 +203,15 @@ def test_a_run_stopped_within_an_epoch_records_the_partial_epoch(tmp_path):
     assert [(r["epoch"], r.get("partial", False)) for r in records] == [(0, False), (1, True)]
     assert records[-1]["epoch_fraction"] == 0.5
     assert {"loss", "accuracy", "miou"} <= records[-1]["val"].keys()
-    assert reports.final_metrics(tmp_path)["epochs"] == 1.5
-    assert reports.final_metrics(tmp_path)["steps"] == 3
+    assert runs.final_metrics(tmp_path)["epochs"] == 1.5
+    assert runs.final_metrics(tmp_path)["steps"] == 3
     # stopped at an epoch's end: nothing partial to record
     assert engine.train(dataclasses.replace(config, max_steps=2), tmp_path / "b")[-1]["epoch"] == 0
     assert "partial" not in engine.read_metrics(tmp_path / "b")[-1]
     # resumed to the end, the partial record is replaced by the whole epoch's
     records = engine.train(config, tmp_path)
     assert [(r["epoch"], r.get("partial", False)) for r in records] == [(0, False), (1, False)]
-    assert reports.final_metrics(tmp_path)["epochs"] == 2
+    assert runs.final_metrics(tmp_path)["epochs"] == 2
 
 
 def test_records_say_what_the_numbers_were_computed_with(tmp_path):
@@ -269,9 +269,7 @@ def test_validate_every_skips_validations_but_not_the_last_or_the_weights(tmp_pa
     assert ["val" in r for r in sparse] == [False, True, False, True, True]
     assert sparse[-1]["val"] == every[-1]["val"]  # validation changes nothing of training
     assert_same_weights(weights(tmp_path / "every"), weights(tmp_path / "sparse"))
-    assert (
-        reports.final_metrics(tmp_path / "sparse")["val_accuracy"] == every[-1]["val"]["accuracy"]
-    )
+    assert runs.final_metrics(tmp_path / "sparse")["val_accuracy"] == every[-1]["val"]["accuracy"]
     with pytest.raises(ValueError, match="validate_every must be a positive integer, got 0"):
         smoke(validate_every=0)
 

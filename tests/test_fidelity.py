@@ -1,5 +1,6 @@
-"""The report's claims at the report's scale (``seqseg_lib.fidelity``): the studies' runs, their
-tables and the verdicts computed from them; random horizontal flips of training crops."""
+"""The report's claims at the report's scale (``seqseg_lib.claims.semantic_scale`` and
+``claims.instance``): the studies' runs, their tables and the verdicts computed from them;
+random horizontal flips of training crops."""
 
 import json
 import math
@@ -9,19 +10,22 @@ import pandas as pd
 import pytest
 import torch
 
-from seqseg_lib import fidelity, studies
+from seqseg_lib.claims import instance, semantic_scale
 from seqseg_lib.data import build_dataset
 from seqseg_lib.data.transforms import item_generator, resize_and_crop
+from seqseg_lib.experiments import build_config
+from seqseg_lib.runs import prepare_run_dir
+from seqseg_lib.variants import variant_config, variant_name
 
 
 def _configs(variants, profile="cpu", dataset="camvid"):
-    return [studies.variant_config(v, profile, dataset) for v in variants]
+    return [variant_config(v, profile, dataset) for v in variants]
 
 
 def test_skip_and_depth_runs_share_steps_and_rate_and_differ_in_what_they_test():
     for profile in ("cpu", "paper"):
-        skip = _configs(fidelity.skip_study(profile), profile)
-        depth = _configs(fidelity.depth_study(profile), profile)
+        skip = _configs(semantic_scale.skip_study(profile), profile)
+        depth = _configs(semantic_scale.depth_study(profile), profile)
         budgets = {(c.epochs, c.num_train, c.batch_size, c.lr_milestones) for c in skip + depth}
         assert len(budgets) == 1 and next(iter(budgets))[-1] == ()  # constant rate
         assert [c.model.skip for c in skip] == [True, False, False]
@@ -32,19 +36,19 @@ def test_skip_and_depth_runs_share_steps_and_rate_and_differ_in_what_they_test()
         assert {c.model.hidden_dim for c in depth} == {256}
         layers = [(c.model.num_layers, c.model.skip) for c in depth]
         assert layers == [(n, s) for n in (2, 4, 6, 12) for s in (True, False)]
-        names = [(c.experiment, studies.variant_name(c)) for c in skip + depth]
+        names = [(c.experiment, variant_name(c)) for c in skip + depth]
         assert len(set(names)) == len(names)
 
 
 def test_gap_study_changes_one_thing_at_a_time():
-    variants = fidelity.gap_study("cpu", "camvid")
-    names = [studies.variant_name(c) for c in _configs(variants)]
+    variants = semantic_scale.gap_study("cpu", "camvid")
+    names = [variant_name(c) for c in _configs(variants)]
     assert names[0] == names[-1] == ""  # notebook 01's runs, reused
     assert [v.experiment for v in variants] == ["seq2seg"] * 5 + ["unet"]
     assert "hflip=true" in names and "patch_size=4" in names
     assert "epochs=45" in names[2]
     # under ``paper`` the report's encoder is the preset's: no second run of it
-    assert len(fidelity.gap_study("paper", "camvid")) == len(variants) - 1
+    assert len(semantic_scale.gap_study("paper", "camvid")) == len(variants) - 1
 
 
 def test_horizontal_flips_keep_the_crops_and_spare_validation():
@@ -98,7 +102,7 @@ def _skip_table(skip, noskip, noskip_slow, base=30.0):
     ],
 )
 def test_skip_verdicts(accuracies, verdicts):
-    lines = fidelity.skip_claim(_skip_table(*accuracies)).splitlines()
+    lines = semantic_scale.skip_claim(_skip_table(*accuracies)).splitlines()
     assert [line.split("): ")[1].split(" (")[0] for line in lines] == verdicts
     assert all("222 steps each" in line for line in lines)
 
@@ -123,21 +127,21 @@ def test_depth_table_averages_the_seeds_and_keeps_each_seeds_difference():
             (12, 1): (60.0, 58.0),
         }
     )
-    depths = fidelity.depth_table(table)
+    depths = semantic_scale.depth_table(table)
     assert list(depths.index) == [2, 4, 12]
     assert list(depths["val accuracy with skip (%)"]) == [59.0, 62.0, 61.0]
     assert list(depths["val accuracy without skip (%)"]) == [59.5, 59.0, 49.0]
     assert list(depths["skip ahead by (points)"]) == [-0.5, 3.0, 12.0]
     assert list(depths["skip ahead by, seed 0 (points)"]) == [0.5, 3.0, 22.0]
     assert list(depths["skip ahead by, seed 1 (points)"]) == [-1.5, 3.0, 2.0]
-    claim = fidelity.depth_claim(depths)
+    claim = semantic_scale.depth_claim(depths)
     assert "matters at 4 and 12 layers, not at 2 layers" in claim
     assert "over 2 seeds" in claim and "12 layers +12.00 (+22.0 +2.0)" in claim
     # seed 1 at 12 layers: 2 points, not more than the margin, where the mean is
     assert "The seeds disagree at 12 layers" in claim
     assert "behind" not in claim
     behind = depths.assign(**{"skip ahead by (points)": [-2.5, 3.0, 12.0]})
-    claim = fidelity.depth_claim(behind)
+    claim = semantic_scale.depth_claim(behind)
     assert "matters at 4 and 12 layers, not at 2 layers; it is behind by more than 2" in claim
 
 
@@ -148,25 +152,25 @@ def test_depth_study_trains_every_depth_with_each_seed_from_the_runs_own(monkeyp
         calls.append(run["seed"])
         return {v.label: Path(runs_dir, f"{v.label}-seed{run['seed']}") for v in variants}
 
-    monkeypatch.setattr(fidelity, "train_variants", train)
-    runs = fidelity.train_depth_study("cpu", "camvid", "runs", seed=5, device="cpu")
-    seeds = list(range(5, 5 + fidelity.DEPTH_SEEDS))
-    assert calls == seeds and fidelity.DEPTH_SEEDS >= 2
-    assert len(runs) == len(fidelity.depth_study("cpu")) * len(seeds)
+    monkeypatch.setattr(semantic_scale, "train_variants", train)
+    runs = semantic_scale.train_depth_study("cpu", "camvid", "runs", seed=5, device="cpu")
+    seeds = list(range(5, 5 + semantic_scale.DEPTH_SEEDS))
+    assert calls == seeds and semantic_scale.DEPTH_SEEDS >= 2
+    assert len(runs) == len(semantic_scale.depth_study("cpu")) * len(seeds)
     assert runs["12 layers, without skip, seed 6"] == Path("runs/12 layers, without skip-seed6")
 
 
 def test_depth_claim_with_agreeing_seeds_and_with_one_seed():
-    agreeing = fidelity.depth_table(
+    agreeing = semantic_scale.depth_table(
         _depth_runs(
             {(2, 0): (60.0, 59.5), (2, 1): (60.0, 60.5), (6, 0): (60, 50), (6, 1): (61, 51)}
         )
     )
-    assert "matters at 6 layers, not at 2 layers" in fidelity.depth_claim(agreeing)
-    assert "Every seed's runs agree" in fidelity.depth_claim(agreeing)
-    flat = fidelity.depth_table(_depth_runs({(2, 0): (60.0, 59.5), (4, 0): (60.0, 61.0)}))
-    assert "at none of these depths" in fidelity.depth_claim(flat)
-    assert "One seed: how far these differences move" in fidelity.depth_claim(flat)
+    assert "matters at 6 layers, not at 2 layers" in semantic_scale.depth_claim(agreeing)
+    assert "Every seed's runs agree" in semantic_scale.depth_claim(agreeing)
+    flat = semantic_scale.depth_table(_depth_runs({(2, 0): (60.0, 59.5), (4, 0): (60.0, 61.0)}))
+    assert "at none of these depths" in semantic_scale.depth_claim(flat)
+    assert "One seed: how far these differences move" in semantic_scale.depth_claim(flat)
 
 
 def test_gap_verdicts_against_the_last_row():
@@ -176,7 +180,7 @@ def test_gap_verdicts_against_the_last_row():
             "training (min)": {"Seq2Seg": 4.0, "4x4 patches": 20.0, "U-Net": 6.0},
         }
     )
-    lines = fidelity.gap_claim(table).splitlines()
+    lines = semantic_scale.gap_claim(table).splitlines()
     assert len(lines) == 2
     assert "17.00 points behind" in lines[0] and "not within 5 points" in lines[0]
     assert "4.00 points behind" in lines[1] and ": within 5 points" in lines[1]
@@ -191,17 +195,17 @@ def test_a_gap_at_other_steps_than_the_reports_ratio_is_not_judged():
             "training (min)": {"Seq2Seg": 4.0, "three times the epochs": 11.4, "U-Net": 6.9},
         }
     )
-    judged, longer = fidelity.gap_claim(table).splitlines()
+    judged, longer = semantic_scale.gap_claim(table).splitlines()
     assert "16.94 points behind" in judged and "not within 5 points" in judged
     assert "1.91 points behind" in longer and "not judged: Seq2Seg trained 4.5x" in longer
     assert "within 5 points" not in longer
 
 
 def test_mnist_study_starts_from_notebook_03_and_changes_one_thing_at_a_time():
-    variants = fidelity.mnist_study("cpu")
+    variants = instance.mnist_study("cpu")
     assert [v.experiment for v in variants] == ["mnist-easy"] * 6 + ["mnist-hard"] * 4
-    configs = [studies.variant_config(v, "cpu", "mnist") for v in variants]
-    names = [studies.variant_name(c) for c in configs]
+    configs = [variant_config(v, "cpu", "mnist") for v in variants]
+    names = [variant_name(c) for c in configs]
     assert names[0] == names[6] == ""  # notebook 03's runs, reused
     assert names[1] == "mask_head=dot"  # notebook 06's
     assert [c.model.class_head for c in configs[:4]] == ["linear", "linear", "masked", "masked"]
@@ -210,8 +214,8 @@ def test_mnist_study_starts_from_notebook_03_and_changes_one_thing_at_a_time():
 
 
 def test_mnist_study_trains_two_heads_at_the_report_steps_below_paper():
-    variants = fidelity.mnist_study("cpu")
-    configs = [studies.variant_config(v, "cpu", "mnist") for v in variants]
+    variants = instance.mnist_study("cpu")
+    configs = [variant_config(v, "cpu", "mnist") for v in variants]
     for short, longer in ((configs[0], configs[4]), (configs[2], configs[5])):
         assert longer.model == short.model and longer.loss == short.loss
         assert longer.epochs == 3 * short.epochs == 36
@@ -220,12 +224,13 @@ def test_mnist_study_trains_two_heads_at_the_report_steps_below_paper():
         steps = longer.epochs * math.ceil(longer.num_train / longer.batch_size)
         assert steps == 11_268  # the report's: 11,256 (Sec. 3.3)
     assert variants[4].label == "easy, the report's heads, 3x the epochs"
-    assert len(fidelity.mnist_study("paper")) == 2 * len(fidelity.MNIST_HEADS)
+    assert len(instance.mnist_study("paper")) == 2 * len(instance.MNIST_HEADS)
 
 
-def _mnist_run(folder, name, accuracy, dice_loss, steps):
+def _mnist_run(folder, name, accuracy, dice_loss, steps, mode="easy"):
     run_dir = folder / name
     run_dir.mkdir()
+    prepare_run_dir(build_config(f"mnist-{mode}", "smoke"), run_dir)  # its config.json
     val = {"accuracy": accuracy, "dice_loss": dice_loss, "ap": 0.5}
     records = [
         {"epoch": e, "global_step": steps * (e + 1) // 2, "train_seconds": 60.0, "val": val}
@@ -239,31 +244,51 @@ def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
     runs = {
         "easy, a": _mnist_run(tmp_path, "a", 0.96, 0.08, 100),
         "easy, b": _mnist_run(tmp_path, "b", 0.96, 0.12, 100),
-        "hard, a": _mnist_run(tmp_path, "c", 0.62, 0.30, 100),
-        "hard, b": _mnist_run(tmp_path, "d", 0.61, 0.10, 100),
+        "hard, a": _mnist_run(tmp_path, "c", 0.62, 0.30, 100, "hard"),
+        "hard, b": _mnist_run(tmp_path, "d", 0.61, 0.10, 100, "hard"),
     }
-    table = fidelity.mnist_table(runs)
+    table = instance.targets_table(runs)
     assert table.loc["easy, a", "accuracy (%)"] == 96.0
     assert table.loc["easy, a", "steps"] == 100 and table.loc["easy, a", "training (min)"] == 2.0
     assert table.loc["hard, a", "report accuracy (%)"] == 62.0
-    setting, *lines = fidelity.mnist_claim(table).splitlines()
+    setting, *lines = instance.targets_claim(table).splitlines()
     assert "the targets are ours" in setting and "width 256 against 512" in setting
     verdicts = [line.split("min): ")[1].split(" our target")[0] for line in lines]
     assert verdicts == ["reaches", "does not reach", "reaches", "does not reach"]
-    assert "(100 steps, 2 min)" in fidelity.mnist_claim(table)
+    assert "(100 steps, 2 min)" in instance.targets_claim(table)
+
+
+def test_renaming_every_label_changes_no_number_and_no_verdict(tmp_path):
+    """A table's labels are for display: the mode of each run comes from its own config, its
+    target from its row, so the same runs under other labels give the same numbers and
+    verdicts."""
+    runs = [
+        _mnist_run(tmp_path, "a", 0.96, 0.08, 100),
+        _mnist_run(tmp_path, "b", 0.96, 0.12, 100),
+        _mnist_run(tmp_path, "c", 0.62, 0.30, 100, "hard"),
+        _mnist_run(tmp_path, "d", 0.61, 0.10, 100, "hard"),
+    ]
+    labelled = instance.targets_table(dict(zip(["easy, a", "easy, b", "hard, a", "hard, b"], runs)))
+    renamed = instance.targets_table(dict(zip(["w", "hard x", "easy y", "z"], runs)))
+    assert labelled.reset_index(drop=True).equals(renamed.reset_index(drop=True))
+
+    def verdicts(table):
+        return [line.split(": ", 1)[1] for line in instance.targets_claim(table).splitlines()[1:]]
+
+    assert verdicts(labelled) == verdicts(renamed)
 
 
 def test_the_report_budget_study_trains_the_reports_steps_with_its_schedule_shape():
     for profile in ("cpu", "paper"):
-        variants = fidelity.report_budget_study(profile, "synthetic")
+        variants = semantic_scale.report_budget_study(profile, "synthetic")
         seq2seg, unet = _configs(variants, profile, "synthetic")
-        per_epoch = {c.experiment: fidelity.steps_per_epoch(c) for c in (seq2seg, unet)}
+        per_epoch = {c.experiment: semantic_scale.steps_per_epoch(c) for c in (seq2seg, unet)}
         steps = {c.experiment: c.epochs * per_epoch[c.experiment] for c in (seq2seg, unet)}
         # the report's 5,535 and 3,690 (Sec. 2.2), rounded up to whole epochs
         assert 5535 <= steps["seq2seg"] < 5535 + per_epoch["seq2seg"]
         assert 3690 <= steps["unet"] < 3690 + per_epoch["unet"]
         for config in (seq2seg, unet):
-            preset = studies.build_config(config.experiment, profile, "synthetic")
+            preset = build_config(config.experiment, profile, "synthetic")
             fractions = [e / config.epochs for e, _ in config.lr_milestones]
             assert fractions == pytest.approx(
                 [e / preset.epochs for e, _ in preset.lr_milestones], abs=0.01
@@ -272,5 +297,5 @@ def test_the_report_budget_study_trains_the_reports_steps_with_its_schedule_shap
             assert config.model == preset.model and config.batch_size == preset.batch_size
         assert seq2seg.validate_every == unet.validate_every  # validated at the same steps
     # under paper on the synthetic scenes these are notebook 01's runs
-    paper = _configs(fidelity.report_budget_study("paper", "synthetic"), "paper", "synthetic")
-    assert [studies.variant_name(c) for c in paper] == ["", ""]
+    paper = _configs(semantic_scale.report_budget_study("paper", "synthetic"), "paper", "synthetic")
+    assert [variant_name(c) for c in paper] == ["", ""]

@@ -11,7 +11,8 @@ import torch
 import torch.multiprocessing as mp
 from conftest import free_port
 
-from seqseg_lib import devices, distributed, engine, memory, scaling, speed
+from seqseg_lib import devices, distributed, engine, memory, speed
+from seqseg_lib.claims import scaling
 from seqseg_lib.data.labels import CAMVID, CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, build_config, build_model
 from seqseg_lib.metrics import SemanticEvaluator

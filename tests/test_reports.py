@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import torch
 
-from seqseg_lib import reports, summary
+from seqseg_lib import summary, verdicts
+from seqseg_lib.claims import TABLES, instance, panoptic, semantic
 
 
 def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
 
 def test_claims_follow_the_numbers():
     claim = "Seq2Seg obtains only about 3 points less validation accuracy than U-Net"
-    text = reports.compare_table1(table1(80.0, 78.0, 0.6))
+    text = semantic.compare_table1(table1(80.0, 78.0, 0.6))
     assert f"{claim} (report 80.20 vs 82.75, 2.55 points; judged: U-Net ahead by more" in text
     assert (
         "at most 5 points): reproduced (one seed) (ours 78.00 vs 80.00, U-Net ahead by 2.00" in text
@@ -33,24 +34,24 @@ def test_claims_follow_the_numbers():
     assert "our U-Net has" not in text  # 7.76M against 7.8M: the same size
     assert "faster than a U-Net step (report 0.2 s vs 0.3 s" in text
     assert "ratio below 1): reproduced (ratio 0.60" in text
-    text = reports.compare_table1(table1(80.0, 62.0, 1.3))  # a 17-point gap is not "about 3"
+    text = semantic.compare_table1(table1(80.0, 62.0, 1.3))  # a 17-point gap is not "about 3"
     assert (
         "at most 5 points): not reproduced (one seed) (ours 62.00 vs 80.00, U-Net ahead by 18.00"
         in text
     )
     assert "ratio below 1): not reproduced" in text
-    text = reports.compare_table1(table1(70.0, 78.0, 0.6))  # Seq2Seg ahead: not the claim
+    text = semantic.compare_table1(table1(70.0, 78.0, 0.6))  # Seq2Seg ahead: not the claim
     assert "at most 5 points): not reproduced" in text
     steps = pd.DataFrame(
         {"U-Net (ours)": 3000, "U-Net (report)": 3690, "Seq2Seg (ours)": 675}
         | {"Seq2Seg (report)": 5535},
         index=["training steps"],
     )
-    text = reports.compare_table1(pd.concat([table1(80.0, 78.0, 0.6), steps]))
+    text = semantic.compare_table1(pd.concat([table1(80.0, 78.0, 0.6), steps]))
     assert "our Seq2Seg trained 675 steps against the report's 5535" in text
     assert "our U-Net trained" not in text  # more than half the report's steps
     skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
-    text = reports.compare_skip(skip, {"accuracy": 0.3})
+    text = semantic.compare_skip(skip, {"accuracy": 0.3})
     assert "at its own learning rate (report 80.20" in text
     assert "'with' against 'no'): not reproduced (one seed)" in text
     assert "behind the run without skip at its own rate): reproduced (val accuracy 40.00" in text
@@ -61,7 +62,7 @@ def test_the_skip_connection_is_judged_at_the_same_rate():
     66.91. Each at its own rate the skip connection "helps"; at the same rate it does not."""
     names = ["Seq2Seg (lr 0.0001)", "Seq2Seg no skip (lr 5e-05)", "no skip at Seq2Seg's lr"]
     skip = pd.DataFrame({"val accuracy (%)": [66.89, 61.93, 66.91]}, index=names)
-    same, own, fails = reports.compare_skip(skip, {"accuracy": 0.2841}).splitlines()
+    same, own, fails = semantic.compare_skip(skip, {"accuracy": 0.2841}).splitlines()
     assert "both at the same learning rate" in same and "not reproduced (one seed)" in same
     assert "-0.02 points" in same
     assert "each at its own learning rate" in own and "reproduced (one seed)" in own
@@ -89,12 +90,12 @@ def test_skip_verdicts_over_seeds_need_every_seed_on_one_side():
     table = seeded_skip_table(
         {"with": [62.0, 61.0, 63.0], "own": [60.0, 60.0, 60.0], "fast": [61.0, 60.8, 61.0]}
     )
-    assert reports.skip_values(table) == {
+    assert semantic.skip_values(table) == {
         "with": [62.0, 61.0, 63.0],
         "own": [60.0, 60.0, 60.0],
         "fast": [61.0, 60.8, 61.0],
     }
-    same, own, fails = reports.compare_skip(table, {"accuracy": 0.3}).splitlines()
+    same, own, fails = semantic.compare_skip(table, {"accuracy": 0.3}).splitlines()
     assert "inconclusive (the seeds disagree)" in same
     assert "+1.00, +0.20, +2.00 points over 3 seeds; seed spread 1.80 points" in same
     assert "'with' against 'own'): reproduced (val accuracy" in own
@@ -103,10 +104,10 @@ def test_skip_verdicts_over_seeds_need_every_seed_on_one_side():
 
 
 def test_fails_to_train_is_near_the_majority_class_or_far_behind_a_run_that_trains():
-    assert reports.fails_to_train(30.9, majority=30.0, trained=31.0)  # within 1 point
-    assert not reports.fails_to_train(31.1, majority=30.0, trained=31.0)
-    assert reports.fails_to_train(74.9, majority=30.0, trained=80.0)  # 5.1 points behind
-    assert not reports.fails_to_train(75.1, majority=30.0, trained=80.0)
+    assert verdicts.fails_to_train(30.9, majority=30.0, trained=31.0)  # within 1 point
+    assert not verdicts.fails_to_train(31.1, majority=30.0, trained=31.0)
+    assert verdicts.fails_to_train(74.9, majority=30.0, trained=80.0)  # 5.1 points behind
+    assert not verdicts.fails_to_train(75.1, majority=30.0, trained=80.0)
 
 
 def test_tables_print_empty_cells_as_a_dash():
@@ -136,8 +137,8 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
 
 
 def test_spread_indices():
-    assert reports.spread_indices(101, 4) == [0, 33, 67, 100]
-    assert reports.spread_indices(3, 5) == [0, 1, 2]
+    assert semantic.spread_indices(101, 4) == [0, 33, 67, 100]
+    assert semantic.spread_indices(3, 5) == [0, 1, 2]
 
 
 def test_query_grid_is_ten_by_ten_under_the_input():
@@ -162,23 +163,23 @@ def test_query_grid_is_ten_by_ten_under_the_input():
 
 def test_the_car_claim_is_judged_from_numbers():
     def result(car_rq: float, things_pq: float) -> dict:
-        values = dict.fromkeys(reports.PANOPTIC_KEYS, 0.5) | {"pq_things": things_pq}
+        values = dict.fromkeys(panoptic.PANOPTIC_KEYS, 0.5) | {"pq_things": things_pq}
         per_class = [0.0] * 19
         per_class[13] = car_rq  # trainId 13: car
         return values | {f"{k}_per_class": per_class for k in ("pq", "sq", "rq")}
 
-    table = reports.panoptic_table(result(0.35, 0.2), {})
+    table = panoptic.panoptic_table(result(0.35, 0.2), {})
     assert table.loc["Hungarian U-Net", "RQ car"] == 35.0
     assert (
         "and PQ of things at least 15): reproduced (one seed) (cars: PQ 35.0"
-        in reports.cars_claim(table)
+        in panoptic.cars_claim(table)
     )
-    table = reports.panoptic_table(result(0.05, 0.013), {})
-    assert "at least 15): not reproduced" in reports.cars_claim(table)
+    table = panoptic.panoptic_table(result(0.05, 0.013), {})
+    assert "at least 15): not reproduced" in panoptic.cars_claim(table)
     named = result(0.35, 0.2)  # as engine.evaluate gives it: per-class values by name
     named["rq_per_class"] = {"person": 0.0, "car": 0.35}
     named["pq_per_class"] = named["sq_per_class"] = named["rq_per_class"]
-    assert reports.panoptic_table(named, {}).loc["Hungarian U-Net", "RQ car"] == 35.0
+    assert panoptic.panoptic_table(named, {}).loc["Hungarian U-Net", "RQ car"] == 35.0
 
 
 def test_provenance_describes_the_runs_not_the_process(tmp_path):
@@ -231,16 +232,16 @@ def test_diverse_indices_pick_different_scenes():
             assert CITYSCAPES.to_eval(labels)[1, 1] in (road, sky)
             return {"labels": labels}
 
-    assert reports.diverse_indices(Frames(), 2) == [0, 6]
-    assert reports.diverse_indices(Frames(), 3) == [0, 6, 3]
-    assert sorted(reports.diverse_indices(Frames(), 20)) == list(range(8))  # each once
+    assert semantic.diverse_indices(Frames(), 2) == [0, 6]
+    assert semantic.diverse_indices(Frames(), 3) == [0, 6, 3]
+    assert sorted(semantic.diverse_indices(Frames(), 20)) == list(range(8))  # each once
 
 
 def test_redundancy_rows_are_words_and_the_claim_reads_them_back():
-    result = dict.fromkeys(reports.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
-    table = reports.redundancy_table(result)
-    assert list(table.index) == list(reports.REDUNDANCY_ROWS.values())
-    assert "Lots of redundant detections: reproduced" in summary.CLAIMS["table_redundancy"](table)
+    result = dict.fromkeys(panoptic.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
+    table = panoptic.redundancy_table(result)
+    assert list(table.index) == list(panoptic.REDUNDANCY_ROWS.values())
+    assert "Lots of redundant detections: reproduced" in TABLES["table_redundancy"].claim(table)
 
 
 def test_summarize_links_the_figures_of_each_table(tmp_path):
@@ -262,13 +263,13 @@ def test_mnist_claims_read_percent_tables_and_older_fraction_tables():
     older = pd.DataFrame(fractions, index=names)
     percent = pd.DataFrame(
         {
-            reports.MNIST_COLUMNS[key]: [v if key == "dice_loss" else 100 * v for v in values]
+            instance.MNIST_COLUMNS[key]: [v if key == "dice_loss" else 100 * v for v in values]
             for key, values in fractions.items()
         },
         index=names,
     )
     for table in (older, percent):
-        text = reports.compare_mnist(table)
+        text = instance.compare_mnist(table)
         assert "easy: digit accuracy 90.0% (report 97%), Dice loss 0.200" in text
         assert "Hard (overlapping) digits are harder than easy ones: reproduced (one seed)." in text
         assert "big improvement (easy; judged: at least a fifth less Dice loss): reproduced" in text

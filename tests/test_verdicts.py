@@ -1,11 +1,11 @@
 """Verdicts that know about noise (``seqseg_lib.verdicts``), and Table 1 at the report's step
-budget judged by them on hand-made tables (``fidelity.budget_table``'s columns)."""
+budget judged by them on hand-made tables (``semantic_scale.budget_table``'s columns)."""
 
 import pandas as pd
 import pytest
 
-from seqseg_lib import fidelity
-from seqseg_lib.scaling import compare_patches
+from seqseg_lib.claims import semantic_scale
+from seqseg_lib.claims.scaling import compare_patches
 from seqseg_lib.verdicts import seed_spread, verdict
 
 
@@ -51,14 +51,16 @@ def budget(gaps, equal_gaps=None):
 
 
 def test_the_budget_verdict_follows_every_seed():
-    lines = fidelity.budget_claim(budget([1.2, 3.0, 2.1], equal_gaps=[4.0, 6.5, 5.5])).splitlines()
+    lines = semantic_scale.budget_claim(
+        budget([1.2, 3.0, 2.1], equal_gaps=[4.0, 6.5, 5.5])
+    ).splitlines()
     assert "at the report's budgets" in lines[0] and ": reproduced (" in lines[0]
     assert "+1.20, +3.00, +2.10" in lines[0] and "seed spread 1.80" in lines[0]
     assert "at equal steps" in lines[1] and "inconclusive (the seeds disagree)" in lines[1]
 
 
 def test_the_budget_verdict_on_one_seed_says_so():
-    (line, equal) = fidelity.budget_claim(budget([6.3])).splitlines()
+    (line, equal) = semantic_scale.budget_claim(budget([6.3])).splitlines()
     assert "not reproduced (one seed)" in line and "5,544 steps, U-Net 3,696" in line
     assert "3,564 steps" in equal
 
@@ -66,7 +68,7 @@ def test_the_budget_verdict_on_one_seed_says_so():
 def test_the_report_row_takes_no_part_in_the_verdict():
     table = budget([2.0])
     table.loc["report (Cityscapes)", "U-Net ahead by (points)"] = 99.0
-    assert "reproduced (one seed)" in fidelity.budget_claim(table).splitlines()[0]
+    assert "reproduced (one seed)" in semantic_scale.budget_claim(table).splitlines()[0]
 
 
 def patch_table(accuracies: dict[str, list[float]]) -> pd.DataFrame:

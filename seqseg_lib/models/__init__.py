@@ -1,5 +1,6 @@
 """The networks. Each file holds one model, its settings dataclass, and reads top to bottom."""
 
+from seqseg_lib.models.blocks import count_parameters
 from seqseg_lib.models.hungarian_unet import HungarianUNet, HungarianUNetConfig
 from seqseg_lib.models.seq2seg import Seq2Seg, Seq2SegConfig
 from seqseg_lib.models.seq2seg_instance import Seq2SegInstance, Seq2SegInstanceConfig
@@ -14,4 +15,5 @@ __all__ = [
     "Seq2SegInstanceConfig",
     "UNet",
     "UNetConfig",
+    "count_parameters",
 ]

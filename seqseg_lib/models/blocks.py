@@ -192,3 +192,8 @@ class MaskedClassHead(nn.Module):
         pooled = torch.einsum("bqhw,bchw->bqc", weights, features.float())  # (B, Q, w)
         pooled = pooled / weights.sum((-2, -1)).clamp(min=1e-6)[..., None]  # (B, Q, w)
         return self.mlp(pooled.to(features.dtype))  # (B, Q, C + 1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters of ``model``, trainable or not (the report's counts include them all)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,4 +1,5 @@
-"""The report's claims at the report's scale, where two CPU cores allow it (notebook 07).
+"""Sec. 2's claims at the report's scale and step budget, where two CPU cores allow it
+(notebooks 07 and 09).
 
 - ``skip_study``: the skip connection with the report's encoder (6 layers, 768 wide, 12
   heads, FFN 3072; Sec. 2.2) on the profile's crop, every run the same fixed number of steps
@@ -9,11 +10,11 @@
 - ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
   report's learning rate, three times the steps, horizontal flips (Sec. 2.2 uses random crops
   only), 4x4 patches; notebook 01's Seq2Seg and U-Net runs are its first and last rows.
-- ``mnist_study``: Sec. 3.4's digit accuracy and Dice loss at the profile's budget: notebook
-  03's runs (the report's heads), then the heads Sec. 3.5 proposes and ours, one at a time.
+- ``report_budget_study``: Table 1 at the report's step budget (5,535 and 3,690 steps),
+  validated along the way (notebook 09).
 
-Every study is a list of ``studies.Variant``, trained by
-``studies.train_variants`` into run directories named after what they change.
+Every study is a list of ``variants.Variant``, trained by ``variants.train_variants`` into
+run directories named after what they change.
 """
 
 import math
@@ -25,30 +26,29 @@ import pandas as pd
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
-from seqseg_lib.engine import load_config, read_metrics
 from seqseg_lib.experiments import build_config, build_datasets, build_model
-from seqseg_lib.experiments.instance import instance_preset
-from seqseg_lib.reports import (
-    FAILS_BEHIND,
-    FAILS_MARGIN,
-    TABLE1_GAP_TOLERANCE,
-    count_parameters,
-    fails_to_train,
-    final_metrics,
-    mnist_values,
-    percent,
-    report_mnist_columns,
-)
-from seqseg_lib.studies import (
+from seqseg_lib.models import count_parameters
+from seqseg_lib.runs import final_metrics, load_config, read_metrics
+from seqseg_lib.variants import (
     Variant,
     train_variants,
     training_minutes,
     variant_config,
     variant_name,
 )
-from seqseg_lib.verdicts import one_seed, seed_spread, verdict
+from seqseg_lib.verdicts import (
+    FAILS_BEHIND,
+    FAILS_MARGIN,
+    TABLE1_GAP_TOLERANCE,
+    fails_to_train,
+    one_seed,
+    percent,
+    seed_spread,
+    verdict,
+)
 
 SMALL_ENCODER = {"hidden_dim": 256, "num_heads": 4, "ffn_dim": 1024}  # the ``cpu`` profile's
+
 
 # The same number of steps for every run of the skip and depth studies, at a constant rate.
 # ``cpu``: 6 epochs of 300 scenes in minibatches of 8, 222 steps.
@@ -57,10 +57,16 @@ FIXED_STEPS = {
     "cpu": {"epochs": 6, "num_train": 300, "batch_size": 8, "lr_milestones": ()},
     "paper": {"lr_milestones": ()},
 }
+
+
 DEPTHS = {"smoke": (1, 2), "cpu": (2, 4, 6, 12), "paper": (2, 4, 6, 12)}
+
+
 # Seeds per depth, from the run's own: at a few hundred steps a run's accuracy moves by
 # several points with the seed (the step at which it leaves the majority-class plateau).
 DEPTH_SEEDS = 3
+
+
 # "The skip connection matters": with skip ahead of without by more than this many points of
 # validation accuracy, at equal depth, steps and learning rate.
 MATTERS_MARGIN = 2.0
@@ -148,6 +154,9 @@ def gap_study(profile: str, dataset: str | None) -> list[Variant]:
     # under ``paper`` the profile's Seq2Seg already is the report's encoder at 1e-4
     changed = [v for v in variants[1:-1] if variant_name(variant_config(v, profile, dataset))]
     return [variants[0], *changed, variants[-1]]
+
+
+# -- Table 1 at the report's step budget (notebook 09) --------------------------------------
 
 
 # The report-budget runs validate about this often (steps), at the same steps for both models.
@@ -355,55 +364,9 @@ def figure_budget(run_dirs: dict[tuple[str, int], Path]) -> plt.Figure:
     return figure
 
 
-# The heads of the instance model, one change at a time from the report's (Sec. 3.2).
-MNIST_HEADS = (
-    ("the report's heads (notebook 03)", {}, {}),
-    ("dot-product mask head (Sec. 3.5)", {"mask_head": "dot"}, {}),
-    ("dot-product mask head, masked class head", {"mask_head": "dot", "class_head": "masked"}, {}),
-    (
-        "dot-product mask head, masked class head, class weight 1",
-        {"mask_head": "dot", "class_head": "masked"},
-        {"class_weight": 1.0},
-    ),
-)
-# Sec. 3.4's numbers as targets at the profile's budget: the least digit accuracy (%) and the
-# largest Dice loss per mode (None: no target).
-MNIST_TARGETS = {"easy": (95.0, 0.10), "hard": (62.0, None)}
-MNIST_COLUMNS = {"accuracy": "accuracy (%)", "dice_loss": "Dice loss", "ap": "mask AP (%)"}
+# -- tables and claims of the skip, depth and gap studies -------------------------------------
 
 
-# Below ``paper``, the report's heads and the dot-product mask head with the masked class
-# head also train on easy images for MNIST_LONGER times the profile's epochs, learning-rate
-# milestones included: at ``cpu``, 11,268 steps of 32 images against the report's 11,256 of 64.
-MNIST_LONGER = 3
-MNIST_LONGER_HEADS = (0, 2)  # positions in MNIST_HEADS
-
-
-def mnist_study(profile: str) -> list[Variant]:
-    """``MNIST_HEADS`` in both modes, at the profile's budget; below ``paper``, the
-    ``MNIST_LONGER_HEADS`` on easy images at ``MNIST_LONGER`` times the budget as well (after
-    the easy rows)."""
-    variants = [
-        Variant(f"{mode}, {label}", f"mnist-{mode}", model, loss, short=False)
-        for mode in ("easy", "hard")
-        for label, model, loss in MNIST_HEADS
-    ]
-    if profile == "paper":  # ``paper`` already trains the report's 11,256 steps
-        return variants
-    preset = instance_preset(profile, "mnist")
-    training = {
-        "epochs": MNIST_LONGER * preset["epochs"],
-        "lr_milestones": tuple((MNIST_LONGER * e, lr) for e, lr in preset["lr_milestones"]),
-    }
-    longer = []
-    for index in MNIST_LONGER_HEADS:
-        label, model, loss = MNIST_HEADS[index]
-        label = f"easy, {label.split(' (')[0]}, {MNIST_LONGER}x the epochs"
-        longer.append(Variant(label, "mnist-easy", model, loss, short=False, training=training))
-    return variants[: len(MNIST_HEADS)] + longer + variants[len(MNIST_HEADS) :]
-
-
-# -- tables --------------------------------------------------------------------------------
 def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """Per run: parameters, steps and learning rate, the last epoch's training loss, validation
     accuracy and mIoU (%), the best validation accuracy on the way, and training minutes."""
@@ -426,7 +389,7 @@ def study_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
 
 
 def with_baseline(table: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame:
-    """``table`` with the majority-class baseline (``reports.majority_class_scores``) as its
+    """``table`` with the majority-class baseline (``claims.semantic.majority_class_scores``) as its
     last row."""
     row = {
         "val accuracy (%)": percent(baseline["accuracy"]),
@@ -559,49 +522,6 @@ def gap_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> s
     return "\n".join(lines)
 
 
-def mnist_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
-    """Per run: validation digit accuracy, Dice loss and mask AP, the target of its mode
-    (``MNIST_TARGETS``), the report's numbers, steps and training minutes."""
-    rows = {}
-    for label, run_dir in run_dirs.items():
-        mode, records = label.split(",")[0], read_metrics(run_dir)
-        accuracy, dice_loss = MNIST_TARGETS[mode]
-        targets = {"target accuracy (%)": accuracy, "target Dice loss": dice_loss}
-        final = final_metrics(run_dir, records)
-        rows[label] = (
-            mnist_values(final, MNIST_COLUMNS)
-            | targets
-            | report_mnist_columns(mode)
-            | {"steps": final["steps"], "training (min)": training_minutes(records)}
-        )
-    return pd.DataFrame(rows).T
-
-
-def mnist_claim(table: pd.DataFrame) -> str:
-    """Per run, whether it reaches its mode's target (``MNIST_TARGETS``: ours, not the
-    report's), after a line on where our setting differs from the report's."""
-    lines = [
-        "Our setting, not the report's: the profile's MNIST model (width 256 against 512, batch "
-        "32 against 64, 4,000 training digits against 60,000); the targets are ours, below the "
-        "report's 97% / 0.03 (easy) and 62% / 0.2 (hard)."
-    ]
-    for label, row in table.iterrows():
-        accuracy, dice_loss = MNIST_TARGETS[label.split(",")[0]]
-        reached = row["accuracy (%)"] >= accuracy
-        target = f"accuracy at least {accuracy:g}%"
-        if dice_loss is not None:
-            reached = reached and row["Dice loss"] <= dice_loss
-            target += f" and Dice loss at most {dice_loss:g}"
-        lines.append(
-            f"{label}: accuracy {row['accuracy (%)']:.1f}%, Dice loss {row['Dice loss']:.3f} "
-            f"({int(row['steps']):,} steps, {row['training (min)']:g} min): "
-            f"{'reaches' if reached else 'does not reach'} "
-            f"our target ({target})."
-        )
-    return "\n".join(lines)
-
-
-# -- figure --------------------------------------------------------------------------------
 def figure_skip_study(skip_runs: dict[str, Path], depths: pd.DataFrame) -> plt.Figure:
     """Training loss and validation accuracy against steps for ``skip_study``'s runs, and
     validation accuracy against depth with and without skip."""

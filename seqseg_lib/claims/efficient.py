@@ -22,13 +22,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from seqseg_lib.claims.scaling import measure, scaled_config, side_doublings
 from seqseg_lib.config import Config
-from seqseg_lib.engine import load_or_train, read_metrics
+from seqseg_lib.engine import load_or_train
 from seqseg_lib.experiments import build_config
-from seqseg_lib.reports import count_parameters, final_metrics, percent
-from seqseg_lib.scaling import measure, scaled_config, side_doublings
-from seqseg_lib.studies import training_minutes
-from seqseg_lib.verdicts import seed_spread, verdict
+from seqseg_lib.models import count_parameters
+from seqseg_lib.runs import final_metrics, read_metrics
+from seqseg_lib.variants import training_minutes
+from seqseg_lib.verdicts import percent, seed_spread, verdict
 
 BASELINE = "BERT (SDPA)"
 VARIANTS = {  # label -> Seq2Seg's model settings

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from seqseg_lib.config import Config, replace_settings
-from seqseg_lib.engine import read_metrics
 from seqseg_lib.experiments import build_config, build_model, dry_run_images
 from seqseg_lib.memory import why_it_cannot_fit
+from seqseg_lib.models import count_parameters
+from seqseg_lib.runs import read_metrics
 from seqseg_lib.speed import TrainingStep, peak_step_memory, time_interleaved, training_flops
 from seqseg_lib.verdicts import OUR_CHECK, seed_spread, verdict
 
@@ -86,7 +87,7 @@ def measure(config: Config, batch_size: int, device: str, repeats: int) -> dict[
     """Seconds (median), GFLOPs and peak memory (MiB) of one training step; a step estimated
     not to fit in the device's memory (``memory.why_it_cannot_fit``) is not run: its row says
     why under ``skipped``, and the line is printed."""
-    parameters = sum(p.numel() for p in build_model(config).parameters())
+    parameters = count_parameters(build_model(config))
     reason = why_it_cannot_fit(config, batch_size, device, parameters)
     if reason is not None:
         reason = f"skipped: {reason}"
