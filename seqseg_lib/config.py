@@ -30,6 +30,8 @@ EXPERIMENT_NAMES = (
     "mnist-easy",
     "mnist-hard",
     "hungarian-unet",
+    "seq2seg-panoptic",
+    "eomt",
 )
 # Fields that steer a run without changing what it computes: a run directory may be resumed
 # with different values for these.

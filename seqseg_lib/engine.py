@@ -411,9 +411,12 @@ class Trainer:
         return record
 
     def _validates(self, epoch: int) -> bool:
-        """Whether ``epoch``'s record holds a validation: every ``validate_every`` epochs, and
-        the last."""
-        return (epoch + 1) % self.config.validate_every == 0 or epoch + 1 == self.config.epochs
+        """Whether ``epoch``'s record holds a validation: every ``validate_every`` epochs, the
+        last, and the one at whose end ``max_steps`` stops the run (so that a stopped run's
+        last record always has one)."""
+        config = self.config
+        stops = config.max_steps is not None and self.position["global_step"] >= config.max_steps
+        return (epoch + 1) % config.validate_every == 0 or epoch + 1 == config.epochs or stops
 
     def environment(self) -> dict[str, Any]:
         """Device (model and threads), processes, precision and torch version."""

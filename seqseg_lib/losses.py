@@ -2,6 +2,7 @@
 ``weight_dict``; the training loop forms the weighted sum, so every term gets logged.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -229,3 +230,65 @@ class SetCriterion(nn.Module):
         least 1."""
         count = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
         return global_count(count).clamp(min=1)
+
+
+@dataclass(frozen=True)
+class EomtLossConfig:
+    """EoMT's own loss settings, ``transformers``' ``EomtConfig`` defaults but the number of
+    points sampled per mask: HF's 12,544 suit its 160x160 masks (640x640 inputs); here 4,096,
+    a 64x64 mask's pixels."""
+
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    train_num_points: int = 4096
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+
+
+class EomtCriterion(nn.Module):
+    """EoMT's own loss (``transformers``' ``EomtLoss``: its Hungarian matching on sampled
+    points, then cross-entropy, sigmoid cross-entropy and Dice on the matched masks at sampled
+    points), on each masked block's predictions (``aux_outputs``) and the last block's, in
+    that order, weighted and summed as ``EomtForUniversalSegmentation`` does when given labels:
+    ``loss_eomt`` is its loss, bit for bit from the same random state (its point sampling
+    draws random numbers), and the only term in ``weight_dict``. ``loss_cross_entropy``,
+    ``loss_mask`` and ``loss_dice``, each summed over the blocks unweighted, are logged.
+
+    ``outputs`` as ``models.EomtSegmenter`` returns them; ``targets`` as for
+    ``SetCriterion`` (``labels`` [N], ``masks`` [N, H, W]). Its normalisation counts this
+    process's target masks (HF averages over processes only under ``accelerate``). ``model``:
+    the network's ``models.EomtSegmenterConfig`` (HF's loss reads the number of classes there).
+    """
+
+    def __init__(self, model, config: EomtLossConfig | None = None) -> None:
+        super().__init__()
+        from transformers.models.eomt.modeling_eomt import EomtLoss
+
+        config = config or EomtLossConfig()
+        self.weights = {  # HF's, by term
+            "loss_cross_entropy": config.class_weight,
+            "loss_mask": config.mask_weight,
+            "loss_dice": config.dice_weight,
+        }
+        self.loss = EomtLoss(model.to_hf(**dataclasses.asdict(config)), self.weights)
+        self.weight_dict = {"loss_eomt": 1.0}
+
+    def forward(
+        self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        mask_labels = [target["masks"].float() for target in targets]
+        class_labels = [target["labels"] for target in targets]
+        total, raw = 0.0, dict.fromkeys(self.weights, 0.0)
+        for predicted in [*outputs.get("aux_outputs", []), outputs]:  # HF's order
+            terms = self.loss(
+                predicted["pred_masks"].float(),
+                predicted["pred_logits"].float(),
+                mask_labels,
+                class_labels,
+            )
+            # HF's sum: each block's weighted terms in the order its loss returns them
+            total = total + sum(value * self.weights[key] for key, value in terms.items())
+            raw = {key: raw[key] + terms[key].detach() for key in raw}
+        return {"loss_eomt": total} | raw

@@ -42,6 +42,7 @@ LAYERS = [
         "seqseg_lib.models.seq2seg",
         "seqseg_lib.models.hungarian_unet",
         "seqseg_lib.models.seq2seg_instance",
+        "seqseg_lib.models.eomt",
     ],
     ["seqseg_lib.models", "seqseg_lib.matcher", "seqseg_lib.queries"],
     ["seqseg_lib.losses", "seqseg_lib.metrics"],

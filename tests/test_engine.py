@@ -274,6 +274,16 @@ def test_validate_every_skips_validations_but_not_the_last_or_the_weights(tmp_pa
         smoke(validate_every=0)
 
 
+def test_a_run_stopped_at_an_epoch_end_between_validations_still_ends_validated(tmp_path):
+    """``max_steps`` reached at the end of an epoch that ``validate_every`` skips: that
+    epoch's record validates, so a stopped run's tables always have a validation (a ``paper``
+    dry run of notebook 09 found none)."""
+    steps = len(engine.Trainer(smoke(), tmp_path / "probe").loader(0))  # steps per epoch
+    records = engine.train(smoke(epochs=5, validate_every=3, max_steps=steps), tmp_path / "r")
+    assert len(records) == 1 and "val" in records[-1] and not records[-1].get("partial")
+    assert runs.final_metrics(tmp_path / "r")["val_accuracy"] >= 0
+
+
 def test_resuming_at_an_epoch_end_warns_nothing(tmp_path):
     """A checkpoint at the last step of an epoch: the resumed process steps the epoch's
     schedule before any optimizer step, without PyTorch's warning about that order, and the

@@ -19,7 +19,10 @@ from seqseg_lib.metrics import SemanticEvaluator
 from seqseg_lib.syncs import HostSyncCounter, host_tensors
 
 SEMANTIC = ("seq2seg", "seq2seg-noskip", "unet")
-SET_PREDICTION = ("mnist-easy", "mnist-hard", "hungarian-unet")
+SET_PREDICTION = ("mnist-easy", "mnist-hard", "hungarian-unet", "seq2seg-panoptic")
+# EoMT trains with transformers' own loss, whose matcher copies each image's costs to the host:
+# not held to the budget (notebook 08 compares it as the field ships it)
+OWN_LOSS = ("eomt",)
 
 
 def step_syncs(tmp_path, experiment: str, **overrides) -> HostSyncCounter:
@@ -79,7 +82,7 @@ def test_the_counter_sees_what_synchronises():
 
 
 def test_every_experiment_is_under_a_budget():
-    assert set(SEMANTIC + SET_PREDICTION) == set(EXPERIMENTS)
+    assert set(SEMANTIC + SET_PREDICTION + OWN_LOSS) == set(EXPERIMENTS)
 
 
 # -- evaluator states live where their updates run ---------------------------------------------

@@ -35,6 +35,8 @@ PROMISED = {
     "07_fidelity": ["tables/table_skip_depth_{tag}.csv", "tables/table_depth_{tag}.csv"]
     + ["tables/table_gap_{tag}.csv", "figures/figure_skip_depth_{tag}.png"]
     + ["tables/table_mnist_targets_{mnist}.csv"],
+    "08_transformer_panoptic": ["tables/table_transformers_{tag}.csv"]
+    + [f"figures/figure_transformers_{e}_{{tag}}.png" for e in ("hungarian-unet", "eomt")],
     "09_report_budget": ["tables/table_report_budget_{tag}.csv"]
     + ["figures/figure_report_budget_{tag}.png"],
     "10_efficient_attention": ["tables/table_efficient_cost_{tag}.csv"]

@@ -150,6 +150,20 @@ TABLES = {
         efficient.study_claim,
         figures=[("learning curves", "figure_efficient")],
     ),
+    "table_transformers": Table(
+        "Beyond the report: its transformer with object queries on street scenes, beside EoMT "
+        "and the Hungarian U-Net, for the same training time (Sec. 3.5 and 4)",
+        panoptic.transformer_claim,
+        study=True,
+        figures=[
+            (f"Figure 6 for {name}", f"figure_transformers_{experiment}")
+            for experiment, name in (
+                ("hungarian-unet", "the Hungarian U-Net"),
+                ("seq2seg-panoptic", "ours"),
+                ("eomt", "EoMT"),
+            )
+        ],
+    ),
     "table_mnist_targets": Table(
         "Beyond the report: MNIST digit accuracy and Dice loss at the profile's budget and at "
         "the report's steps (half the report's width; Sec. 3.4)",

@@ -151,7 +151,8 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
     axes = np.atleast_2d(axes)
     for row, index in enumerate(indices):
         item = dataset[index]
-        outputs = {k: v.cpu() for k, v in model(item["image"][None].to(device)).items()}
+        outputs = model(item["image"][None].to(device))
+        outputs = {key: outputs[key].cpu() for key in ("pred_logits", "pred_masks")}
         target = {"labels": item["labels"], "masks": item["masks"]}
         (src, tgt), *_ = matcher(outputs, [target])
         matched = {int(q): int(target["labels"][t]) for q, t in zip(src, tgt)}

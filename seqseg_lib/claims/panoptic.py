@@ -13,6 +13,10 @@ import torch
 from seqseg_lib import paper
 from seqseg_lib.data.labels import CITYSCAPES, LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
+from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.experiments.panoptic import square_crops, third_decays
+from seqseg_lib.matcher import resize_masks
+from seqseg_lib.models import count_parameters
 from seqseg_lib.panoptic import panoptic_inference
 from seqseg_lib.plotting import (
     add_class_legend,
@@ -132,7 +136,8 @@ def compare_panoptic(result: dict[str, Any]) -> str:
 @torch.no_grad()
 def figure_instances(model, dataset, indices: list[int]) -> plt.Figure:
     """Figure 6: input, ground-truth segments and predicted segments, things (cars) coloured
-    per instance, stuff dimmed in the Cityscapes palette."""
+    per instance, stuff dimmed in the Cityscapes palette; masks of a lower resolution than
+    the image are upsampled to it first, as the evaluator does."""
     label_space = dataset.label_space
     things = label_space.thing_eval_ids
     figure, axes = plt.subplots(len(indices), 3, figsize=(11, 2.1 * len(indices)), squeeze=False)
@@ -146,9 +151,8 @@ def figure_instances(model, dataset, indices: list[int]) -> plt.Figure:
         )
         thing = [c in things for c in categories.tolist()]
         gt = colorize_segments(gt_map, categories.tolist(), thing, label_space)
-        pred_map, segments = panoptic_inference(
-            outputs["pred_logits"][0].cpu(), outputs["pred_masks"][0].cpu(), things
-        )
+        masks = resize_masks(outputs["pred_masks"][0].cpu(), tuple(item["image"].shape[-2:]))
+        pred_map, segments = panoptic_inference(outputs["pred_logits"][0].cpu(), masks, things)
         pred = colorize_segments(
             pred_map,
             [s["category_id"] for s in segments],
@@ -175,7 +179,8 @@ def figure_all_queries(model, dataset, index: int, matcher) -> plt.Figure:
     label_space = dataset.label_space
     item = dataset[index]
     device = next(model.parameters()).device
-    outputs = {k: v.cpu() for k, v in model(item["image"][None].to(device)).items()}
+    outputs = model(item["image"][None].to(device))
+    outputs = {key: outputs[key].cpu() for key in ("pred_logits", "pred_masks")}
     target = panoptic_targets(item["labels"], item["instances"], label_space)
     (src, tgt), *_ = matcher(outputs, [target])
     names = label_space.eval_names
@@ -392,3 +397,91 @@ def bottleneck_claim(table: pd.DataFrame) -> str:
         f"{'improves' if gain > 0.5 else 'does not improve'} (one seed; judged: PQ up by more "
         "than 0.5)."
     )
+
+
+# -- the transformer with object queries on Sec. 4's task, beside EoMT (notebook 08) ----------
+# Epochs of each model at ``cpu``: the Hungarian U-Net's 30 (its ``cpu`` budget), the others as
+# many as fit in the same training time on this project's 2-core machine, from step times
+# measured at batch 16 on one thread (U-Net 1.24 s, ours 1.97 s, EoMT 5.52 s on 128x128 crops).
+TRANSFORMER_EPOCHS = {
+    "smoke": {"hungarian-unet": 2, "seq2seg-panoptic": 2, "eomt": 2},
+    "cpu": {"hungarian-unet": 30, "seq2seg-panoptic": 19, "eomt": 7},
+    "paper": {"hungarian-unet": 30, "seq2seg-panoptic": 30, "eomt": 30},
+}
+TRANSFORMER_LABELS = {
+    "hungarian-unet": "Hungarian U-Net (Sec. 4)",
+    "seq2seg-panoptic": "ours: Seq2Seg with object queries, dot-product masks",
+    "eomt": "EoMT (transformers' EomtForUniversalSegmentation)",
+}
+
+
+def transformer_study(profile: str) -> list[Variant]:
+    """The three models on the same square crops and data (``experiments.panoptic.
+    square_crops``), each for its ``TRANSFORMER_EPOCHS`` at its preset's learning rate, decayed
+    after a third and two thirds of them; the Hungarian U-Net keeps its model and loss and
+    matches, as ours, at a quarter of the crop's side."""
+    square = square_crops(profile, "synthetic")
+    variants = []
+    for experiment, label in TRANSFORMER_LABELS.items():
+        epochs = TRANSFORMER_EPOCHS[profile][experiment]
+        lr = build_config(experiment, profile).lr
+        training = {"resize": square["resize"], "crop": square["crop"], "epochs": epochs}
+        training["lr_milestones"] = third_decays(epochs, lr)
+        loss = {} if experiment == "eomt" else {"match_size": square["loss"].match_size}
+        variants.append(Variant(label, experiment, loss=loss, short=False, training=training))
+    return variants
+
+
+def transformer_table(
+    run_dirs: dict[str, Path], step_seconds: dict[str, float], flops: dict[str, float]
+) -> pd.DataFrame:
+    """``panoptic_study_table`` of the three runs, with each run's experiment (the key the
+    claim reads), parameters, GFLOPs and measured seconds of a training step."""
+    table = panoptic_study_table(run_dirs, step_seconds)
+    for label, run_dir in run_dirs.items():
+        config = load_config(run_dir)
+        table.loc[label, "experiment"] = config.experiment
+        table.loc[label, "parameters (M)"] = round(count_parameters(build_model(config)) / 1e6, 2)
+        table.loc[label, "GFLOP/step"] = round(flops[label] / 1e9, 2)
+    return table
+
+
+def transformer_claim(table: pd.DataFrame) -> str:
+    """Does a transformer with object queries separate cars where the Hungarian U-Net does not
+    (our threshold of ``cars_claim``: RQ of cars and PQ of things), and at what cost (its
+    training step and FLOPs against the U-Net's, in the same training time)."""
+    rows = {row["experiment"]: row for _, row in table.iterrows()}
+    unet = rows["hungarian-unet"]
+
+    def separates(row) -> bool:
+        return row["RQ car"] >= CAR_RQ_THRESHOLD and row["PQ things"] >= THINGS_PQ_THRESHOLD
+
+    lines = [
+        f"Judged by our threshold (RQ car at least {CAR_RQ_THRESHOLD:g} and PQ things at least "
+        f"{THINGS_PQ_THRESHOLD:g}), every model for about the same training time "
+        f"({', '.join(format(r['training (min)'], 'g') for r in rows.values())} min), one "
+        "seed each."
+    ]
+    for experiment, row in rows.items():
+        cost = ""
+        if experiment != "hungarian-unet":
+            cost = (
+                f"; a training step {row['training step (s)'] / unet['training step (s)']:.1f}x "
+                f"the U-Net's time and {row['GFLOP/step'] / unet['GFLOP/step']:.1f}x its FLOPs, "
+                f"{row['epochs']:g} epochs against its {unet['epochs']:g}"
+            )
+        lines.append(
+            f"{row.name}: RQ car {row['RQ car']:.1f}, PQ things {row['PQ things']:.1f}, PQ "
+            f"{row['PQ']:.1f}, {row['duplicates per image']:.2f} duplicates per image: "
+            f"{'separates cars' if separates(row) else 'does not separate cars'}{cost}."
+        )
+    better = [r.name for e, r in rows.items() if e != "hungarian-unet" and separates(r)]
+    if separates(unet):
+        answer = "no: the U-Net separates them too"
+    else:
+        answer = f"yes: {', '.join(better)}" if better else "no: none of them does"
+    lines.append(
+        "A transformer with object queries separates cars where the Hungarian U-Net does not: "
+        f"{answer} (one seed)."
+    )
+    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 - ``semantic``: ``seq2seg``, ``seq2seg-noskip``, ``unet`` (Sec. 2);
 - ``instance``: ``mnist-easy``, ``mnist-hard`` (Sec. 3);
-- ``panoptic``: ``hungarian-unet`` (Sec. 4).
+- ``panoptic``: ``hungarian-unet`` (Sec. 4), and beside it ``seq2seg-panoptic`` (Sec. 3's
+  transformer on Sec. 4's task) and ``eomt`` (the field's EoMT).
 
 ``EXPERIMENTS`` below is the registry, written out; ``build_config`` makes a run's ``Config``
 from an experiment's preset, and ``config_from_dict`` reads one back from ``config.json``.
@@ -57,6 +58,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "mnist-easy": instance.MNIST_EASY,
     "mnist-hard": instance.MNIST_HARD,
     "hungarian-unet": panoptic.HUNGARIAN_UNET,
+    "seq2seg-panoptic": panoptic.SEQ2SEG_PANOPTIC,
+    "eomt": panoptic.EOMT,
 }
 
 

@@ -74,6 +74,7 @@ class Seq2SegInstanceConfig:
     image_size: int = paper.MNIST_IMAGE_SIZE  # sets r of the "dot" head
     class_head: str = "linear"  # Sec. 3.2; "masked": ours (module docstring)
     class_hidden: int = 256  # "masked": width of its MLP's hidden layer
+    query_layers: int | None = None  # None: queries from the input on (Sec. 3.2); k: EoMT's
 
     def __post_init__(self) -> None:
         if self.mask_head not in MASK_HEADS:
@@ -83,6 +84,11 @@ class Seq2SegInstanceConfig:
         if self.class_head not in CLASS_HEADS:
             raise ValueError(
                 f"unknown class_head {self.class_head!r}; valid: {', '.join(CLASS_HEADS)}"
+            )
+        if self.query_layers is not None and not 1 <= self.query_layers <= self.num_layers:
+            raise ValueError(
+                f"query_layers must be None or between 1 and num_layers ({self.num_layers}), "
+                f"got {self.query_layers}"
             )
         grid = self.image_size // self.patch_size
         if self.mask_head == "dot" and (self.image_size % self.patch_size or self.mask_size % grid):
@@ -156,12 +162,15 @@ class Seq2SegInstance(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens, grid = patchify(images, self.patch_size)  # (B, N, s^2), (H/s, W/s)
         batch, num_queries = images.shape[0], self.num_queries
-        check_sequence_length(
-            num_queries + tokens.shape[1], self.encoder.config.max_position_embeddings
-        )
         queries = self.query_embed.expand(batch, -1, -1)  # (B, Q, D)
-        sequence = torch.cat([queries, self.patch_embed(tokens)], dim=1)  # (B, Q + N, D)
-        hidden = self.encoder(inputs_embeds=sequence).last_hidden_state  # (B, Q + N, D)
+        if self.config.query_layers is None:
+            check_sequence_length(
+                num_queries + tokens.shape[1], self.encoder.config.max_position_embeddings
+            )
+            sequence = torch.cat([queries, self.patch_embed(tokens)], dim=1)  # (B, Q + N, D)
+            hidden = self.encoder(inputs_embeds=sequence).last_hidden_state  # (B, Q + N, D)
+        else:
+            hidden = self.queries_join_late(queries, self.patch_embed(tokens))
         queries, patches = hidden[:, :num_queries], hidden[:, num_queries:]  # (B, Q|N, D)
         if self.config.mask_head == "dot":
             masks = self.mask_head(queries, patches, grid)  # (B, Q, h, w)
@@ -174,3 +183,18 @@ class Seq2SegInstance(nn.Module):
             features = patches.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
             logits = logits + self.masked_class_head(features, masks)  # (B, Q, C + 1)
         return {"pred_logits": logits, "pred_masks": masks}
+
+    def queries_join_late(self, queries: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """EoMT's arrangement: the patches [B, N, D] (with their position embeddings) go
+        through the first layers alone; the queries [B, Q, D] join them, without position
+        embeddings, for the last ``query_layers`` layers. Returns [B, Q + N, D]."""
+        check_sequence_length(patches.shape[1], self.encoder.config.max_position_embeddings)
+        layers = self.encoder.encoder.layer
+        first = len(layers) - self.config.query_layers
+        hidden = self.encoder.embeddings(inputs_embeds=patches)  # (B, N, D)
+        for layer in layers[:first]:
+            hidden = layer(hidden)
+        hidden = torch.cat([queries, hidden], dim=1)  # (B, Q + N, D)
+        for layer in layers[first:]:
+            hidden = layer(hidden)
+        return hidden
