@@ -32,6 +32,11 @@ image_size; r = 1 is the heatmap at the patch grid exactly):
     patches [B, N, D] -> Linear -> [B, N, r*r*E] -> [B, E, (H/s) r, (W/s) r]
     einsum                     -> pred_masks [B, Q, mask_size, mask_size]
 
+``query_layers=k`` (notebook 08) arranges the encoder as EoMT does (Kerssies et al., 2025): the
+patches go through the first layers alone and the queries, without position embeddings, join
+them for the last ``k`` layers only; by default (None) they take part from the input on, as in
+Sec. 3.2.
+
 ``class_head="masked"`` (ours) adds to each query's class logits a term read from the patches
 under its own mask: the patches' hidden states averaged with the query's mask probabilities
 as weights, then an MLP (``MaskedClassHead``, shared with the Hungarian U-Net). The report's
