@@ -2,7 +2,8 @@
 # The GPU check, one command per stage, each sized to finish within 9 minutes on one H200:
 #
 #   benchmarks/device_check.sh --out DIR              # main: notebooks 01-02 at paper (synthetic)
-#   benchmarks/device_check.sh --out DIR --second     # second: benchmarks/run.py at paper
+#   benchmarks/device_check.sh --out DIR --second     # second: benchmarks/run.py at paper, then
+#                                                     # optimizations.py (fused Adam, compile)
 #
 #   options: [--device auto|cuda|cpu] [--max-steps N] [--repeats N]
 #            [--bench-profile paper|cpu|smoke] [--runs-dir DIR]
@@ -20,7 +21,7 @@
 # benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
 # On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
 # --out DIR runs every line of this path (both stages: add --second for the other; about 12
-# and 1 minutes on 2 cores).
+# and 4 minutes on 2 cores, the second's optimizations.py compiling four models).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -137,5 +138,10 @@ else
   estimate --stage second
   stage "benchmarks ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/run.py \
     --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports"
+  # whether fused Adam and torch.compile pay on this device (the engine turns them on for CUDA
+  # by default: fused Adam; compile on request), one experiment of each kind
+  stage "optimizations ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/optimizations.py \
+    --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports" \
+    --experiments seq2seg unet mnist-easy hungarian-unet
 fi
 exit $failed

@@ -57,7 +57,7 @@ LAYERS = [
     ["seqseg_lib.runs"],
     ["seqseg_lib.evaluation"],
     ["seqseg_lib.engine"],
-    ["seqseg_lib.speed", "seqseg_lib.variants"],
+    ["seqseg_lib.speed", "seqseg_lib.variants", "seqseg_lib.launch"],
     ["seqseg_lib.plotting", "seqseg_lib.widgets"],
     [
         "seqseg_lib.claims.semantic",
@@ -68,7 +68,7 @@ LAYERS = [
     ],
     ["seqseg_lib.claims.efficient"],
     ["seqseg_lib.claims"],
-    ["seqseg_lib.summary"],
+    ["seqseg_lib.summary", "seqseg_lib.plan"],
     ["seqseg_lib.cli", "seqseg_lib.__main__"],
 ]
 LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}

@@ -12,6 +12,8 @@ import papermill
 import pytest
 from conftest import REPO
 
+from seqseg_lib import plan
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # What each notebook writes into reports_dir (names formatted with dataset and profile).
 PROMISED = {
@@ -98,6 +100,10 @@ def test_notebook_runs_headless_under_smoke(path, tmp_path, kernel_env):
     text = json.dumps(executed)
     dataset = "mnist" if path.stem.startswith("03") else "synthetic"
     assert "'profile': 'smoke'" in text and f"'dataset': '{dataset}'" in text
+    # it trained exactly the runs its plan lists (``python -m seqseg_lib runs plan``)
+    trained = {run.name for run in runs.glob("*-seed*")}
+    planned = {p.run_dir(runs).name for p in plan.notebook_runs(path.stem, "smoke", dataset)}
+    assert trained == planned, (sorted(trained - planned), sorted(planned - trained))
 
 
 @pytest.mark.slow

@@ -181,18 +181,27 @@ def study_config(label: str, profile: str, dataset: str | None, seed: int, **run
     )
 
 
+def study_configs(
+    profile: str, dataset: str | None, seed: int = 0, **run
+) -> dict[str, tuple[Config, str]]:
+    """``{label: (config, run-name suffix)}`` of one seed's training study: ``TRAINED``, each
+    named after its place in ``VARIANTS``."""
+    return {
+        label: (study_config(label, profile, dataset, seed, **run), f"efficient-{index}")
+        for index, label in enumerate(VARIANTS)
+        if label in TRAINED
+    }
+
+
 def train_study(
     profile: str, dataset: str | None, runs_dir: str | Path, seeds, **run
 ) -> dict[tuple[str, int], Path]:
-    """Every variant of ``TRAINED`` trained (or loaded) for every seed: ``{(label, seed): run
-    directory}`` (run names keep each variant's place in ``VARIANTS``)."""
+    """``study_configs`` trained (or loaded) for every seed: ``{(label, seed): run
+    directory}``."""
     return {
-        (label, seed): load_or_train(
-            study_config(label, profile, dataset, seed, **run), runs_dir, f"efficient-{index}"
-        )
+        (label, seed): load_or_train(config, runs_dir, name)
         for seed in seeds
-        for index, label in enumerate(VARIANTS)
-        if label in TRAINED
+        for label, (config, name) in study_configs(profile, dataset, seed, **run).items()
     }
 
 

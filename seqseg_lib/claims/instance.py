@@ -3,6 +3,7 @@ report's numbers at the profile's budget (notebook 07), and Sec. 3.5's higher-re
 (notebook 06).
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
 from seqseg_lib import paper
-from seqseg_lib.experiments import build_model
+from seqseg_lib.config import Config
+from seqseg_lib.experiments import build_config, build_model
 from seqseg_lib.experiments.instance import instance_preset
 from seqseg_lib.models import count_parameters
 from seqseg_lib.plotting import (
@@ -63,6 +65,22 @@ def mnist_values(final: dict[str, Any], columns: dict[str, str]) -> dict[str, fl
         for key, column in columns.items()
         if f"val_{key}" in final
     }
+
+
+def mnist_configs(
+    profile: str, dataset: str = "mnist", bce_modes=("easy",), **run: Any
+) -> dict[str, tuple[Config, str]]:
+    """``{label: (config, run-name suffix)}`` of notebook 03's runs: both modes as the report
+    trains them, and the ``bce_modes`` again with binary cross-entropy masks."""
+    configs = {
+        f"Seq2SegInstance {mode}": (build_config(f"mnist-{mode}", profile, dataset, **run), "")
+        for mode in ("easy", "hard")
+    }
+    for mode in bce_modes:
+        config = configs[f"Seq2SegInstance {mode}"][0]
+        bce = dataclasses.replace(config, loss=dataclasses.replace(config.loss, mask_loss="bce"))
+        configs[f"Seq2SegInstance {mode} (BCE masks)"] = (bce, "bce")
+    return configs
 
 
 def mnist_mode(run_dir: str | Path) -> str:

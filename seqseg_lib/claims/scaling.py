@@ -181,6 +181,18 @@ def figure_scaling(
     return figure
 
 
+def patch_configs(profile: str, dataset: str | None, **run: Any) -> dict[str, tuple[Config, str]]:
+    """``{label: (config, run-name suffix)}`` of notebook 05's trained patch sizes for one
+    seed: the profile's Seq2Seg, and the same with 16x16 patches (the report's) where its own
+    are smaller."""
+    config = build_config("seq2seg", profile, dataset, **run)
+    configs = {f"patch {config.model.patch_size}": (config, "")}
+    if config.model.patch_size != 16:
+        larger = build_config("seq2seg", profile, dataset, **run, model={"patch_size": 16})
+        configs["patch 16"] = (larger, "patch16")
+    return configs
+
+
 def patch_table(profile: str, crop: tuple[int, int], patches, batch_size, device, repeats):
     """Cost of Seq2Seg (SDPA) at one crop for each patch size: tokens, seconds, GFLOPs, MiB."""
     rows = {}

@@ -7,6 +7,7 @@ report's own numbers come from ``seqseg_lib.paper``; the verdict rule from
 ``seqseg_lib.verdicts``.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import pandas as pd
 import torch
 
 from seqseg_lib import paper
+from seqseg_lib.config import Config
 from seqseg_lib.data import build_dataset
 from seqseg_lib.data.labels import LabelSpace
+from seqseg_lib.experiments import build_config
 from seqseg_lib.loading import prepare
 from seqseg_lib.metrics import confusion_matrix, scores
 from seqseg_lib.models import count_parameters
@@ -39,6 +42,30 @@ from seqseg_lib.verdicts import (
     verdict_word,
     within_gap_tolerance,
 )
+
+# The runs of Table 1 (notebook 01; notebooks 04 and 06 load them too): key -> name
+TABLE1_MODELS = {"unet": "U-Net", "seq2seg": "Seq2Seg"}
+
+
+def table1_configs(profile: str, dataset: str | None, **run: Any) -> dict[str, Config]:
+    """``{key: config}`` of Table 1's two runs at the profile."""
+    return {key: build_config(key, profile, dataset, **run) for key in TABLE1_MODELS}
+
+
+def skip_configs(profile: str, dataset: str | None, **run: Any) -> dict[str, tuple[Config, str]]:
+    """``{label: (config, run-name suffix)}`` of the skip ablation's three runs of one seed
+    (notebook 02): with skip, without at its own rate, and without at the rate with skip (the
+    variant Sec. 2.2 says fails: 1e-4 in the paper profile)."""
+    with_skip = build_config("seq2seg", profile, dataset, **run)
+    no_skip = build_config("seq2seg-noskip", profile, dataset, **run)
+    no_skip_fast = dataclasses.replace(
+        no_skip, lr=with_skip.lr, lr_milestones=with_skip.lr_milestones
+    )
+    return {
+        f"Seq2Seg (lr {with_skip.lr:g})": (with_skip, ""),
+        f"Seq2Seg no skip (lr {no_skip.lr:g})": (no_skip, ""),
+        f"Seq2Seg no skip at Seq2Seg's lr ({with_skip.lr:g})": (no_skip_fast, "skiplr"),
+    }
 
 
 @torch.no_grad()

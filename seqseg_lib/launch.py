@@ -1,0 +1,521 @@
+"""Many runs at once: each in its own process, on this machine or as Slurm jobs (submitit).
+
+``train_runs(runs, runs_dir)`` trains the runs of a list of ``(config, variant)`` pairs, as
+``engine.load_or_train`` takes them, that are not done yet, ``jobs`` at a time. Each run is one
+submitit job: a process on this machine (``executor="local"``) or a Slurm job (``"slurm"``).
+Both go through ``submitit.AutoExecutor`` and through one loop (``_run_jobs``), which submits a
+run whenever a slot is free and prints a line as each run starts and as it ends; ``"inline"``
+trains the runs one after the other in this process, with the same lines (for debugging).
+
+- Threads and devices: on CPU each local job trains on ``cores // jobs`` threads; each local
+  GPU job sees its own ``gpus`` devices (``CUDA_VISIBLE_DEVICES``); a Slurm job uses what Slurm
+  allocated it (``cpus`` threads).
+- Several GPUs per job: the job starts ``torchrun --standalone --nproc-per-node N -m
+  seqseg_lib.launch RUN`` (``seqseg_lib.distributed``), RUN being the run as JSON.
+- Time limits: at the limit's signal (USR2, 90 s before a Slurm job's end, 30 s before a local
+  one's) submitit calls ``TrainJob.checkpoint``, which requeues the job as it was; the job
+  calls ``load_or_train`` again, which resumes from the run's last checkpoint. The engine
+  writes one every ``Config.checkpoint_every`` steps and every ``checkpoint_epochs`` epochs:
+  the steps after it are trained again, to the same weights.
+- A run directory is trained by one process at a time (``seqseg_lib.runlock``): a job asking
+  for a run that another process trains waits for it, then finds it done.
+
+Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``.
+"""
+
+import dataclasses
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+from submitit.core.core import InfoWatcher
+from submitit.core.job_environment import JobEnvironment
+from submitit.helpers import DelayedSubmission
+
+from seqseg_lib import distributed, engine
+from seqseg_lib.config import Config
+from seqseg_lib.experiments import config_from_dict
+from seqseg_lib.runs import is_finished, read_status, run_name, stopped_at
+
+EXECUTORS = ("local", "slurm", "inline")
+JOBS_FOLDER = ".jobs"
+# Slurm needs a time limit: submitit's own default is 5 minutes. A longer run is requeued and
+# resumes, so a limit shorter than a run costs the steps after its last checkpoint, once.
+SLURM_MINUTES = 240
+LOCAL_MINUTES = 60 * 24 * 365  # local jobs: no limit unless one is asked
+POLL_SECONDS = {"local": 2.0, "slurm": 15.0}
+# Slurm job states after which a job runs no more ("GONE": left the queue, see QueueWatcher).
+ENDED = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "GONE",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "TIMEOUT",
+}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What each job asks for. ``None`` takes the machine's or the cluster's default."""
+
+    gpus: int | None = None  # per job; None: 1 locally where there are GPUs, else 0
+    processes: int | None = None  # per job, under torchrun when > 1; None: max(1, gpus)
+    cpus: int | None = None  # Slurm's cpus-per-task, the job's threads; locally cores // jobs
+    time_minutes: int | None = None  # then checkpoint, requeue, resume (Slurm: SLURM_MINUTES)
+    partition: str | None = None  # Slurm
+    sbatch: tuple[tuple[str, str], ...] = ()  # further sbatch options: (("account", "abc"),)
+    # time limits (and preemptions) one run may meet before it is reported failed; locally,
+    # submitit's controller restarts a job at most 5 times whatever this says
+    max_requeues: int = 20
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What became of one run: ``finished``, ``partial`` (stopped at ``max_steps``) or
+    ``failed``; ``trained`` is False for a run that was done before (nothing submitted)."""
+
+    run_dir: Path
+    state: str
+    minutes: float
+    trained: bool
+    error: str | None = None
+    job_id: str | None = None
+    log: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Task:
+    number: int  # 1-based, in the order of the runs asked
+    total: int
+    config: Config
+    variant: str
+    run_dir: Path
+
+
+@dataclass
+class _Submitted:
+    task: _Task
+    job: Any  # a submitit Job
+    slot: str | None
+    since: float  # time.monotonic() at submission, then at start
+    started: bool = False  # seen running once
+    running: bool = False  # seen running since it was last seen queued
+
+
+@dataclass
+class TrainJob(submitit.helpers.Checkpointable):
+    """One run's job: ``engine.load_or_train`` in this process, or under torchrun when
+    ``processes > 1``. ``devices``: the ``CUDA_VISIBLE_DEVICES`` it sets (local GPU jobs;
+    None leaves the allocation's). ``threads``: None takes the job's CPUs."""
+
+    config: Config
+    runs_dir: str
+    variant: str = ""
+    threads: int | None = None
+    devices: str | None = None
+    processes: int = 1
+
+    def __call__(self) -> str:
+        if "SUBMITIT_EXECUTOR" in os.environ:  # a submitit job (not ``inline``)
+            plain_signals_in_forks()
+        if self.devices is not None:  # before anything initialises CUDA in this process
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.devices
+        run_dir = Path(self.runs_dir) / run_name(self.config, self.variant)
+        status = read_status(run_dir)
+        where = "from the start"
+        if status is not None:
+            position = status["position"]
+            where = f"from step {position['global_step']} (epoch {position['epoch'] + 1})"
+        threads = self.threads or available_cores()
+        print(f"training {run_dir.name} {where} on {threads} thread(s)", flush=True)
+        if self.processes == 1:
+            torch.set_num_threads(threads)
+            engine.load_or_train(self.config, self.runs_dir, self.variant)
+        else:
+            self._torchrun(max(1, threads // self.processes))
+        return str(run_dir)
+
+    def _torchrun(self, threads: int) -> None:
+        run = {"config": self.config.to_dict(), "runs_dir": self.runs_dir, "variant": self.variant}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += [f"--nproc-per-node={self.processes}", "-m", "seqseg_lib.launch"]
+        process = subprocess.Popen(
+            [*command, json.dumps(run)], env=os.environ | {"OMP_NUM_THREADS": str(threads)}
+        )
+        try:
+            code = process.wait()
+        finally:  # requeued (SystemExit from submitit's signal handler) or interrupted
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+        if code:
+            raise RuntimeError(f"torchrun exited with status {code} (this job's log says why)")
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        """Called by submitit at the time limit's signal: the same job again. Nothing to save
+        here: the run's state is its last checkpoint, from which ``load_or_train`` resumes."""
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+_forks_registered = False
+
+
+def plain_signals_in_forks() -> None:
+    """submitit's signal handlers are the job process's alone: a process it forks (DataLoader
+    workers, the pool rendering synthetic scenes) ignores the requeue signal, which Slurm sends
+    to every process of the job, and takes SIGTERM's default action back. With submitit's
+    handler, which ignores SIGTERM, a ``multiprocessing.Pool`` would wait forever for its
+    terminated workers."""
+    global _forks_registered
+    if _forks_registered:
+        return
+
+    def plain() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)
+        signal.signal(JobEnvironment._usr_sig(), signal.SIG_IGN)
+
+    os.register_at_fork(after_in_child=plain)
+    _forks_registered = True
+
+
+class QueueWatcher(InfoWatcher):
+    """Slurm job states from ``squeue``, which every cluster answers; submitit asks ``sacct``,
+    which answers only where the cluster keeps accounting (``slurmdbd``). A job no longer in
+    the queue has ended: Slurm forgets ended jobs after ``MinJobAge`` (300 s by default),
+    longer than the launcher waits between two looks."""
+
+    def _make_command(self) -> list[str] | None:
+        if not self._registered - self._finished:
+            return None
+        user = f"--user={getpass.getuser()}"
+        return ["squeue", "--noheader", "--states=all", user, "--format=%i|%T"]
+
+    def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
+        text = string.decode() if isinstance(string, bytes) else string
+        listed = {}
+        for line in text.splitlines():
+            job_id, _, state = line.strip().partition("|")
+            if state:
+                listed[job_id] = {"State": state}
+        return {job_id: {"State": "GONE"} for job_id in self._registered} | listed
+
+    def get_state(self, job_id: str, mode: str = "standard") -> str:
+        return self.get_info(job_id, mode=mode).get("State") or "UNKNOWN"
+
+    def is_done(self, job_id: str, mode: str = "standard") -> bool:
+        return self.get_state(job_id, mode=mode) in ENDED
+
+
+def available_cores() -> int:
+    """The CPUs this process may use: Slurm's ``cpus-per-task`` in a job, else its affinity."""
+    return int(os.environ.get("SLURM_CPUS_PER_TASK", "0")) or len(os.sched_getaffinity(0))
+
+
+def train_runs(
+    runs: Sequence[tuple[Config, str | None]],
+    runs_dir: str | os.PathLike,
+    jobs: int | None = None,
+    executor: str = "local",
+    options: JobOptions = JobOptions(),
+    poll_seconds: float | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[RunResult]:
+    """Train the runs not done yet in ``runs_dir`` (finished, or stopped at their
+    ``max_steps``), ``jobs`` at a time (default: locally one per GPU, or one per core and at
+    most one per run; on Slurm every run at once, the cluster's scheduler deciding). Returns
+    one ``RunResult`` per run, in order; a run that fails does not stop the others. ``say``
+    prints the progress lines (default: ``print``). ``poll_seconds``: how often the jobs'
+    states are read (default ``POLL_SECONDS``)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if (options.gpus or 0) < 0 or (options.processes or 1) < 1:
+        raise ValueError(f"expected gpus >= 0 and processes >= 1 per job, got {options}")
+    if options.gpus and options.processes not in (None, options.gpus):
+        raise ValueError(f"one process per GPU: {options.gpus} GPUs per job, not {options}")
+    say = say or (lambda line: print(line, flush=True))
+    tasks = plan(runs, Path(runs_dir).resolve())
+    results = {t.number: _done_before(t) for t in tasks if _is_done(t)}
+    todo = [task for task in tasks if task.number not in results]
+    start = time.monotonic()
+    if todo and executor == "inline":
+        say(f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, one at a time, here")
+        results |= _run_inline(todo, say)
+    elif todo:
+        slots = _slots(executor, options, jobs, len(todo))
+        threads = _threads(executor, options, len(slots))
+        say(
+            f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, {len(slots)} at a time "
+            f"as {executor} jobs" + (f" of {threads} thread(s)" if threads else "")
+        )
+        submitter = _executor(executor, Path(runs_dir).resolve() / JOBS_FOLDER, options)
+        processes = options.processes or max(1, options.gpus or 1)
+
+        def job(task: _Task, slot: str | None) -> TrainJob:
+            runs_dir = str(task.run_dir.parent)
+            return TrainJob(task.config, runs_dir, task.variant, threads, slot, processes)
+
+        poll = POLL_SECONDS[executor] if poll_seconds is None else poll_seconds
+        results |= _run_jobs(submitter, job, todo, slots, poll, say)
+    ordered = [results[task.number] for task in tasks]
+    say(totals(ordered, (time.monotonic() - start) / 60))
+    return ordered
+
+
+def plan(runs: Sequence[tuple[Config, str | None]], runs_dir: Path) -> list[_Task]:
+    """One task per run directory: a run asked twice is trained once; asked twice with
+    different configs, it is refused (``ValueError``)."""
+    tasks: dict[Path, _Task] = {}
+    for config, variant in runs:
+        run_dir = runs_dir / run_name(config, variant or "")
+        if run_dir in tasks:
+            differences = tasks[run_dir].config.differences(config)
+            if differences:
+                raise ValueError(
+                    f"run {run_dir.name} is asked twice with different configs: "
+                    + "; ".join(differences)
+                )
+            continue
+        tasks[run_dir] = _Task(len(tasks) + 1, 0, config, variant or "", run_dir)
+    return [dataclasses.replace(task, total=len(tasks)) for task in tasks.values()]
+
+
+def _is_done(task: _Task) -> bool:
+    """What ``load_or_train`` skips: a finished run, or one stopped at its ``max_steps``."""
+    return is_finished(task.run_dir) or stopped_at(task.run_dir, task.config.max_steps)
+
+
+def _done_before(task: _Task) -> RunResult:
+    state = "finished" if is_finished(task.run_dir) else "partial"
+    return RunResult(task.run_dir, state, 0.0, trained=False)
+
+
+def _slots(executor: str, options: JobOptions, jobs: int | None, runs: int) -> list[str | None]:
+    """One entry per job running at once: locally on GPUs, the ``CUDA_VISIBLE_DEVICES`` of
+    the job in that slot (groups of ``gpus`` devices, in turn when jobs outnumber them)."""
+    if executor == "slurm":
+        return [None] * (jobs or runs)
+    gpus = torch.cuda.device_count()
+    per_job = 1 if options.gpus is None else options.gpus
+    if not gpus or not per_job:
+        return [None] * (jobs or min(available_cores(), runs))
+    if per_job > gpus:
+        raise ValueError(f"{per_job} GPUs per job asked; this machine has {gpus}")
+    groups = [range(k, k + per_job) for k in range(0, gpus - per_job + 1, per_job)]
+    return [",".join(map(str, groups[k % len(groups)])) for k in range(jobs or len(groups))]
+
+
+def _threads(executor: str, options: JobOptions, jobs: int) -> int | None:
+    """Each job's threads: its CPUs on Slurm (None: as allocated), else ``cores // jobs``."""
+    if executor == "slurm":
+        return options.cpus
+    return max(1, available_cores() // jobs)
+
+
+def _executor(cluster: str, folder: Path, options: JobOptions) -> submitit.AutoExecutor:
+    """``AutoExecutor`` for ``local`` or ``slurm``, one job per run (one task, one node)."""
+    executor = submitit.AutoExecutor(
+        folder=folder,
+        cluster=cluster,
+        slurm_max_num_timeout=options.max_requeues,
+        local_max_num_timeout=options.max_requeues,
+    )
+    default_minutes = SLURM_MINUTES if cluster == "slurm" else LOCAL_MINUTES
+    executor.update_parameters(
+        timeout_min=options.time_minutes or default_minutes, nodes=1, tasks_per_node=1
+    )
+    if cluster == "slurm":  # (a local job's devices and threads are its TrainJob's)
+        executor.update_parameters(
+            cpus_per_task=options.cpus,
+            slurm_gpus_per_node=options.gpus or None,
+            slurm_partition=options.partition,
+            slurm_additional_parameters=dict(options.sbatch),
+        )
+    return executor
+
+
+def _run_jobs(
+    executor: submitit.AutoExecutor,
+    make: Callable[[_Task, str | None], TrainJob],
+    todo: list[_Task],
+    slots: list[str | None],
+    poll_seconds: float,
+    say: Callable[[str], None],
+) -> dict[int, RunResult]:
+    """Submit a task whenever a slot is free, until every task has ended."""
+    waiting, free, running, results = list(todo), list(slots), [], {}
+    # one look at the queue for all the jobs (``squeue``: see QueueWatcher)
+    watcher = QueueWatcher(delay_s=poll_seconds) if executor.cluster == "slurm" else None
+    try:
+        while waiting or running:
+            while waiting and free:
+                task, slot = waiting.pop(0), free.pop(0)
+                submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
+                if isinstance(submitted, RunResult):
+                    results[task.number] = submitted
+                    free.append(slot)
+                else:
+                    running.append(submitted)
+            time.sleep(poll_seconds)
+            for item in list(running):
+                _watch(item, say)
+                if item.job.done():
+                    results[item.task.number] = _ended(item, say)
+                    running.remove(item)
+                    free.append(item.slot)
+    except KeyboardInterrupt:
+        if executor.cluster == "local":  # this machine's jobs end with the command
+            for item in running:
+                item.job.cancel(check=False)
+        else:
+            jobs = " ".join(item.job.job_id for item in running)
+            say(f"interrupted; Slurm jobs {jobs} go on (scancel {jobs} stops them)")
+        raise
+    return results
+
+
+def _submit(
+    executor: submitit.AutoExecutor,
+    job: TrainJob,
+    task: _Task,
+    slot: str | None,
+    watcher: InfoWatcher | None,
+    say: Callable[[str], None],
+) -> _Submitted | RunResult:
+    """Submit ``job``; a submission the cluster refuses (sbatch's message) fails its run."""
+    executor.update_parameters(name=task.run_dir.name)
+    try:
+        submitted = executor.submit(job)
+    except Exception as error:
+        result = RunResult(task.run_dir, "failed", 0.0, True, f"not submitted: {error}")
+        say(describe(task, result))
+        return result
+    if watcher is not None:
+        submitted.watcher = watcher
+    return _Submitted(task, submitted, slot, time.monotonic())
+
+
+def _watch(item: _Submitted, say: Callable[[str], None]) -> None:
+    """Say when a job starts, when a started one is back in the queue (requeued: at its time
+    limit, or preempted), and when it runs again."""
+    state, task, job = item.job.state, item.task, item.job.job_id
+    if state == "RUNNING" and not item.started:
+        _started(item, say)
+    elif state == "RUNNING" and not item.running:
+        item.running = True
+        say(f"[{task.number}/{task.total}] resumed  {task.run_dir.name} (job {job})")
+    elif state in ("PENDING", "REQUEUED") and item.running:
+        item.running = False
+        say(f"[{task.number}/{task.total}] requeued {task.run_dir.name} (job {job})")
+
+
+def _started(item: _Submitted, say: Callable[[str], None]) -> None:
+    item.started = item.running = True
+    item.since, task = time.monotonic(), item.task
+    where = f" on GPU {item.slot}" if item.slot is not None else ""
+    say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (job {item.job.job_id}{where})")
+
+
+def _ended(item: _Submitted, say: Callable[[str], None]) -> RunResult:
+    """The run's result once its job has ended: its state read from the run directory."""
+    task, job = item.task, item.job
+    if not item.started:  # ended between two looks, before it was seen running
+        since = item.since
+        _started(item, say)
+        item.since = since
+    minutes = (time.monotonic() - item.since) / 60
+    error = job.exception()
+    if error is not None:
+        state, error = "failed", error_line(error)
+    elif is_finished(task.run_dir):
+        state = "finished"
+    elif stopped_at(task.run_dir, task.config.max_steps):
+        state = "partial"
+    else:
+        state, error = "failed", "the job ended before the run did"
+    log = job.paths.stderr if state == "failed" else None
+    result = RunResult(task.run_dir, state, minutes, True, error, job.job_id, log)
+    say(describe(task, result))
+    return result
+
+
+def _run_inline(todo: list[_Task], say: Callable[[str], None]) -> dict[int, RunResult]:
+    """The tasks one after the other in this process, on its threads and devices."""
+    results = {}
+    for task in todo:
+        say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (in this process)")
+        start = time.monotonic()
+        job = TrainJob(task.config, str(task.run_dir.parent), task.variant, torch.get_num_threads())
+        try:
+            job()
+            state = "finished" if is_finished(task.run_dir) else "partial"
+            result = RunResult(task.run_dir, state, (time.monotonic() - start) / 60, True)
+        except Exception as error:
+            minutes = (time.monotonic() - start) / 60
+            message = f"{type(error).__name__}: {error}"
+            result = RunResult(task.run_dir, "failed", minutes, True, message)
+        say(describe(task, result))
+        results[task.number] = result
+    return results
+
+
+def error_line(error: BaseException) -> str:
+    """The line of a job's error that names it (``ValueError: ...``, the last of the trace
+    submitit reports); for a job that ended without a result (killed, or out of requeues),
+    submitit's first two lines, which say so."""
+    text = str(error)
+    rule = "\n----------------------\n"  # submitit's frame around the job's trace
+    if text.count(rule) >= 2:
+        lines = [line for line in text.split(rule)[1].splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return " ".join(text.strip().splitlines()[:2]) or type(error).__name__
+
+
+def describe(task: _Task, result: RunResult) -> str:
+    """A run's end: ``[2/3] finished unet-synthetic-smoke-seed0 in 1.2 min``."""
+    head = f"[{task.number}/{task.total}] {result.state:8s} {task.run_dir.name}"
+    if result.state != "failed":
+        return f"{head} in {result.minutes:.1f} min"
+    log = f" (log: {result.log})" if result.log else ""
+    return f"{head} after {result.minutes:.1f} min: {result.error}{log}"
+
+
+def totals(results: list[RunResult], minutes: float) -> str:
+    """The last line: how many runs ended in each state, and how long it all took."""
+    trained = [r for r in results if r.trained]
+    counts = {s: sum(r.state == s for r in trained) for s in ("finished", "partial", "failed")}
+    before = len(results) - len(trained)
+    return (
+        f"{len(trained)} run(s) trained in {minutes:.1f} min: {counts['finished']} finished, "
+        f"{counts['partial']} partial (stopped at max_steps), {counts['failed']} failed; "
+        f"{before} done before"
+    )
+
+
+def train_in_process_group(run_json: str) -> None:
+    """The body of every torchrun process of a job with several processes: the run (JSON
+    of ``config``, ``runs_dir`` and ``variant``) through ``load_or_train``."""
+    run = json.loads(run_json)
+    engine.load_or_train(config_from_dict(run["config"]), run["runs_dir"], run["variant"])
+    distributed.finish()
+
+
+if __name__ == "__main__":
+    train_in_process_group(sys.argv[1])
