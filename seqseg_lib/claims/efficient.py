@@ -25,7 +25,7 @@ import pandas as pd
 from seqseg_lib.claims.scaling import measure, scaled_config, side_doublings
 from seqseg_lib.config import Config
 from seqseg_lib.engine import load_or_train
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import build_config, dry_run_images
 from seqseg_lib.models import count_parameters
 from seqseg_lib.runs import final_metrics, read_metrics
 from seqseg_lib.variants import training_minutes
@@ -100,11 +100,20 @@ def model_settings(label: str, tokens: int) -> dict[str, Any]:
     return settings
 
 
+def cost_study(profile: str) -> dict:
+    """``STUDY[profile]``; under a dry run (``experiments.dry_run_images``) its smallest size
+    only, one timing round (``paper``'s 8,192 tokens would take the CPU hours)."""
+    settings = dict(STUDY[profile])
+    if dry_run_images() is not None:
+        settings |= {"sizes": 1, "repeats": 1}
+    return settings
+
+
 def cost_table(profile: str, device: str = "cpu") -> pd.DataFrame:
     """One row per (variant, crop): tokens, seconds, GFLOPs and MiB of a training step of
     Seq2Seg with that encoder, at the study's patch (``scaling.measure``; a step estimated not
     to fit is skipped with its reason)."""
-    study = STUDY[profile]
+    study = cost_study(profile)
     rows = []
     for crop in side_doublings(study["smallest"], study["sizes"]):
         tokens = (crop[0] // study["patch"]) * (crop[1] // study["patch"])
