@@ -1,6 +1,8 @@
 """Sec. 2.4's efficient Transformers (``seqseg_lib.claims.efficient``): where each becomes cheaper
 than SDPA, and the verdict on "did not yield satisfactory results", on hand-made tables."""
 
+import dataclasses
+
 import pandas as pd
 
 from seqseg_lib.claims import efficient
@@ -71,3 +73,24 @@ def test_the_reformer_chunks_divide_its_tokens():
         "max_positions": 96,
         "window": 32,
     }
+
+
+def test_bigbird_s_block_sparse_attention_trains_under_bfloat16_autocast():
+    """``paper`` autocasts to bfloat16: BigBird's block-sparse attention (256 tokens here, above
+    its 176-token floor) scattered bfloat16 scores into float32 and raised; its encoder now runs
+    in float32 inside the autocast region (found by the ``paper`` dry run of notebook 10)."""
+    import torch
+
+    from seqseg_lib.experiments import build_model
+
+    config = efficient.study_config("BigBird", "smoke", None, 0)
+    config = dataclasses.replace(
+        config, crop=(128, 128), model=dataclasses.replace(config.model, max_positions=512)
+    )
+    model = build_model(config)
+    assert model.encoder.config.attention_type == "block_sparse"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.rand(1, 3, 128, 128))
+    logits.float().mean().backward()
+    assert model.encoder.config.attention_type == "block_sparse"  # not the full fallback
+    assert model.patch_embed.weight.grad is not None

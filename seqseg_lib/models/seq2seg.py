@@ -75,6 +75,10 @@ class Seq2SegConfig:
             )
 
 
+# Encoders that run in float32 even under bfloat16 autocast (``Seq2Seg.forward``)
+FLOAT32_ENCODERS = ("bigbird",)
+
+
 class Seq2Seg(nn.Module):
     """``forward(images [B, 3, H, W]) -> logits [B, C, H, W]``; H, W multiples of ``patch_size``.
 
@@ -119,7 +123,17 @@ class Seq2Seg(nn.Module):
                 f"{self.config.max_positions} tokens, the image gives {tokens.shape[1]}: set "
                 "max_positions to the number of patches"
             )
-        out = self.encoder(inputs_embeds=self.patch_embed(tokens), output_hidden_states=True)
+        embedded = self.patch_embed(tokens)  # (B, N, D)
+        if self.config.encoder in FLOAT32_ENCODERS and torch.is_autocast_enabled(
+            images.device.type
+        ):
+            # transformers' block-sparse attention scatters bfloat16 scores into a float32 buffer
+            # under autocast (5.24: "scatter(): Expected self.dtype to be equal to src.dtype"):
+            # this encoder runs in float32
+            with torch.autocast(images.device.type, enabled=False):
+                out = self.encoder(inputs_embeds=embedded.float(), output_hidden_states=True)
+        else:
+            out = self.encoder(inputs_embeds=embedded, output_hidden_states=True)
         if self.config.encoder == "reformer":
             # its two reversible streams, summed: the embedding twice and every layer's output
             # (the hidden states it lists are outside the autograd graph of its layers)
