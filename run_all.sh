@@ -141,8 +141,12 @@ export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
 # (no MPLBACKEND: the kernel's inline backend keeps every figure in the executed notebook)
 
 # -- the notebooks' runs, N at a time -----------------------------------------------------
-if [ "$jobs" != 0 ]; then
-  train=("$python" -m seqseg_lib runs train "${notebooks[@]}" --profile "$profile")
+planned=()  # the numbered notebooks of notebooks/, whose runs the library declares
+for notebook in "${notebooks[@]}"; do
+  [[ "$(basename "$notebook")" =~ ^(0[1-9]|10)_ ]] && planned+=("$notebook")
+done
+if [ "$jobs" != 0 ] && [ ${#planned[@]} -gt 0 ]; then
+  train=("$python" -m seqseg_lib runs train "${planned[@]}" --profile "$profile")
   train+=(--dataset "$dataset" --runs-dir "$runs_dir")
   [ -n "$data_root" ] && train+=(--data-root "$data_root")
   [ -n "$mnist_root" ] && train+=(--mnist-root "$mnist_root")
