@@ -12,7 +12,7 @@ attention:
 - ``train_study``: BERT (SDPA) and each efficient Transformer trained for the same number of
   steps on crops of 2,048 tokens at ``cpu`` and ``paper`` (notebook 05 finds attention
   starting to dominate above about 1,536), the profile's other settings unchanged;
-  ``study_table`` and ``study_claim``: validation accuracy and mIoU, seconds per step, the
+  ``study_table`` and ``study_claim``: validation accuracy and mIoU, training minutes, the
   verdict under the noise rule of ``seqseg_lib.verdicts``.
 """
 
@@ -216,7 +216,8 @@ def train_study(
 
 def study_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     """One row per variant and seed: tokens, parameters, steps, validation accuracy and mIoU,
-    seconds per training step and training minutes."""
+    and the run's training minutes by the wall clock (beside whatever else the machine ran:
+    the speed of a step is ``cost_table``'s measurement, not this)."""
     from seqseg_lib.engine import load_model
 
     rows = {}
@@ -225,7 +226,6 @@ def study_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
         final = final_metrics(run_dir, records)
         model, config = load_model(run_dir)
         crop, patch = config.crop, config.model.patch_size
-        seconds = sum(r["train_seconds"] for r in records)
         rows[f"{label}, seed {seed}"] = {
             "model": label,
             "seed": seed,
@@ -234,8 +234,7 @@ def study_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
             "steps": final["steps"],
             "val accuracy (%)": percent(final["val_accuracy"]),
             "val mIoU (%)": percent(final["val_miou"]),
-            "seconds per step": round(seconds / max(final["steps"], 1), 3),
-            "training (min)": training_minutes(records),
+            "training (min, wall clock)": training_minutes(records),
         }
     return pd.DataFrame(rows).T
 
