@@ -194,17 +194,17 @@ def test_slurm_jobs_train_a_plan_and_a_requeued_job_resumes_its_run(tmp_path, cl
     )
     launcher.start()
     try:
-        step = wait_for(lambda: checkpointed_step(run_dir), 90, "a first checkpoint")
+        step = wait_for(lambda: checkpointed_step(run_dir), 240, "a first checkpoint")
         job = slurm("squeue", "--noheader", f"--name={run_dir.name}", "--format=%i").strip()
         slurm("scancel", "--signal=USR2", job)  # what Slurm sends before the time limit
         requeued = f"[1/1] requeued {run_dir.name} (job {job})"
-        wait_for(lambda: requeued in said, 60, "the launcher to see the job requeued")
+        wait_for(lambda: requeued in said, 240, "the launcher to see the job requeued")
         # Slurm holds a requeued job back for two minutes (BeginTime): release it now
         slurm("scontrol", "update", f"JobId={job}", "StartTime=now")
         # meanwhile, the same run uninterrupted, here (one thread, as the job's one CPU)
         alone = engine.load_or_train(config, tmp_path / "alone", "long")
     finally:
-        launcher.join(timeout=120)
+        launcher.join(timeout=600)
     assert [(r.state, r.job_id) for r in results] == [("finished", job)], said
     assert f"[1/1] resumed  {run_dir.name} (job {job})" in said
     assert step < 200, "the run ended before it could be signalled: make it longer"
