@@ -79,7 +79,7 @@ def estimate_step_bytes(
         tokens = tokens_of(config)
         attention, dropout = getattr(model, "attention", "sdpa"), getattr(model, "dropout", 0.0)
         math_path = attention == "sdpa" and dropout > 0 and torch.device(device).type == "cpu"
-        if attention == "eager" or math_path:
+        if attention == "eager" or math_path or getattr(model, "holds_attention_scores", False):
             square = batch_size * heads * tokens**2 * FLOAT_BYTES
             per_layer = square * (1 + (1.25 if getattr(model, "dropout", 0.0) > 0 else 0))
             terms["attention"] = layers * per_layer + square

@@ -22,7 +22,7 @@ from typing import Any
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import build_config
-from seqseg_lib.runs import is_finished, read_status, run_name
+from seqseg_lib.runs import read_status, run_name, run_state
 from seqseg_lib.variants import Variant, variant_config, variant_name
 
 
@@ -86,14 +86,16 @@ def notebook_runs(
     def table1(**kw) -> list[PlannedRun]:
         return from_configs(key, semantic.table1_configs(profile, dataset, **kw))
 
+    def per_seed(configs: Callable[..., dict]) -> list[PlannedRun]:
+        """``configs(profile, dataset, seed=s, ...)``'s runs for each seed."""
+        return seeded(
+            lambda **kw: from_configs(key, configs(profile, dataset, **kw)), seeds, street
+        )
+
     if key == "01":
         return table1(**street)
     if key == "02":
-        return seeded(
-            lambda **kw: from_configs(key, semantic.skip_configs(profile, dataset, **kw)),
-            seeds,
-            street,
-        )
+        return per_seed(semantic.skip_configs)
     if key == "03":
         return from_configs(  # run_all.sh gives it the MNIST folder as its data_root
             key, instance.mnist_configs(profile, "mnist", **digits)
@@ -107,11 +109,7 @@ def notebook_runs(
         ablation = from_variants(key, panoptic.HUNGARIAN_ABLATION, profile, dataset, **street)
         return own + table1(**street) + ablation
     if key == "05":
-        return seeded(
-            lambda **kw: from_configs(key, scaling.patch_configs(profile, dataset, **kw)),
-            seeds,
-            street,
-        )
+        return per_seed(scaling.patch_configs)
     if key == "06":
         planned = from_variants(key, instance.MASK_HEAD_STUDY, profile, "mnist", **digits)
         if has_instances:
@@ -138,11 +136,7 @@ def notebook_runs(
             lambda **kw: from_variants(key, budget, profile, dataset, **kw), seeds, street
         )
     if key == "10":
-        return seeded(
-            lambda **kw: from_configs(key, efficient.study_configs(profile, dataset, **kw)),
-            seeds,
-            street,
-        )
+        return per_seed(efficient.study_configs)
     raise ValueError(f"no notebook {notebook!r}; valid: {', '.join(NOTEBOOKS)}")
 
 
@@ -166,13 +160,6 @@ def unique(plan: list[PlannedRun], runs_dir: str | Path) -> list[PlannedRun]:
             seen.add(where)
             kept.append(planned)
     return kept
-
-
-def run_state(run_dir: Path) -> str:
-    """``finished``, ``partial`` (a checkpoint, not the last epoch) or ``missing``."""
-    if is_finished(run_dir):
-        return "finished"
-    return "partial" if read_status(run_dir) is not None else "missing"
 
 
 def planned_steps(config: Config) -> int | None:
@@ -229,7 +216,7 @@ def describe(
                 "experiment": config.experiment,
                 "steps": steps,
                 "minutes (est.)": minutes,
-                "state": run_state(run_dir),
+                "state": run_state(read_status(run_dir)),
             }
         )
     return rows

@@ -152,6 +152,14 @@ def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
     return position["global_step"] >= max_steps and recorded
 
 
+def run_state(status: dict[str, Any] | None) -> str:
+    """``missing`` (no checkpoint), ``partial`` or ``finished`` (every epoch done), from a run's
+    ``read_status``."""
+    if status is None:
+        return "missing"
+    return "finished" if status["position"]["epoch"] >= status["epochs"] else "partial"
+
+
 def run_states(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every run directory under ``runs_dir`` (those with a ``config.json``), by name: its
     experiment, profile, dataset and seed, its position and state (``missing`` a checkpoint,
@@ -164,16 +172,12 @@ def run_states(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
         status = read_status(run_dir)
         row = {key: config.get(key) for key in ("experiment", "profile", "dataset", "seed")}
         row |= {"run": run_dir.name, "epochs": config.get("epochs")}
-        if status is None:
-            row |= {"state": "missing", "epoch": 0, "step": 0}
-        else:
-            position = status["position"]
-            finished = position["epoch"] >= status["epochs"]
-            row |= {
-                "state": "finished" if finished else "partial",
-                "epoch": position["epoch"],
-                "step": position["global_step"],
-            }
+        position = status["position"] if status else {"epoch": 0, "global_step": 0}
+        row |= {
+            "state": run_state(status),
+            "epoch": position["epoch"],
+            "step": position["global_step"],
+        }
         states.append(row)
     return states
 

@@ -63,10 +63,10 @@ class EomtSegmenterConfig:
         return 4 * self.hidden_dim  # ViT's MLP ratio
 
     @property
-    def attention(self) -> str:
-        """For memory estimates: its masked blocks hold a float mask of every head's [N, N]
-        scores, as eager attention holds its scores."""
-        return "eager"
+    def holds_attention_scores(self) -> bool:
+        """Its masked blocks build a float mask of every head's [N, N] scores (for the memory
+        estimate: as many values as eager attention's scores)."""
+        return True
 
     def to_hf(self, **loss: float):
         """The ``transformers.EomtConfig`` of these settings, with the loss's (``loss``:
