@@ -402,7 +402,8 @@ def bottleneck_claim(table: pd.DataFrame) -> str:
 # -- the transformer with object queries on Sec. 4's task, beside EoMT (notebook 08) ----------
 # Epochs of each model at ``cpu``: the Hungarian U-Net's 30 (its ``cpu`` budget), the others as
 # many as fit in the same training time on this project's 2-core machine, from step times
-# measured at batch 16 on one thread (U-Net 1.24 s, ours 1.97 s, EoMT 5.52 s on 128x128 crops).
+# measured at batch 16 on one thread beside four other processes (U-Net 1.24 s, ours 1.97 s,
+# EoMT 5.52 s on 128x128 crops); notebook 08 measures them again on quiet cores.
 TRANSFORMER_EPOCHS = {
     "smoke": {"hungarian-unet": 2, "seq2seg-panoptic": 2, "eomt": 2},
     "cpu": {"hungarian-unet": 30, "seq2seg-panoptic": 19, "eomt": 7},
