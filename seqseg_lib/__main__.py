@@ -1,5 +1,477 @@
+"""Command line: ``python -m seqseg_lib train ...`` and ``python -m seqseg_lib evaluate DIR``.
+
+    python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
+        --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
+        [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
+        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--[no-]wait]
+        [--threads N]
+    python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
+    python -m seqseg_lib runs [runs]
+    python -m seqseg_lib runs plan [NOTEBOOK...] [--profile cpu] [--dataset D] [--seeds N]
+    python -m seqseg_lib runs train [NOTEBOOK...] [--experiment unet ...] --profile cpu \
+        [--dataset D] [--seeds N] [--runs-dir runs] [--jobs N] [--executor local|slurm] \
+        [--partition P] [--time-minutes M] [--gpus-per-job G] [--cpus-per-job C] [--max-steps N]
+    python -m seqseg_lib summarize [reports]
+    python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
+
+Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
+``torchrun --nproc_per_node=N -m seqseg_lib train ...`` trains on N processes (GPUs), the
+profile's batch shared among them (``seqseg_lib.distributed``).
+``runs plan`` lists the runs notebooks need (``seqseg_lib.plan``) with their state; ``runs
+train`` trains those and each experiment's runs (one per seed) that are not done, N at a time,
+as local processes or Slurm jobs (``seqseg_lib.launch``), and exits with 1 if one failed.
+``evaluate`` writes nothing and prints JSON (``null`` for an undefined value). ``names``
+prints the valid names of each kind asked, one line per kind (``run_all.sh`` asks it).
+"""
+
+import argparse
+import json
+import math
 import sys
+from typing import Any
 
-from seqseg_lib.cli import main
+from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES
+from seqseg_lib.runlock import RunLockedError, run_lock
 
-sys.exit(main())
+# torch, the experiments and the engine are imported when a command needs them, so that
+# ``--help`` and a mistyped argument answer at once.
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    summary = __doc__.split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m seqseg_lib", description=summary)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train (or resume) an experiment")
+    train.add_argument("experiment", choices=sorted(EXPERIMENT_NAMES))
+    train.add_argument("--profile", choices=PROFILES, default="cpu")
+    train.add_argument("--dataset", default=None, help="default: the experiment's embedded data")
+    train.add_argument("--data-root", default=None, help="folder of the real dataset")
+    train.add_argument("--out", required=True, help="run directory (created or resumed)")
+    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="steps"
+    )
+    train.add_argument(
+        "--checkpoint-epochs",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="a checkpoint every K epochs and after the last (default 1; paper: 5)",
+    )
+    train.add_argument(
+        "--validate-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate every N epochs (and after the last); default 1",
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+    train.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="autocast to bfloat16 (default: on under --profile paper where the device has "
+        "fast bfloat16, off otherwise)",
+    )
+    train.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bit-identical CUDA kernels (default: on, except under --profile paper on CUDA, "
+        "which lets cuDNN pick its fastest algorithms); CPU runs are deterministic either way",
+    )
+    train.add_argument(
+        "--fused-adam",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Adam's fused kernels (default: on CUDA, off on CPU; benchmarks/optimizations.py "
+        "measures both)",
+    )
+    train.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model through torch.compile (compiles for a minute or more first)",
+    )
+    train.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="while another process trains --out, wait for it (default) or stop at once",
+    )
+    train.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for PyTorch (default: its own; 1 is faster on a shared machine)",
+    )
+    evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", choices=("val", "train"), default="val")
+    evaluate.add_argument("--device", default="auto")
+    runs_help = (
+        "the run directories under RUNS_DIR: state, epoch and step of each; "
+        "`runs train --help`: train runs N at a time, here or on Slurm"
+    )
+    runs = commands.add_parser("runs", help=runs_help, description=runs_help)
+    runs.add_argument("runs_dir", nargs="?", default="runs")
+    summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
+    summarize.add_argument("reports_dir", nargs="?", default="reports")
+    names = commands.add_parser(
+        "names", help="the valid names of each KIND, one line per kind, separated by spaces"
+    )
+    names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
+    names.add_argument("--experiment", choices=sorted(EXPERIMENT_NAMES), help="its datasets only")
+    return parser
+
+
+# ``runs [RUNS_DIR]`` lists runs; ``runs train ...`` trains them. argparse has no optional
+# positional beside sub-commands, so ``parse_args`` hands ``runs train`` to its own parser.
+RUNS_COMMANDS = ("train", "plan")
+
+
+def sbatch_option(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. account=abc), got {text!r}")
+    return key, value
+
+
+def build_runs_parser() -> argparse.ArgumentParser:
+    """``runs train``: the runs of each experiment and seed, through ``launch.train_runs``."""
+    parser = argparse.ArgumentParser(prog="python -m seqseg_lib runs")
+    parser.set_defaults(command="runs")
+    commands = parser.add_subparsers(dest="runs_command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train runs not done yet, N at a time, as local processes or Slurm jobs",
+        description="Train the runs that NOTEBOOKs need (their plan: `runs plan`) and each "
+        "--experiment's runs (one per seed) that are not done yet in RUNS_DIR, N at a time, "
+        "each in its own process: here, or as Slurm jobs. A job that reaches its time limit is "
+        "requeued and resumes from the run's last checkpoint.",
+    )
+    add_notebooks(train)
+    train.add_argument(
+        "--experiment",
+        dest="experiments",
+        action="append",
+        default=[],
+        choices=sorted(EXPERIMENT_NAMES),
+        help="an experiment's preset run per seed (repeat for several)",
+    )
+    add_plan_options(train)
+    train.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="runs at a time (default: here one per GPU, else one per core; Slurm: all)",
+    )
+    train.add_argument("--executor", choices=("local", "slurm"), default="local")
+    train.add_argument("--partition", default=None, metavar="P", help="Slurm partition")
+    train.add_argument(
+        "--time-minutes",
+        type=positive_int,
+        default=None,
+        metavar="M",
+        help="each job's time limit; a run longer than it is requeued and resumes "
+        "(default: none here, 240 on Slurm)",
+    )
+    train.add_argument(
+        "--gpus-per-job",
+        type=int,
+        default=None,
+        metavar="G",
+        help="GPUs of each job, under torchrun when more than 1 (default: 1 here where there "
+        "are GPUs, else 0)",
+    )
+    train.add_argument(
+        "--cpus-per-job",
+        type=positive_int,
+        default=None,
+        metavar="C",
+        help="Slurm's cpus-per-task, each job's threads (here: cores // jobs)",
+    )
+    train.add_argument(
+        "--sbatch",
+        type=sbatch_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further sbatch option, e.g. account=abc or qos=long (repeat for several)",
+    )
+    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="a checkpoint every N steps (and per epoch), what a requeued job resumes from",
+    )
+    train.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="autocast to bfloat16 (default: as `train` decides, on the device of this "
+        "machine: say --amp for paper runs on GPUs submitted from a machine without one)",
+    )
+    train.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="how often the jobs' states are read (default 2 here, 15 on Slurm)",
+    )
+    add_plan_parser(commands)
+    return parser
+
+
+def add_notebooks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        metavar="NOTEBOOK",
+        help="01 ... 10, or a notebook's file name",
+    )
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """What decides a notebook's runs: ``run_all.sh``'s parameters."""
+    parser.add_argument("--profile", choices=PROFILES, default="cpu")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="street scenes (default: synthetic for notebooks, each experiment's embedded data)",
+    )
+    parser.add_argument("--data-root", default=None, help="folder of the real dataset")
+    parser.add_argument("--mnist-root", default=None, help="folder of MNIST IDX files")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 (default 1)"
+    )
+    parser.add_argument("--runs-dir", default="runs")
+
+
+def add_plan_parser(commands) -> None:
+    plan = commands.add_parser(
+        "plan",
+        help="list the runs notebooks need, without training: directory, steps, state",
+        description="Every training run the NOTEBOOKs (default: all) need at these "
+        "parameters, from the declarations the notebooks train from: its directory, "
+        "experiment, steps, estimated minutes (from the step times of BENCHMARKS where the "
+        "run has its experiment's preset sizes) and state (missing, partial, finished).",
+    )
+    add_notebooks(plan)
+    add_plan_options(plan)
+    plan.add_argument("--benchmarks", default="reports/benchmarks.md", metavar="BENCHMARKS")
+
+
+def planned_runs(args: argparse.Namespace, **run) -> list:
+    """The ``plan.PlannedRun``s of ``args.notebooks`` (all of them for ``runs plan``
+    without any)."""
+    from seqseg_lib import plan
+
+    notebooks = args.notebooks
+    if not notebooks and args.runs_command == "plan":
+        notebooks = list(plan.NOTEBOOKS)
+    planned = [
+        p
+        for notebook in notebooks
+        for p in plan.notebook_runs(
+            notebook,
+            args.profile,
+            args.dataset or "synthetic",
+            seeds=args.seeds,
+            data_root=args.data_root,
+            mnist_root=args.mnist_root,
+            **run,
+        )
+    ]
+    return plan.unique(planned, args.runs_dir)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """``runs plan``: a line per run, then the totals."""
+    from seqseg_lib import plan
+
+    seconds = plan.benchmark_seconds(args.benchmarks, args.profile)
+    rows = plan.describe(planned_runs(args), args.runs_dir, seconds)
+    for row in rows:
+        minutes = "?" if row["minutes (est.)"] is None else f"{row['minutes (est.)']:g}"
+        steps = "?" if row["steps"] is None else str(row["steps"])
+        print(
+            f"{row['notebook']}  {row['state']:8s} {steps:>6} steps {minutes:>6} min  "
+            f"{row['experiment']:16s} {row['run directory']}"
+        )
+    states = [row["state"] for row in rows]
+    known = [row["minutes (est.)"] for row in rows if row["state"] != "finished"]
+    estimate = sum(m for m in known if m is not None)
+    unknown = sum(m is None for m in known)
+    print(
+        f"{len(rows)} runs: {states.count('finished')} finished, {states.count('partial')} "
+        f"partial, {states.count('missing')} missing; about {estimate:g} minutes of training "
+        f"left" + (f" and {unknown} runs of unknown length" if unknown else "")
+    )
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["runs"] and argv[1:2] and argv[1] in RUNS_COMMANDS:
+        return build_runs_parser().parse_args(argv[1:])
+    return build_parser().parse_args(argv)
+
+
+def train_runs_command(args: argparse.Namespace) -> int:
+    """``runs train``: 1 when a run failed, else 0."""
+    from seqseg_lib.experiments import build_config
+    from seqseg_lib.launch import JobOptions, train_runs
+
+    overrides = {"data_root": args.data_root, "max_steps": args.max_steps, "amp": args.amp}
+    if args.checkpoint_every is not None:
+        overrides["checkpoint_every"] = args.checkpoint_every
+    if not args.notebooks and not args.experiments:
+        raise SystemExit("runs train: name a NOTEBOOK or an --experiment (or several)")
+    runs = [
+        (build_config(experiment, args.profile, args.dataset, seed=seed, **overrides), None)
+        for experiment in args.experiments
+        for seed in range(args.seeds)
+    ]
+    control = {k: v for k, v in overrides.items() if k != "data_root" and v is not None}
+    runs += [(p.config, p.name) for p in planned_runs(args, **control)]
+    options = JobOptions(
+        gpus=args.gpus_per_job,
+        cpus=args.cpus_per_job,
+        time_minutes=args.time_minutes,
+        partition=args.partition,
+        sbatch=tuple(args.sbatch),
+    )
+    results = train_runs(runs, args.runs_dir, args.jobs, args.executor, options, args.poll_seconds)
+    return 1 if any(result.state == "failed" for result in results) else 0
+
+
+def valid_names(kind: str, experiment: str | None = None) -> list[str]:
+    if kind == "experiments":
+        return list(EXPERIMENT_NAMES)
+    if kind == "profiles":
+        return list(PROFILES)
+    from seqseg_lib.data import DATASETS
+    from seqseg_lib.experiments import EXPERIMENTS
+
+    return list(EXPERIMENTS[experiment].datasets if experiment else DATASETS)
+
+
+def to_json(value: Any) -> str:
+    """Indented JSON with ``null`` for NaN and infinities (which JSON cannot hold)."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
+
+
+def stop_summary(trainer) -> str:
+    """Where training stopped: step and epoch, the last training losses, the checkpoint."""
+    position, config = trainer.position, trainer.config
+    where = f"step {position['global_step']}"
+    if position["epoch"] >= config.epochs:
+        where += f": finished all {config.epochs} epochs"
+    else:
+        steps = len(trainer.loader(0))
+        where += (
+            f", epoch {position['epoch'] + 1} of {config.epochs} at step "
+            f"{position['step_in_epoch']} of {steps} (--max-steps {config.max_steps}; the same "
+            "command without it resumes)"
+        )
+    running = trainer.running
+    batches = max(running["num_batches"], 1)
+    losses = ", ".join(f"{k} {v / batches:.4f}" for k, v in running["loss_sums"].items())
+    from seqseg_lib.engine import CHECKPOINT
+
+    checkpoint = trainer.run_dir / CHECKPOINT
+    return (
+        f"stopped at {where}; "
+        + (f"this epoch's mean {losses}; " if losses else "")
+        + (f"checkpoint {checkpoint}")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from seqseg_lib import distributed, engine
+    from seqseg_lib.experiments import build_config
+
+    try:
+        if args.command == "train":
+            if args.threads is not None:
+                torch.set_num_threads(args.threads)
+            overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
+            overrides["deterministic"] = args.deterministic
+            overrides["fused_adam"], overrides["compile"] = args.fused_adam, args.compile
+            if args.checkpoint_every is not None:
+                overrides["checkpoint_every"] = args.checkpoint_every
+            if args.checkpoint_epochs is not None:
+                overrides["checkpoint_epochs"] = args.checkpoint_epochs
+            if args.validate_every is not None:
+                overrides["validate_every"] = args.validate_every
+            config = build_config(
+                args.experiment,
+                args.profile,
+                args.dataset,
+                data_root=args.data_root,
+                max_steps=args.max_steps,
+                **overrides,
+            )
+            with run_lock(args.out, args.wait):  # one process trains a run directory
+                trainer = engine.Trainer(config, args.out)
+                records = trainer.fit()  # its progress starts with the model's size and device
+            if distributed.is_main():  # (torchrun: rank 0 speaks for all)
+                print(stop_summary(trainer), file=sys.stderr)
+                print(to_json(records[-1] if records else {}))
+            distributed.finish()
+        elif args.command == "evaluate":
+            print(to_json(engine.evaluate(args.run_dir, args.split, args.device)))
+        elif args.command == "runs" and getattr(args, "runs_command", None) == "train":
+            return train_runs_command(args)
+        elif args.command == "runs" and getattr(args, "runs_command", None) == "plan":
+            return plan_command(args)
+        elif args.command == "runs":
+            from seqseg_lib.runs import run_states
+
+            for row in run_states(args.runs_dir):
+                print(
+                    f"{row['state']:8s} epoch {row['epoch']:>3}/{row['epochs']:<3} step "
+                    f"{row['step']:>6}  {row['run']}"
+                )
+        elif args.command == "names":
+            for kind in args.kinds:
+                print(" ".join(valid_names(kind, args.experiment)))
+        else:
+            from seqseg_lib.claims import summarize
+
+            print(summarize(args.reports_dir))
+    except (ValueError, FloatingPointError, RunLockedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

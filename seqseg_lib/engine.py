@@ -41,15 +41,20 @@ from seqseg_lib.devices import (
     set_rng_state,
 )
 from seqseg_lib.evaluation import (
-    evaluate,
     evaluate_model,
     forward,
-    load_model,
     memory_format,
     merged_evaluator,
+    name_classes,
     weighted_total,
 )
-from seqseg_lib.experiments import get_experiment
+from seqseg_lib.experiments import (
+    check_run_config,
+    config_from_dict,
+    get_experiment,
+    load_config,
+    prepare_run_dir,
+)
 from seqseg_lib.loading import (
     EpochItems,
     EpochSampler,
@@ -66,12 +71,9 @@ from seqseg_lib.runs import (
     CHECKPOINT,
     CONFIG,
     METRICS,
-    check_run_config,
     is_finished,
     keep_metrics_before,
     load_checkpoint,
-    load_config,
-    prepare_run_dir,
     read_metrics,
     run_name,
     save_checkpoint,
@@ -488,3 +490,37 @@ def load_or_train(
             if not is_finished(run_dir) and not stopped_at(run_dir, config.max_steps):
                 Trainer(config, run_dir).fit()
     return run_dir
+
+
+def evaluate(
+    run_dir: str | os.PathLike, split: str = "val", device: str = "auto"
+) -> dict[str, Any]:
+    """Loss and metrics of a run directory's checkpoint on its validation (or train) split,
+    per-class values keyed by class name.
+
+    Reads the run directory and writes nothing: no optimizer is built and no file is touched.
+    Training items are those of the first epoch (its random crops)."""
+    model, config = load_model(run_dir, resolve_device(device))
+    experiment = get_experiment(config.experiment)
+    train_set, val_set = experiment.build_datasets(config)
+    dataset = {"val": val_set, "train": train_set}[split]
+    device = next(model.parameters()).device
+    criterion = experiment.build_criterion(config).to(device)
+    metrics = evaluate_model(experiment, config, model, criterion, dataset, device)
+    return name_classes(metrics, dataset.class_names)
+
+
+def load_model(
+    run_dir: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, Config]:
+    """The model of a run directory's checkpoint, in eval mode, with its config."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
+    state = load_checkpoint(run_dir / CHECKPOINT, device)
+    config = config_from_dict(state["config"])
+    experiment = get_experiment(config.experiment)
+    model = experiment.build_model(config)
+    model.load_state_dict(state["model"])
+    device = resolve_device(device)
+    return model.to(device, memory_format=memory_format(experiment, device)).eval(), config

@@ -1,11 +1,9 @@
-"""One batch through a model and its criterion (``forward``), a model evaluated on a dataset
-(``evaluate_model``: loss terms and metrics, merged across processes), and a run directory's
-model read back (``load_model``) and evaluated (``evaluate``) without writing anything.
+"""One batch through a model and its criterion (``forward``), and a model evaluated on a
+dataset (``evaluate_model``: loss terms and metrics, merged across processes). The engine reads
+a run directory's model back and evaluates it (``engine.load_model``, ``engine.evaluate``).
 """
 
-import os
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,12 +11,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqseg_lib import distributed
 from seqseg_lib.config import Config
-from seqseg_lib.devices import resolve_device
-from seqseg_lib.experiments import config_from_dict, get_experiment
 from seqseg_lib.experiments.base import Experiment
 from seqseg_lib.loading import evaluation_loader, prepare
 from seqseg_lib.progress import PhaseTimer
-from seqseg_lib.runs import CHECKPOINT, CONFIG, load_checkpoint
 from seqseg_lib.tensors import accumulate, batch_size, detach, host_values, to_device, to_float
 
 
@@ -94,24 +89,6 @@ def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -
     return sum(weights[k] * value for k, value in losses.items() if k in weights)
 
 
-def evaluate(
-    run_dir: str | os.PathLike, split: str = "val", device: str = "auto"
-) -> dict[str, Any]:
-    """Loss and metrics of a run directory's checkpoint on its validation (or train) split,
-    per-class values keyed by class name.
-
-    Reads the run directory and writes nothing: no optimizer is built and no file is touched.
-    Training items are those of the first epoch (its random crops)."""
-    model, config = load_model(run_dir, resolve_device(device))
-    experiment = get_experiment(config.experiment)
-    train_set, val_set = experiment.build_datasets(config)
-    dataset = {"val": val_set, "train": train_set}[split]
-    device = next(model.parameters()).device
-    criterion = experiment.build_criterion(config).to(device)
-    metrics = evaluate_model(experiment, config, model, criterion, dataset, device)
-    return name_classes(metrics, dataset.class_names)
-
-
 def name_classes(metrics: dict[str, Any], class_names: tuple[str, ...]) -> dict[str, Any]:
     """``metrics`` with every per-class list (one value per class) as ``{class name: value}``."""
     return {
@@ -120,19 +97,3 @@ def name_classes(metrics: dict[str, Any], class_names: tuple[str, ...]) -> dict[
         else value
         for key, value in metrics.items()
     }
-
-
-def load_model(
-    run_dir: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, Config]:
-    """The model of a run directory's checkpoint, in eval mode, with its config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists() or not (run_dir / CHECKPOINT).exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
-    state = load_checkpoint(run_dir / CHECKPOINT, device)
-    config = config_from_dict(state["config"])
-    experiment = get_experiment(config.experiment)
-    model = experiment.build_model(config)
-    model.load_state_dict(state["model"])
-    device = resolve_device(device)
-    return model.to(device, memory_format=memory_format(experiment, device)).eval(), config

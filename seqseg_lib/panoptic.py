@@ -226,7 +226,7 @@ def redundancy_stats(
     the (query, segment) pairs.
     """
     prediction = predict_queries(pred_logits)
-    binary = pred_masks.sigmoid() >= 0.5  # (Q, H, W)
+    binary = binary_masks(pred_masks.sigmoid())  # (Q, H, W)
     keep = prediction.confident(threshold) & binary.flatten(1).any(1)  # (Q,)
     counts = claim_segments(
         prediction.scores[keep],

@@ -2,7 +2,7 @@
 
 ``notebook_runs(notebook, profile, dataset, ...)`` returns the ``PlannedRun``s of one notebook
 (``"01"`` ... ``"10"``, or its file name) from the declarations the notebook itself trains from:
-the studies' ``variants.Variant`` lists of ``seqseg_lib.claims`` and the configs of
+the studies' ``experiments.Variant`` lists of ``seqseg_lib.claims`` and the configs of
 ``claims.semantic.table1_configs``, ``skip_configs``, ``claims.instance.mnist_configs`` and
 ``claims.scaling.patch_configs``. A run is found by ``engine.load_or_train`` under the same
 directory name, so a run trained from the plan (``python -m seqseg_lib runs train NOTEBOOK``)
@@ -21,9 +21,8 @@ from typing import Any
 
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import Variant, build_config, variant_config, variant_name
 from seqseg_lib.runs import read_status, run_name, run_state
-from seqseg_lib.variants import Variant, variant_config, variant_name
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,10 @@ def notebook_runs(
         planned = from_variants(key, instance.MASK_HEAD_STUDY, profile, "mnist", **digits)
         if has_instances:
             for study in (panoptic.CLASS_LOSS_STUDY, panoptic.BOTTLENECK_STUDY):
-                planned += from_variants(key, study, profile, dataset, **street)
+                for seed in panoptic.verdict_seeds(street.get("seed", 0)):
+                    planned += from_variants(
+                        key, study, profile, dataset, **(street | {"seed": seed})
+                    )
         return planned + table1(**street)
     if key == "07":
         planned = from_variants(key, semantic_scale.skip_study(profile), profile, dataset, **street)

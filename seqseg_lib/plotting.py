@@ -13,15 +13,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, hsv_to_rgb
 from matplotlib.patches import Patch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from seqseg_lib.data.labels import IGNORE_INDEX, LabelSpace
 from seqseg_lib.devices import describe_device
-from seqseg_lib.queries import predict_queries
+from seqseg_lib.queries import QueryPrediction, predict_queries
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -184,9 +185,13 @@ def show_image(axis: plt.Axes, image: torch.Tensor, title: str = "") -> None:
 
 
 def plot_segmentations(
-    images: torch.Tensor, columns: dict[str, torch.Tensor], label_space: LabelSpace
+    images: torch.Tensor,
+    columns: dict[str, torch.Tensor],
+    label_space: LabelSpace,
+    title: str = "",
 ) -> plt.Figure:
-    """Figure 1: one row per image; the image, then each named map of evaluation ids [N, H, W]."""
+    """Figure 1: one row per image; the image, then each named map of evaluation ids [N, H, W],
+    under ``title`` (which images these are)."""
     rows, cols = images.shape[0], len(columns) + 1
     height, width = images.shape[-2:]
     size = (2.4 * cols * width / height, 2.4 * rows)
@@ -197,6 +202,8 @@ def plot_segmentations(
             axes[row, col].imshow(colorize(maps[row], label_space))
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     shown = torch.cat([torch.as_tensor(maps).flatten() for maps in columns.values()]).unique()
     add_class_legend(
@@ -230,23 +237,34 @@ def add_class_legend(
     )
 
 
+# What Figure 2 calls the loss terms of the records (``SemanticCriterion``'s).
+LOSS_NAMES = {"loss_bce": "binary cross-entropy over one-hot classes"}
+PERCENT_KEYS = ("accuracy", "miou")  # rates, drawn in % as the tables give them
+AXIS_NAMES = {"accuracy": "pixel accuracy (%)", "miou": "mIoU (%)"}
+
+
 def plot_curves(histories: dict[str, list[dict[str, Any]]], keys=("loss", "accuracy")):
-    """Figure 2: per epoch, training faded and validation solid, one colour per model."""
+    """Figure 2: per epoch, training faded and validation solid, one colour per model; rates
+    in %, the loss named by its terms (``LOSS_NAMES``)."""
     figure, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    terms = sorted({t for r in next(iter(histories.values())) for t in r["train"]})
+    loss = ", ".join(LOSS_NAMES.get(t, t) for t in terms if t.startswith("loss_"))
     for axis, key in zip(axes[0], keys):
+        scale = 100 if key in PERCENT_KEYS else 1
         for colour, (name, records) in zip(colours, histories.items()):
             epochs = [r["epoch"] + 1 for r in records]
-            axis.plot(epochs, [r["train"][key] for r in records], color=colour, alpha=0.35)
+            train = [scale * r["train"][key] for r in records]
+            axis.plot(epochs, train, color=colour, alpha=0.35)
             validated = [r for r in records if "val" in r]  # see ``Config.validate_every``
             axis.plot(
                 [r["epoch"] + 1 for r in validated],
-                [r["val"][key] for r in validated],
+                [scale * r["val"][key] for r in validated],
                 color=colour,
                 label=name,
             )
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key)
+        axis.set_ylabel(f"loss ({loss})" if key == "loss" and loss else AXIS_NAMES.get(key, key))
         axis.grid(alpha=0.3)
     axes[0, 0].legend(title="faded: train, solid: val", fontsize=8, title_fontsize=8)
     figure.tight_layout()
@@ -272,6 +290,89 @@ def colorize_segments(
     return colours[np.asarray(segment_map)]
 
 
+# -- one picture of a query: Figures 4-5 and 7-9, and the inspector -----------------------------
+
+MASK_CMAP = "magma"
+FADED_ALPHA = 0.3  # the mask of a query that is not confident
+FADED_GREY = "0.55"  # its title; its frame is lighter ("0.6")
+
+
+def segment_colours(count: int) -> np.ndarray:
+    """RGB [count + 1, 3] in [0, 1]: black, then ``count`` distinct colours (tab10, then
+    hues spaced by the golden ratio), so that no two segments share one."""
+    colours = [(0.0, 0.0, 0.0), *[colormaps["tab10"](k)[:3] for k in range(min(count, 10))]]
+    for k in range(10, count):
+        colours.append(hsv_to_rgb(((k * 0.618034) % 1.0, 0.75, 0.95)))
+    return np.array(colours)
+
+
+def show_segments(axis: plt.Axes, masks: torch.Tensor, title: str, fontsize: float = 8) -> None:
+    """Ground-truth segments ``masks`` [K, H, W] (bool), one ``segment_colours`` colour each on
+    black."""
+    segment_map = np.zeros(masks.shape[-2:], dtype=int)  # 0 background, k + 1 the k-th segment
+    for k, mask in enumerate(masks.bool()):
+        segment_map[mask.numpy()] = k + 1
+    axis.imshow(segment_colours(len(masks))[segment_map], interpolation="nearest")
+    axis.set_title(title, fontsize=fontsize, wrap=True)
+    axis.set_axis_off()
+
+
+def query_title(
+    prediction: QueryPrediction,
+    query: int,
+    class_names: tuple[str, ...] | list[str],
+    matched: str | None = None,
+) -> str:
+    """``"q3: car (0.93)"``, and ``"\nGT car"`` when the query was matched to a ground-truth
+    segment of that class."""
+    title = prediction.describe(query, class_names)
+    return title if matched is None else f"{title}\nGT {matched}"
+
+
+def draw_query(
+    axis: plt.Axes,
+    probabilities: torch.Tensor,
+    title: str,
+    confident: bool,
+    fontsize: float = 8,
+) -> None:
+    """A query's mask probability [h, w] under ``title`` (``query_title``), as every figure and
+    the inspector show it: in ``MASK_CMAP`` from 0 to 1 when it is confident
+    (``QueryPrediction.confident``), else faded, with a grey title, in a grey frame."""
+    axis.imshow(
+        probabilities.float().cpu().numpy(),
+        cmap=MASK_CMAP,
+        vmin=0,
+        vmax=1,
+        alpha=1.0 if confident else FADED_ALPHA,
+    )
+    axis.set_title(title, fontsize=fontsize, color="black" if confident else FADED_GREY, pad=2)
+    axis.set_axis_on()
+    axis.set_xticks([])
+    axis.set_yticks([])
+    for spine in axis.spines.values():
+        spine.set_visible(not confident)
+        spine.set_edgecolor("0.6")
+
+
+def add_probability_bar(figure, axes, threshold: float = 0.5, location: str = "bottom") -> None:
+    """The colour bar of ``draw_query`` (mask probability, the sigmoid of the mask logits,
+    0 to 1) beside ``axes``, saying what a faded query is."""
+    colour_bar = figure.colorbar(
+        ScalarMappable(Normalize(0, 1), MASK_CMAP),
+        ax=list(axes),
+        location=location,
+        fraction=0.5 if location == "bottom" else 0.15,
+        shrink=1.0 if location == "bottom" else 0.35,
+        aspect=30 if location == "bottom" else 40,
+    )
+    colour_bar.set_label(
+        f"mask probability (faded, grey title: not confident, class score below {threshold:g})",
+        fontsize=8,
+    )
+    colour_bar.ax.tick_params(labelsize=7)
+
+
 def plot_query_grid(
     image: torch.Tensor,
     pred_logits: torch.Tensor,
@@ -280,11 +381,11 @@ def plot_query_grid(
     columns: int = 10,
     matched: dict[int, str] | None = None,
 ) -> plt.Figure:
-    """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) with what it predicts
-    (``queries.QueryPrediction.label`` of ``pred_logits`` [Q, C + 1]; "no object" in grey),
-    ``columns`` per row (Figures 7-9: 10x10), under the input.
-    ``matched`` maps a query to the ground truth it was matched to (shown in its title)."""
+    """Every query's mask (sigmoid of ``pred_masks`` [Q, h, w]) drawn by ``draw_query``,
+    ``columns`` per row (Figures 7-9: 10x10), under the input. ``matched`` maps a query to the
+    class of the ground truth it was matched to."""
     prediction = predict_queries(pred_logits)
+    confident = prediction.confident()
     rows = -(-len(pred_masks) // columns) + 1  # the input (and colour bar) on the first row
     height, width = pred_masks.shape[-2:]
     cell = 1.25  # inches per panel's height, title included
@@ -295,29 +396,8 @@ def plot_query_grid(
     show_image(axes[0, 0], image, "input")
     axes[0, 0].title.set_fontsize(9)
     for query, axis in enumerate(axes[1:].flat[: len(pred_masks)]):
-        axis.imshow(pred_masks[query].sigmoid().cpu().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP)
-        title = prediction.describe(query, class_names)
-        if matched and query in matched:
-            title += f"\nGT {matched[query]}"
-        faded = not prediction.predicts_object[query]
-        axis.set_title(title, fontsize=7.5, color="0.55" if faded else "black", pad=2)
+        title = query_title(prediction, query, class_names, (matched or {}).get(query))
+        draw_query(axis, pred_masks[query].sigmoid(), title, bool(confident[query]), 7.5)
     figure.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
     add_probability_bar(figure, axes[0, 2:5])
     return figure
-
-
-MASK_CMAP = "magma"
-
-
-def add_probability_bar(figure: plt.Figure, axes) -> None:
-    """A colour bar of mask probability (sigmoid of the mask logits, 0 to 1) in the place of
-    ``axes`` (empty panels of a constrained-layout figure), saying what grey titles mean."""
-    colour_bar = figure.colorbar(
-        ScalarMappable(Normalize(0, 1), MASK_CMAP),
-        ax=list(axes),
-        location="bottom",
-        fraction=0.5,
-        aspect=30,
-    )
-    colour_bar.set_label("mask probability (grey titles: the query predicts no object)", fontsize=9)
-    colour_bar.ax.tick_params(labelsize=8)

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import config_from_dict
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -48,34 +47,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"refusing to load checkpoint {str(path)!r}: it is not a checkpoint of tensors and "
             f"plain values written by seqseg ({type(error).__name__}: {str(error)[:300]})"
         ) from None
-
-
-def prepare_run_dir(config: Config, run_dir: Path) -> None:
-    """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
-    check_run_config(config, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
-
-def check_run_config(config: Config, run_dir: Path) -> None:
-    """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
-    saved_path = Path(run_dir) / CONFIG
-    if saved_path.exists():
-        saved = config_from_dict(json.loads(saved_path.read_text()))
-        differences = saved.differences(config)
-        if differences:
-            raise ValueError(
-                f"run directory {str(run_dir)!r} was made with another config; refusing to "
-                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
-            )
-
-
-def load_config(run_dir: str | os.PathLike) -> Config:
-    """The ``Config`` saved in a run directory's ``config.json``."""
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
-    return config_from_dict(json.loads(path.read_text()))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -202,3 +173,8 @@ def final_metrics(
             if isinstance(value, float | int):
                 flat[f"{split}_{key}"] = value
     return flat
+
+
+def training_minutes(records: list[dict[str, Any]]) -> float:
+    """Minutes of training in a run's ``metrics.jsonl`` records (validation excluded)."""
+    return round(sum(record["train_seconds"] for record in records) / 60, 1)

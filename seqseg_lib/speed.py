@@ -22,8 +22,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from seqseg_lib.config import Config
 from seqseg_lib.devices import configure_device, resolve_device
-from seqseg_lib.engine import forward, memory_format, to_device
+from seqseg_lib.evaluation import forward, memory_format
 from seqseg_lib.experiments import get_experiment
+from seqseg_lib.tensors import to_device
 
 
 def synchronize(device: torch.device) -> None:

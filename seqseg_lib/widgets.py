@@ -27,30 +27,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import torch
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize, hsv_to_rgb
 from matplotlib.figure import Figure
 from torch import nn
 
 from seqseg_lib.matcher import HungarianMatcher, resize_masks
-from seqseg_lib.plotting import MASK_CMAP
+from seqseg_lib.plotting import add_probability_bar, draw_query, query_title, show_segments
 from seqseg_lib.queries import QueryPrediction, predict_queries
 
-COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5
+COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5 (fewer for wide images)
+WIDTH = 9.0  # inches at most of a row of panels: shown at DPI, its 8-point titles stay legible
 DPI = 100
-
-
-def segment_colours(count: int) -> np.ndarray:
-    """RGB [count + 1, 3] in [0, 1]: black, then ``count`` distinct colours (tab10, then
-    hues spaced by the golden ratio), so that no two segments share one."""
-    colours = [(0.0, 0.0, 0.0), *[colormaps["tab10"](k)[:3] for k in range(min(count, 10))]]
-    for k in range(10, count):
-        colours.append(hsv_to_rgb(((k * 0.618034) % 1.0, 0.75, 0.95)))
-    return np.array(colours)
 
 
 def instance_targets(item: dict[str, Any]) -> dict[str, torch.Tensor] | None:
@@ -208,66 +196,48 @@ class QueryInspector:
         return dict(zip(src.tolist(), tgt.tolist()))
 
     def _title(self, query: int, prediction: QueryPrediction, target) -> str:
-        title = prediction.describe(query, self.class_names)  # the words of Figures 4-5
+        matched = None
         if query in self.matched:
-            title += f"\nGT {self.class_names[target['labels'][self.matched[query]]]}"
-        return title
+            matched = self.class_names[target["labels"][self.matched[query]]]
+        return query_title(prediction, query, self.class_names, matched)  # as in the figures
 
     # -- figure --------------------------------------------------------------------------
     def _render(self, outputs: dict, target: dict | None, confident: torch.Tensor) -> bytes:
         """Input, ground truth, then the shown queries' mask probabilities, as PNG bytes."""
-        panels = 2 + max(len(self.shown_queries), 1)
-        rows = math.ceil(panels / COLUMNS)
         image = outputs["image"].permute(1, 2, 0).numpy().clip(0, 1)  # (H, W, C)
         aspect = image.shape[1] / image.shape[0]
-        figure = Figure(figsize=(1.3 * aspect * COLUMNS, 1.7 * rows + 0.6), layout="constrained")
+        columns = max(3, min(COLUMNS, int(WIDTH // (1.3 * aspect))))  # street scenes: 3
+        panels = 2 + max(len(self.shown_queries), 1)
+        rows = math.ceil(panels / columns)
+        # panels 1.3 inches high (and 1.3 x aspect wide), under a two-line title
+        figure = Figure(figsize=(1.3 * aspect * columns, 1.7 * rows + 0.6), layout="constrained")
         FigureCanvasAgg(figure)
-        axes = figure.subplots(rows, COLUMNS, squeeze=False).ravel()
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for axis in axes:
             axis.set_axis_off()
         axes[0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
         axes[0].set_title("input", fontsize=9)
-        self._draw_targets(axes[1], target, image.shape[:2])
+        self._draw_targets(axes[1], target)
         size = tuple(image.shape[:2])
         probs = resize_masks(outputs["pred_masks"], size).sigmoid()  # (Q, H, W)
-        mappable = None
         for axis, query, title in zip(axes[2:], self.shown_queries, self.titles):
-            shown = bool(confident[query])
-            # below the threshold: the same colours, faded, in a grey frame
-            mappable = axis.imshow(
-                probs[query].numpy(), cmap=MASK_CMAP, vmin=0, vmax=1, alpha=1.0 if shown else 0.3
-            )
-            axis.set_title(title, fontsize=8, color="black" if shown else "0.55")
-            if not shown:
-                axis.set_axis_on()
-                axis.set_xticks([])
-                axis.set_yticks([])
-                for spine in axis.spines.values():
-                    spine.set_edgecolor("0.6")
+            draw_query(axis, probs[query], title, bool(confident[query]))
+        threshold = self.threshold_slider.value
         if not self.shown_queries:
-            threshold = self.threshold_slider.value
             axes[2].text(0.0, 0.5, f"no query above the threshold {threshold:.2f}", fontsize=9)
-        if mappable is not None:  # the unfaded colours
-            full = ScalarMappable(Normalize(0, 1), MASK_CMAP)
-            bar = figure.colorbar(full, ax=list(axes), location="top", shrink=0.35, aspect=40)
-            bar.set_label("mask probability (faded, grey title: below the threshold)", fontsize=8)
-            bar.ax.tick_params(labelsize=7)
+        else:
+            add_probability_bar(figure, axes, threshold=threshold, location="top")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
         width = int(round(figure.get_figwidth() * DPI))
         self.image_widget.layout.width = f"{width}px"  # shown at the resolution it is drawn
         return buffer.getvalue()
 
-    def _draw_targets(self, axis, target: dict | None, size: tuple[int, int]) -> None:
+    def _draw_targets(self, axis, target: dict | None) -> None:
         if target is None:
             axis.set_title("no ground truth", fontsize=7)
             return
-        instance_map = np.zeros(size)  # 0 background, k + 1 the k-th instance
-        for k, mask in enumerate(target["masks"].bool()):
-            instance_map[mask.numpy()] = k + 1
-        colours = segment_colours(len(target["masks"]))  # one per segment, black background
-        axis.imshow(colours[instance_map.astype(int)], interpolation="nearest")
-        axis.set_title(f"GT: {self._gt_summary(target, most=4)}", fontsize=8, wrap=True)
+        show_segments(axis, target["masks"], f"GT: {self._gt_summary(target, most=4)}")
 
     def _gt_summary(self, target: dict, most: int | None = None) -> str:
         """'11 person, bus, ...': the ground truth's classes, most segments first, the first

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from seqseg_lib.cli import main
+from seqseg_lib.__main__ import main
 from seqseg_lib.data.labels import CITYSCAPES
 
 
@@ -103,7 +103,7 @@ def test_help_and_argument_errors_need_no_torch():
 
     assert EXPERIMENT_NAMES == tuple(EXPERIMENTS)
     probe = (
-        "import sys\nfrom seqseg_lib import cli\n"
+        "import sys\nfrom seqseg_lib import __main__ as cli\n"
         "try:\n    cli.main(['train', 'unet', '--profile', 'gpu', '--out', 'x'])\n"
         "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)\n"
     )

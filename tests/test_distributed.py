@@ -139,7 +139,7 @@ def test_a_batch_that_does_not_divide_among_the_processes_is_refused(tmp_path, m
 
 FAILING_SHARE = """
 import os, sys
-from seqseg_lib import cli
+from seqseg_lib import __main__ as cli
 from seqseg_lib.data.synthetic import SyntheticCityscapes
 
 if os.environ["RANK"] == "1":  # a bad data file in this process's share, from its 7th item

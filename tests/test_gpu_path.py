@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import free_port
 
-from seqseg_lib import devices, distributed, engine, memory, speed
+from seqseg_lib import costs, devices, distributed, engine, experiments, memory, speed
 from seqseg_lib.claims import scaling
 from seqseg_lib.data.labels import CAMVID, CITYSCAPES
 from seqseg_lib.experiments import EXPERIMENTS, build_config, build_model
@@ -258,7 +258,7 @@ def test_determinism_is_set_both_ways(monkeypatch):
     ],
 )
 def test_the_memory_estimate_is_near_the_measured_peak(experiment, crop, model):
-    config = scaling.scaled_config(experiment, "cpu", crop, **model)
+    config = experiments.scaled_config(experiment, "cpu", crop, **model)
     parameters = sum(p.numel() for p in build_model(config).parameters())
     estimate = memory.estimate_step_bytes(config, 2, parameters)["total"]
     measured = speed.peak_step_memory(config, 2)
@@ -270,8 +270,8 @@ def test_eager_attention_at_the_largest_paper_size_does_not_fit_an_h200(monkeypa
     probabilities per layer (24 GiB) in eager attention; SDPA holds none."""
     monkeypatch.setattr(memory, "device_memory", lambda device: 139 * 2**30)
     crop, batch = (1024, 2048), scaling.STUDY["paper"]["batch_size"]
-    eager = scaling.scaled_config("seq2seg", "paper", crop, attention="eager")
-    sdpa = scaling.scaled_config("seq2seg", "paper", crop, attention="sdpa")
+    eager = experiments.scaled_config("seq2seg", "paper", crop, attention="eager")
+    sdpa = experiments.scaled_config("seq2seg", "paper", crop, attention="sdpa")
     assert memory.estimate_step_bytes(eager, batch)["attention"] > 6 * 8 * 12 * 8192**2 * 4
     reason = memory.why_it_cannot_fit(eager, batch, "cuda")
     assert reason is not None and "attention" in reason and "139.0 GiB" in reason
@@ -291,11 +291,11 @@ def test_the_scaling_study_skips_what_cannot_fit_with_a_line(monkeypatch, capsys
         def seconds(self):
             return 1.0
 
-    monkeypatch.setattr(scaling, "TrainingStep", FakeStep)
-    monkeypatch.setattr(scaling, "training_flops", lambda config, batch, device: 1e9)
-    monkeypatch.setattr(scaling, "peak_step_memory", lambda config, batch, device: 2**20)
-    crops = scaling.side_doublings((64, 128), 4)
-    table = scaling.scaling_table("cpu", crops, batch_size=2, repeats=1)
+    monkeypatch.setattr(costs, "TrainingStep", FakeStep)
+    monkeypatch.setattr(costs, "training_flops", lambda config, batch, device: 1e9)
+    monkeypatch.setattr(costs, "peak_step_memory", lambda config, batch, device: 2**20)
+    crops = experiments.side_doublings((64, 128), 4)
+    table = costs.scaling_table("cpu", crops, batch_size=2, repeats=1)
     skipped = table.dropna(subset=["skipped"])
     assert 0 < len(skipped) < len(table)
     assert all(text.startswith("skipped: ") for text in skipped["skipped"])
@@ -421,7 +421,7 @@ def test_sdpa_with_dropout_on_a_cpu_counts_its_attention_matrices():
     path: the ``N^2`` probabilities of every layer are held, as in eager attention (the paper
     dry run of notebook 07, 4x4 patches at batch 24: 2,048 tokens, killed for memory before
     this). On CUDA its fused kernels hold none."""
-    config = scaling.scaled_config("seq2seg", "paper", (128, 256), 4, dropout=0.1)
+    config = experiments.scaled_config("seq2seg", "paper", (128, 256), 4, dropout=0.1)
     cpu = memory.estimate_step_bytes(config, 24, device="cpu")
     assert cpu["attention"] > 6 * 24 * 12 * 2048**2 * 4
     assert memory.estimate_step_bytes(config, 24, device="cuda")["attention"] == 0

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 
 from seqseg_lib import engine
-from seqseg_lib.cli import main
+from seqseg_lib.__main__ import main
 from seqseg_lib.experiments import build_config
 from seqseg_lib.launch import (
     JobOptions,

@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import REPO, untimed
 
-from seqseg_lib import cli, engine
+from seqseg_lib import __main__ as cli
+from seqseg_lib import engine
 from seqseg_lib.experiments import EXPERIMENTS
 
 # Runs the real command line, but SIGKILLs itself at the optimizer update of training step
@@ -22,7 +23,7 @@ HARNESS = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from seqseg_lib import cli
+    from seqseg_lib import __main__ as cli
 
     kill_at = int(os.environ.get("KILL_AT", "0"))
     fail_save = int(os.environ.get("FAIL_SAVE", "0"))

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import torch
 
-from seqseg_lib import summary, verdicts
+from seqseg_lib import claims, verdicts
 from seqseg_lib.claims import TABLES, instance, panoptic, semantic
 
 
@@ -124,15 +124,15 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
         meta = {"profile": "cpu", "dataset": dataset, "device": "cpu", "seed": "0", "date": "x"}
         table1(80.0, 78.0, 0.6).to_csv(folder / f"table1_{dataset}_cpu.csv")
         (folder / f"table1_{dataset}_cpu.json").write_text(json.dumps(meta))
-    text = summary.summarize(tmp_path).read_text()
+    text = claims.summarize(tmp_path).read_text()
     assert text.index("— camvid, cpu profile") < text.index("— synthetic, cpu profile")
     assert text.count("U-Net ahead by 2.00 points") == 2 and "nan" not in text
     assert "_profile: cpu, dataset: camvid, device: cpu, seed: 0, date: x_" in text
     # our own checks are listed apart from the report's claims, after them
     section = text.split("— camvid, cpu profile")[1].split("\n## ")[0]
-    claims, ours = section.split("Our checks (not claims of the report):")
-    assert "Seq2Seg obtains only about 3 points less" in claims
-    assert "beat the majority" not in claims
+    report, ours = section.split("Our checks (not claims of the report):")
+    assert "Seq2Seg obtains only about 3 points less" in report
+    assert "beat the majority" not in report
     assert "- Both beat the majority-class baseline" in ours
 
 
@@ -159,6 +159,25 @@ def test_query_grid_is_ten_by_ten_under_the_input():
     assert len(figure.axes) == 111  # 11 rows of 10 panels, and the colour bar
     assert titled[0] == "input" and len(titled) == 101
     assert titled[8].startswith("q7: c13 (1.00)") and titled[8].endswith("GT car")
+
+
+def test_every_query_picture_fades_by_one_rule():
+    """Figures 4-5, 7-9 and the inspector draw a query through ``plotting.draw_query``: faded
+    (and grey-titled) exactly when the query is not confident (``QueryPrediction.confident``),
+    so a query that predicts an object below the threshold is faded too."""
+    import torch
+
+    from seqseg_lib.plotting import FADED_ALPHA, FADED_GREY, plot_query_grid
+
+    logits = torch.full((3, 4), -10.0)
+    logits[0, 1] = 10.0  # confident
+    logits[1, 1], logits[1, 0], logits[1, 3] = 1.0, 0.8, 0.5  # predicts an object, score < 0.5
+    logits[2, 3] = 10.0  # no object
+    figure = plot_query_grid(torch.rand(3, 8, 8), logits, torch.randn(3, 8, 8), list("abc"), 3)
+    panels = [axis for axis in figure.axes if axis.get_title().startswith("q")]
+    assert [axis.images[0].get_alpha() for axis in panels] == [1.0, FADED_ALPHA, FADED_ALPHA]
+    assert [axis.title.get_color() for axis in panels] == ["black", FADED_GREY, FADED_GREY]
+    assert panels[1].get_title().startswith("q1: b (")  # it predicts b, below the threshold
 
 
 def test_the_car_claim_is_judged_from_numbers():
@@ -251,7 +270,7 @@ def test_summarize_links_the_figures_of_each_table(tmp_path):
     table1(80.0, 78.0, 0.6).to_csv(tmp_path / "tables" / "table1_camvid_cpu.csv")
     (tmp_path / "tables" / "table1_camvid_cpu.json").write_text(json.dumps(meta))
     (tmp_path / "figures" / "figure1_camvid_cpu.png").write_bytes(b"")
-    text = summary.summarize(tmp_path).read_text()
+    text = claims.summarize(tmp_path).read_text()
     assert "Figures: [Figure 1: segmentation maps](figures/figure1_camvid_cpu.png)." in text
     assert "figure2_camvid_cpu" not in text  # not written: not linked
 
@@ -306,7 +325,7 @@ def test_a_one_seed_verdict_is_judged_against_the_spread_its_kind_measured(tmp_p
         index=["with", "own", "fast", "majority class 'road'"],
     )
     save_table(one, "table_skip_ablation_camvid_paper", tmp_path, meta | {"profile": "paper"})
-    text = summary.summarize(tmp_path).read_text()
+    text = claims.summarize(tmp_path).read_text()
     assert "connection (Sec. 2.2-2.3, Table 1's third column): 2.00 points (camvid, cpu" in text
     paper = text[text.index("camvid, paper profile") :]
     assert "'with' against 'fast'): inconclusive (one seed) (val accuracy 66.50" in paper
@@ -318,7 +337,7 @@ def test_a_smoke_report_judges_nothing(tmp_path):
 
     meta = {"profile": "smoke", "dataset": "synthetic", "seed": "0"}
     save_table(table1(80.0, 78.0, 0.6), "table1_synthetic_smoke", tmp_path, meta)
-    text = summary.summarize(tmp_path).read_text()
+    text = claims.summarize(tmp_path).read_text()
     section = text[text.index("## Table 1") : text.index("## Claims that are not numbers")]
-    assert summary.SMOKE_NOTE in section
+    assert claims.SMOKE_NOTE in section
     assert "reproduced" not in section and "Claims of the report" not in section

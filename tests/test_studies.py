@@ -6,9 +6,9 @@ import pytest
 
 from seqseg_lib import engine
 from seqseg_lib.claims import instance, panoptic, semantic
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import Variant, build_config, variant_config, variant_name
 from seqseg_lib.runlock import LOCKS
-from seqseg_lib.variants import Variant, train_variants, variant_config, variant_name
+from seqseg_lib.variants import train_seeds
 
 
 def test_variant_names_say_what_differs_from_the_preset():
@@ -45,21 +45,31 @@ def test_studies_ask_for_distinct_runs():
 @pytest.mark.slow
 def test_panoptic_study_table_from_smoke_runs(tmp_path):
     variants = panoptic.BOTTLENECK_STUDY
-    runs = train_variants(variants, "smoke", None, tmp_path)
+    runs = train_seeds(variants, range(2), "smoke", None, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != LOCKS) == [
         "hungarian-unet-bottleneck_layers=2-synthetic-smoke-seed0",
+        "hungarian-unet-bottleneck_layers=2-synthetic-smoke-seed1",
         "hungarian-unet-synthetic-smoke-seed0",
+        "hungarian-unet-synthetic-smoke-seed1",
     ]
-    table = panoptic.panoptic_study_table(runs, {v.label: 0.5 for v in variants})
-    record = engine.read_metrics(runs["plain bottleneck"])[-1]
-    assert table.loc["plain bottleneck", "PQ"] == round(100 * record["val"]["pq"], 2)
+    one_seed = {label: by_seed[0] for label, by_seed in runs.items()}
+    table = panoptic.panoptic_study_table(one_seed, {v.label: 0.5 for v in variants})
+    record = engine.read_metrics(runs["plain bottleneck"][1])[-1]
     assert table.loc["plain bottleneck", "training scenes"] == 8
     assert list(table["training step (s)"]) == [0.5, 0.5]
+    seeded = panoptic.panoptic_study_table(runs, {v.label: 0.5 for v in variants})
+    assert seeded.loc["plain bottleneck, seed 1", "PQ"] == round(100 * record["val"]["pq"], 2)
+    pq = panoptic.seed_values(seeded, "PQ")["plain bottleneck"]
+    assert seeded.loc["plain bottleneck, mean", "PQ"] == pytest.approx(
+        sum(pq.values()) / 2, abs=1e-3
+    )
+    assert list(seeded["seed"]) == [0, 1, "mean", 0, 1, "mean"]
+    assert variants[1].label in panoptic.bottleneck_claim(seeded)
 
 
 def test_class_loss_verdicts_judge_duplicates_and_things_apart():
-    """The synthetic ``cpu`` table: class weight 1 has fewer duplicates (0.07 against 0.77)
-    because it finds no things at all; focal loss with weight 0.1 has more."""
+    """The synthetic ``cpu`` table of one seed: class weight 1 has fewer duplicates (0.07
+    against 0.77) because it finds no things at all; focal loss with weight 0.1 has more."""
     labels = [v.label for v in panoptic.CLASS_LOSS_STUDY]
     table = pd.DataFrame(
         {
@@ -71,19 +81,81 @@ def test_class_loss_verdicts_judge_duplicates_and_things_apart():
         index=labels,
     )
     weight_1, focal, focal_1 = panoptic.class_loss_claim(table).splitlines()
-    assert "duplicates per image 0.07 against 0.77: fewer" in weight_1
-    assert "it finds no things" in weight_1 and "PQ 6.6 against 7.7" in weight_1
-    assert "0.91 against 0.77: not fewer" in focal and "it finds things" in focal
-    assert ": fewer" in focal_1 and "it finds no things" in focal_1
+    assert weight_1.startswith("cross-entropy, class weight 1 reduces redundant detections")
+    assert ": reproduced (one seed) (duplicates per image 0.07 against 0.77; one seed)" in weight_1
+    assert "things: it finds no things" in weight_1 and "PQ 6.6 against 7.7" in weight_1
+    assert ": not reproduced (one seed) (duplicates per image 0.91 against 0.77" in focal
+    assert "things: it finds things" in focal
+    assert ": reproduced (one seed)" in focal_1 and "it finds no things" in focal_1
 
 
-def test_bottleneck_and_mask_head_verdicts():
+def seeded_table(columns: dict[str, dict[str, list[float]]], labels: list[str]) -> pd.DataFrame:
+    """A ``panoptic_study_table`` of several seeds, by hand: ``{column: {label: [value of
+    seed 0, 1, ...]}}``, with its mean rows."""
+    rows = {}
+    for label in labels:
+        seeds = range(len(next(iter(columns.values()))[label]))
+        for seed in seeds:
+            values = {column: by_label[label][seed] for column, by_label in columns.items()}
+            rows[f"{label}, seed {seed}"] = values | {"variant": label, "seed": seed}
+        mean = {column: sum(by[label]) / len(seeds) for column, by in columns.items()}
+        rows[f"{label}, mean"] = mean | {"variant": label, "seed": "mean"}
+    return pd.DataFrame(rows).T
+
+
+def test_class_loss_verdicts_over_seeds_need_every_seed():
+    base, weight_1, focal, focal_1 = (v.label for v in panoptic.CLASS_LOSS_STUDY)
+    table = seeded_table(
+        {
+            "duplicates per image": {
+                base: [0.8, 0.6, 0.7],
+                weight_1: [0.1, 0.2, 0.0],  # fewer with every seed
+                focal: [0.5, 0.7, 0.6],  # fewer with seeds 0 and 2 only
+                focal_1: [0.8, 0.6, 0.7],  # as many
+            },
+            "PQ": {label: [5.0, 6.0, 7.0] for label in (base, weight_1, focal, focal_1)},
+            "PQ things": {base: [1, 1, 1], weight_1: [0, 0, 0], focal: [0, 1, 0], focal_1: [1] * 3},
+            "RQ car": {label: [0.0, 0.0, 0.0] for label in (base, weight_1, focal, focal_1)},
+        },
+        [base, weight_1, focal, focal_1],
+    )
+    # the display labels play no part: the rows are read by their variant and seed
+    table.index = [f"row {k}" for k in range(len(table))]
+    lines = panoptic.class_loss_claim(table).splitlines()
+    assert (
+        ": reproduced (duplicates per image 0.10, 0.20, 0.00 against 0.80, 0.60, 0.70" in lines[0]
+    )
+    assert "3 seeds" in lines[0] and "things: it finds no things" in lines[0]
+    assert ": inconclusive (the seeds disagree)" in lines[1]
+    assert "it finds things with 1 of 3 seeds" in lines[1]
+    assert ": not reproduced (" in lines[2] and "things: it finds things (" in lines[2]
+
+
+def test_bottleneck_verdict_one_seed_and_several():
+    plain, bert = (v.label for v in panoptic.BOTTLENECK_STUDY)
     table = pd.DataFrame(
         {"PQ": [20.0, 21.0], "PQ things": [2.0, 3.0], "training step (s)": [1.0, 1.5]},
-        index=["plain", "bert"],
+        index=[plain, bert],
     )
-    assert "+1.0 points" in panoptic.bottleneck_claim(table)
-    assert "at 1.50x the step time: improves" in panoptic.bottleneck_claim(table)
+    claim = panoptic.bottleneck_claim(table)
+    assert "+1.0 points" in claim and ": reproduced (one seed)" in claim
+    assert claim.endswith("at 1.50x the step time.")
+    table = seeded_table(
+        {
+            "PQ": {plain: [20.0, 20.0, 20.0], bert: [21.0, 20.2, 22.0]},
+            "PQ things": {plain: [1.0] * 3, bert: [1.0] * 3},
+            "training step (s)": {plain: [1.0] * 3, bert: [2.0] * 3},
+        },
+        [plain, bert],
+    )
+    claim = panoptic.bottleneck_claim(table)
+    assert (
+        ": inconclusive (the seeds disagree) (PQ 21.0, 20.2, 22.0 against 20.0, 20.0, 20.0" in claim
+    )
+    assert "+1.0, +0.2, +2.0 points" in claim and "at 2.00x the step time" in claim
+
+
+def test_mask_head_verdicts():
     rows = {}
     for mode in ("easy", "hard"):
         rows[f"{mode}, linear mask head (Sec. 3.2)"] = {

@@ -10,8 +10,9 @@ from torch import nn
 
 from seqseg_lib.data.scattered_mnist import ScatteredMNIST
 from seqseg_lib.models import Seq2SegInstance, Seq2SegInstanceConfig
+from seqseg_lib.plotting import segment_colours
 from seqseg_lib.queries import predict_queries
-from seqseg_lib.widgets import QueryInspector, segment_colours
+from seqseg_lib.widgets import QueryInspector
 
 
 def fake_digits():

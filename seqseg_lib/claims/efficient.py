@@ -6,14 +6,16 @@ reports no number. Here each takes the place of Seq2Seg's BERT encoder at the pr
 sizes (``models.encoders``, ``models.performer``), beside BERT with SDPA and with eager
 attention:
 
-- ``cost_table``: seconds, FLOPs and peak memory of a training step as the number of tokens
-  grows (the image side doubled at a fixed patch), on dummy batches; ``crossovers``: the
-  fewest tokens at which each is cheaper than BERT with SDPA on this device, measured.
-- ``train_study``: BERT (SDPA) and each efficient Transformer trained for the same number of
-  steps on crops of 2,048 tokens at ``cpu`` and ``paper`` (notebook 05 finds attention
-  starting to dominate above about 1,536), the profile's other settings unchanged;
-  ``study_table`` and ``study_claim``: validation accuracy and mIoU, training minutes, the
-  verdict under the noise rule of ``seqseg_lib.verdicts``.
+- ``costs.cost_table`` (measured there, declared here by ``cost_study``): seconds, FLOPs and
+  peak memory of a training step as the number of tokens grows (the image side doubled at a
+  fixed patch), on dummy batches; ``crossovers``: the fewest tokens at which each is cheaper
+  than BERT with SDPA on this device, measured.
+- ``study_configs`` (trained by ``variants.train_efficient_study``): BERT (SDPA) and each
+  efficient Transformer trained for the same number of steps on crops of 2,048 tokens at
+  ``cpu`` and ``paper`` (notebook 05 finds attention starting to dominate above about 1,536),
+  the profile's other settings unchanged; ``study_table`` and ``study_claim``: validation
+  accuracy and mIoU, training minutes, the verdict under the noise rule of
+  ``seqseg_lib.verdicts``.
 """
 
 from pathlib import Path
@@ -22,13 +24,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from seqseg_lib.claims.scaling import measure, scaled_config, side_doublings
 from seqseg_lib.config import Config
-from seqseg_lib.engine import load_or_train
-from seqseg_lib.experiments import build_config, dry_run_images
+from seqseg_lib.experiments import build_config, build_model, dry_run_images, load_config
 from seqseg_lib.models import count_parameters
-from seqseg_lib.runs import final_metrics, read_metrics
-from seqseg_lib.variants import training_minutes
+from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
 from seqseg_lib.verdicts import percent, seed_spread, verdict
 
 BASELINE = "BERT (SDPA)"
@@ -109,22 +108,6 @@ def cost_study(profile: str) -> dict:
     return settings
 
 
-def cost_table(profile: str, device: str = "cpu") -> pd.DataFrame:
-    """One row per (variant, crop): tokens, seconds, GFLOPs and MiB of a training step of
-    Seq2Seg with that encoder, at the study's patch (``scaling.measure``; a step estimated not
-    to fit is skipped with its reason)."""
-    study = cost_study(profile)
-    rows = []
-    for crop in side_doublings(study["smallest"], study["sizes"]):
-        tokens = (crop[0] // study["patch"]) * (crop[1] // study["patch"])
-        for label in VARIANTS:
-            settings = model_settings(label, tokens)
-            config = scaled_config("seq2seg", profile, crop, study["patch"], **settings)
-            row = {"model": label, "height": crop[0], "width": crop[1], "tokens": tokens}
-            rows.append(row | measure(config, study["batch_size"], device, study["repeats"]))
-    return pd.DataFrame(rows)
-
-
 def crossovers(table: pd.DataFrame, key: str = "seconds") -> dict[str, int | None]:
     """Per variant: the fewest tokens at which its ``key`` is below BERT (SDPA)'s and stays
     below at every larger size measured; None if it never gets there."""
@@ -202,35 +185,21 @@ def study_configs(
     }
 
 
-def train_study(
-    profile: str, dataset: str | None, runs_dir: str | Path, seeds, **run
-) -> dict[tuple[str, int], Path]:
-    """``study_configs`` trained (or loaded) for every seed: ``{(label, seed): run
-    directory}``."""
-    return {
-        (label, seed): load_or_train(config, runs_dir, name)
-        for seed in seeds
-        for label, (config, name) in study_configs(profile, dataset, seed, **run).items()
-    }
-
-
 def study_table(run_dirs: dict[tuple[str, int], Path]) -> pd.DataFrame:
     """One row per variant and seed: tokens, parameters, steps, validation accuracy and mIoU,
     and the run's training minutes by the wall clock (beside whatever else the machine ran:
     the speed of a step is ``cost_table``'s measurement, not this)."""
-    from seqseg_lib.engine import load_model
-
     rows = {}
     for (label, seed), run_dir in run_dirs.items():
         records = read_metrics(run_dir)
         final = final_metrics(run_dir, records)
-        model, config = load_model(run_dir)
+        config = load_config(run_dir)
         crop, patch = config.crop, config.model.patch_size
         rows[f"{label}, seed {seed}"] = {
             "model": label,
             "seed": seed,
             "tokens": (crop[0] // patch) * (crop[1] // patch),
-            "parameters (M)": round(count_parameters(model) / 1e6, 2),
+            "parameters (M)": round(count_parameters(build_model(config)) / 1e6, 2),
             "steps": final["steps"],
             "val accuracy (%)": percent(final["val_accuracy"]),
             "val mIoU (%)": percent(final["val_miou"]),

@@ -11,21 +11,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.experiments import Variant, build_config, build_model, load_config
 from seqseg_lib.experiments.instance import instance_preset
 from seqseg_lib.models import count_parameters
 from seqseg_lib.plotting import (
-    MASK_CMAP,
+    add_probability_bar,
+    draw_query,
+    query_title,
     show_image,
+    show_segments,
 )
 from seqseg_lib.queries import predict_queries
-from seqseg_lib.runs import final_metrics, load_config, read_metrics
-from seqseg_lib.variants import Variant, training_minutes
+from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
 from seqseg_lib.verdicts import (
     one_seed,
     percent,
@@ -156,8 +156,8 @@ def _mnist_row(row: pd.Series) -> dict[str, float]:
 @torch.no_grad()
 def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure:
     """Figures 4-5: per image, the input, its ground-truth masks (one colour per digit) and
-    each query's mask with its predicted class and confidence; matched queries say the digit
-    they were matched to."""
+    each query's mask as ``plotting.draw_query`` draws it; matched queries say the digit they
+    were matched to."""
     device = next(model.parameters()).device
     num_queries = model(dataset[0]["image"][None].to(device))["pred_masks"].shape[1]
     figure, axes = plt.subplots(
@@ -173,37 +173,18 @@ def figure_query_rows(model, dataset, indices: list[int], matcher) -> plt.Figure
         outputs = {key: outputs[key].cpu() for key in ("pred_logits", "pred_masks")}
         target = {"labels": item["labels"], "masks": item["masks"]}
         (src, tgt), *_ = matcher(outputs, [target])
-        matched = {int(q): int(target["labels"][t]) for q, t in zip(src, tgt)}
+        names = dataset.class_names
+        matched = {int(q): names[int(target["labels"][t])] for q, t in zip(src, tgt)}
         show_image(axes[row, 0], item["image"], "input")
-        overlay = np.zeros((*item["masks"].shape[-2:], 3))
-        colours = plt.get_cmap("tab10")
-        for k, mask in enumerate(item["masks"]):
-            overlay[mask.numpy()] = colours(k % 10)[:3]
-        axes[row, 1].imshow(overlay)
-        axes[row, 1].set_title("GT " + " ".join(str(int(d)) for d in item["labels"]), fontsize=7)
+        digits = " ".join(names[int(d)] for d in item["labels"])
+        show_segments(axes[row, 1], item["masks"], f"GT {digits}", fontsize=7)
         prediction = predict_queries(outputs["pred_logits"][0])
+        confident = prediction.confident()
         for query in range(num_queries):
-            axis = axes[row, query + 2]
-            axis.imshow(
-                outputs["pred_masks"][0, query].sigmoid().numpy(), vmin=0, vmax=1, cmap=MASK_CMAP
-            )
-            title = prediction.describe(query, dataset.class_names)
-            if query in matched:
-                title += f"\nmatched {matched[query]}"
-            faded = not prediction.predicts_object[query]
-            axis.set_title(title, fontsize=8, color="0.55" if faded else "black")
-        for axis in axes[row]:
-            axis.set_axis_off()
-    colour_bar = figure.colorbar(
-        ScalarMappable(Normalize(0, 1), MASK_CMAP),
-        ax=axes,
-        location="top",
-        shrink=0.3,
-        aspect=40,
-        pad=0.02,
-    )
-    colour_bar.set_label("mask probability (grey titles: no object)", fontsize=8)
-    colour_bar.ax.tick_params(labelsize=7)
+            title = query_title(prediction, query, names, matched.get(query))
+            probabilities = outputs["pred_masks"][0, query].sigmoid()
+            draw_query(axes[row, query + 2], probabilities, title, bool(confident[query]))
+    add_probability_bar(figure, axes.ravel(), location="top")
     return figure
 
 
@@ -223,9 +204,19 @@ MNIST_HEADS = (
 )
 
 
-# Sec. 3.4's numbers as targets at the profile's budget: the least digit accuracy (%) and the
-# largest Dice loss per mode (None: no target).
-MNIST_TARGETS = {"easy": (95.0, 0.10), "hard": (62.0, None)}
+# Our targets at the profile's budget (smaller model, batch and training set than the report's),
+# one rule for both modes: Sec. 3.4's digit accuracy less MNIST_ACCURACY_SLACK points, and its
+# Dice loss plus MNIST_DICE_SLACK.
+MNIST_ACCURACY_SLACK = 2.0
+MNIST_DICE_SLACK = 0.07
+
+
+def mnist_target(mode: str) -> tuple[float, float]:
+    """The least digit accuracy (%) and the largest Dice loss of our target for ``mode``:
+    easy 95% / 0.10, hard 60% / 0.27."""
+    report = paper.MNIST_RESULTS[mode]
+    accuracy = round(100 * report["accuracy"] - MNIST_ACCURACY_SLACK, 2)
+    return accuracy, round(report["dice_loss"] + MNIST_DICE_SLACK, 3)
 
 
 TARGET_COLUMNS = {"accuracy": "accuracy (%)", "dice_loss": "Dice loss", "ap": "mask AP (%)"}
@@ -266,11 +257,11 @@ def mnist_study(profile: str) -> list[Variant]:
 
 def targets_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
     """Per run: validation digit accuracy, Dice loss and mask AP, the target of its mode
-    (``MNIST_TARGETS``), the report's numbers, steps and training minutes."""
+    (``mnist_target``), the report's numbers, steps and training minutes."""
     rows = {}
     for label, run_dir in run_dirs.items():
         mode, records = mnist_mode(run_dir), read_metrics(run_dir)
-        accuracy, dice_loss = MNIST_TARGETS[mode]
+        accuracy, dice_loss = mnist_target(mode)
         targets = {"target accuracy (%)": accuracy, "target Dice loss": dice_loss}
         final = final_metrics(run_dir, records)
         rows[label] = (
@@ -283,12 +274,16 @@ def targets_table(run_dirs: dict[str, Path]) -> pd.DataFrame:
 
 
 def targets_claim(table: pd.DataFrame) -> str:
-    """Per run, whether it reaches the target of its row (its mode's ``MNIST_TARGETS``: ours,
+    """Per run, whether it reaches the target of its row (its mode's ``mnist_target``: ours,
     not the report's), after a line on where our setting differs from the report's."""
+    report = paper.MNIST_RESULTS
     lines = [
         "Our setting, not the report's: the profile's MNIST model (width 256 against 512, batch "
-        "32 against 64, 4,000 training digits against 60,000); the targets are ours, below the "
-        "report's 97% / 0.03 (easy) and 62% / 0.2 (hard)."
+        "32 against 64, 4,000 training digits against 60,000); the targets are ours, one rule "
+        f"for both modes: the report's accuracy less {MNIST_ACCURACY_SLACK:g} points and its "
+        f"Dice loss plus {MNIST_DICE_SLACK:g} (report: easy {100 * report['easy']['accuracy']:g}% "
+        f"/ {report['easy']['dice_loss']:g}, hard {100 * report['hard']['accuracy']:g}% / "
+        f"{report['hard']['dice_loss']:g})."
     ]
     for label, row in table.iterrows():
         accuracy, dice_loss = row["target accuracy (%)"], row["target Dice loss"]

@@ -13,7 +13,7 @@ import torch
 from seqseg_lib import paper
 from seqseg_lib.data.labels import CITYSCAPES, LabelSpace
 from seqseg_lib.data.targets import gt_segments, panoptic_targets
-from seqseg_lib.experiments import build_config, build_model
+from seqseg_lib.experiments import Variant, build_config, build_model, load_config
 from seqseg_lib.experiments.panoptic import square_crops, third_decays
 from seqseg_lib.matcher import resize_masks
 from seqseg_lib.models import count_parameters
@@ -24,13 +24,8 @@ from seqseg_lib.plotting import (
     plot_query_grid,
     show_image,
 )
-from seqseg_lib.runs import final_metrics, load_config, read_metrics
-from seqseg_lib.speed import measure_step_time
-from seqseg_lib.variants import Variant, training_minutes, variant_config
-from seqseg_lib.verdicts import (
-    one_seed,
-    percent,
-)
+from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
+from seqseg_lib.verdicts import one_seed, percent, verdict
 
 PANOPTIC_KEYS = {
     "pq": "PQ",
@@ -279,31 +274,69 @@ PANOPTIC_COLUMNS = {
 
 
 def panoptic_study_table(
-    run_dirs: dict[str, Path], step_seconds: dict[str, float] | None = None
+    run_dirs: dict[str, Path] | dict[str, dict[int, Path]],
+    step_seconds: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Validation panoptic metrics of each run (rows, in %; counts per image as they are),
     with its epochs, training scenes and training minutes from its records; ``step_seconds``
-    adds a column of measured training steps."""
-    car = CITYSCAPES.eval_names.index("car")
+    (``{label: seconds}``) adds a column of measured training steps.
+
+    ``run_dirs``: ``{label: run directory}`` (one seed: a row per variant), or ``{label: {seed:
+    run directory}}`` (``train_seeds``: a row per variant and seed, ``"label, seed 1"``, then
+    the variant's mean, ``"label, mean"``; the columns ``variant`` and ``seed`` say which row is
+    which, and the claims read them rather than the labels)."""
     rows = {}
-    for label, run_dir in run_dirs.items():
-        records = read_metrics(run_dir)
-        val = records[-1]["val"]
-        row = {}
-        for key, column in PANOPTIC_COLUMNS.items():
-            value = (
-                val[f"{key.removesuffix('_car')}_per_class"][car]
-                if key.endswith("_car")
-                else val[key]
-            )
-            row[column] = round(value, 3) if "per image" in column else percent(value)
-        row["epochs"] = final_metrics(run_dir, records)["epochs"]
-        row["training scenes"] = load_config(run_dir).num_train
-        row["training (min)"] = training_minutes(records)
+    for label, runs in run_dirs.items():
+        by_seed = runs if isinstance(runs, dict) else {None: runs}
+        measured = {seed: _panoptic_row(run_dir) for seed, run_dir in by_seed.items()}
+        seconds = {}
         if step_seconds and label in step_seconds:
-            row["training step (s)"] = round(step_seconds[label], 3)
-        rows[label] = row
+            seconds = {"training step (s)": round(step_seconds[label], 3)}
+        if None in measured:
+            rows[label] = measured[None] | seconds
+            continue
+        for seed, row in measured.items():
+            rows[f"{label}, seed {seed}"] = row | seconds | {"variant": label, "seed": seed}
+        mean = pd.DataFrame(measured.values()).mean().round(3).to_dict()
+        rows[f"{label}, mean"] = mean | seconds | {"variant": label, "seed": "mean"}
     return pd.DataFrame(rows).T
+
+
+def _panoptic_row(run_dir: Path) -> dict[str, float]:
+    car = CITYSCAPES.eval_names.index("car")
+    records = read_metrics(run_dir)
+    val = records[-1]["val"]
+    row = {}
+    for key, column in PANOPTIC_COLUMNS.items():
+        value = (
+            val[f"{key.removesuffix('_car')}_per_class"][car] if key.endswith("_car") else val[key]
+        )
+        row[column] = round(value, 3) if "per image" in column else percent(value)
+    row["epochs"] = final_metrics(run_dir, records)["epochs"]
+    row["training scenes"] = load_config(run_dir).num_train
+    row["training (min)"] = training_minutes(records)
+    return row
+
+
+def seed_values(table: pd.DataFrame, column: str) -> dict[str, dict[Any, float]]:
+    """``{variant: {seed: value}}`` of ``column`` in a ``panoptic_study_table``: by its
+    ``variant`` and ``seed`` columns when it has several seeds (means left out), else ``{label:
+    {None: value}}``, one seed per row."""
+    if "variant" not in table.columns:
+        return {label: {None: float(value)} for label, value in table[column].items()}
+    values: dict[str, dict[Any, float]] = {}
+    for _, row in table.iterrows():
+        if str(row["seed"]) != "mean":
+            values.setdefault(row["variant"], {})[row["seed"]] = float(row[column])
+    return values
+
+
+def variant_rows(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """``{variant: its row}`` of a ``panoptic_study_table``: the row itself with one seed, the
+    mean over the seeds with several."""
+    if "variant" not in table.columns:
+        return dict(table.iterrows())
+    return {row["variant"]: row for _, row in table.iterrows() if str(row["seed"]) == "mean"}
 
 
 def ablation_claim(table: pd.DataFrame) -> str:
@@ -324,6 +357,17 @@ def ablation_claim(table: pd.DataFrame) -> str:
 # -- Sec. 4.1: redundant detections against the class loss (notebook 06) ----------------------
 
 
+# The studies whose rows decide "helps / does not help" (the class loss, the bottleneck) train
+# this many seeds each, from the notebook's ``seed``: at the short budget a seed moves PQ by
+# about as much as the margins they are judged by.
+VERDICT_SEEDS = 3
+
+
+def verdict_seeds(seed: int) -> range:
+    """The seeds of the class-loss and bottleneck studies: ``VERDICT_SEEDS`` from ``seed``."""
+    return range(seed, seed + VERDICT_SEEDS)
+
+
 CLASS_LOSS_STUDY = [
     Variant("cross-entropy, class weight 0.1 (Sec. 3.3)", "hungarian-unet"),
     Variant("cross-entropy, class weight 1", "hungarian-unet", loss={"class_weight": 1.0}),
@@ -336,33 +380,64 @@ CLASS_LOSS_STUDY = [
 ]
 
 
+# "Fewer redundant detections": duplicates per image under this fraction of the report's
+# setting's (cross-entropy, class weight 0.1), seed for seed.
+FEWER_DUPLICATES = 0.9
+
+
+def _listed(values: dict[Any, float], digits: int = 2) -> str:
+    """A ``seed_values`` entry's values in seed order: ``"0.77, 0.81, 0.69"``."""
+    return ", ".join(f"{value:.{digits}f}" for value in values.values())
+
+
 def class_loss_claim(table: pd.DataFrame) -> str:
     """Sec. 4.1: a larger class weight or focal loss could reduce redundant detections. Two
-    things judged apart, against the report's setting: duplicates (fewer: under 90% of its
-    duplicates per image), and things (PQ things and RQ car; none found when both are 0), with
-    the overall PQ beside them: fewer duplicates that come from finding no things are no
+    things judged apart, against the report's setting of the same seed: duplicates (fewer:
+    under ``FEWER_DUPLICATES`` of its duplicates per image; the rule of
+    ``seqseg_lib.verdicts`` over the seeds), and things (found: PQ things or RQ car above 0),
+    with the overall PQ beside them: fewer duplicates that come from finding no things are no
     remedy."""
-    base_label = CLASS_LOSS_STUDY[0].label
-    base = table.loc[base_label]
+    duplicates = seed_values(table, "duplicates per image")
+    things, cars = seed_values(table, "PQ things"), seed_values(table, "RQ car")
+    pq = seed_values(table, "PQ")
+    base = CLASS_LOSS_STUDY[0].label
+    seeds = list(duplicates[base])
+    over = "one seed" if len(seeds) == 1 else f"{len(seeds)} seeds"
     lines = []
-    for label, row in table.drop(index=base_label).iterrows():
-        fewer = row["duplicates per image"] < 0.9 * base["duplicates per image"]
-        things = (
-            f"PQ things {row['PQ things']:.2f} against {base['PQ things']:.2f}, RQ car "
-            f"{row['RQ car']:.2f} against {base['RQ car']:.2f}"
+    for variant in CLASS_LOSS_STUDY[1:]:
+        mine = duplicates[variant.label]
+        ratios = [_ratio(mine[seed], duplicates[base][seed]) for seed in seeds]
+        fewer = verdict(
+            ratios,
+            holds=lambda ratio: ratio < FEWER_DUPLICATES,
+            margin=lambda ratio: abs(ratio - FEWER_DUPLICATES),
         )
-        found = (
-            "it finds no things"
-            if row["PQ things"] == 0 and row["RQ car"] == 0
-            else ("it finds things")
-        )
+        found = [things[variant.label][seed] > 0 or cars[variant.label][seed] > 0 for seed in seeds]
+        if all(found):
+            finds = "it finds things"
+        elif not any(found):
+            finds = "it finds no things"
+        else:
+            finds = f"it finds things with {sum(found)} of {len(found)} seeds"
         lines.append(
-            f"{label}: duplicates per image {row['duplicates per image']:.2f} against "
-            f"{base['duplicates per image']:.2f}: {'fewer' if fewer else 'not fewer'} "
-            f"(judged: under 90% of the report's setting's); {things}: {found}; PQ "
-            f"{row['PQ']:.1f} against {base['PQ']:.1f}."
+            f"{variant.label} reduces redundant detections (judged: duplicates per image under "
+            f"{FEWER_DUPLICATES:.0%} of the report's setting's, seed for seed): {fewer} "
+            f"(duplicates per image {_listed(mine)} against "
+            f"{_listed(duplicates[base])}; {over}); things: {finds} (PQ things "
+            f"{_listed(things[variant.label])} against "
+            f"{_listed(things[base])}, RQ car "
+            f"{_listed(cars[variant.label])} against "
+            f"{_listed(cars[base])}); PQ {_listed(pq[variant.label], 1)} "
+            f"against {_listed(pq[base], 1)}."
         )
     return "\n".join(lines)
+
+
+def _ratio(value: float, reference: float) -> float:
+    """``value / reference``, 1 when both are 0 (as many duplicates as none)."""
+    if reference == 0:
+        return 1.0 if value == 0 else float("inf")
+    return value / reference
 
 
 # -- Sec. 5: BERT layers in the Hungarian U-Net's bottleneck (notebook 06) --------------------
@@ -374,28 +449,32 @@ BOTTLENECK_STUDY = [
 ]
 
 
-def step_seconds(variants: list[Variant], profile: str, dataset: str | None, device: str):
-    """Median seconds of one training step of each variant, at its profile's batch size,
-    measured one after the other in this process."""
-    seconds = {}
-    for variant in variants:
-        config = variant_config(variant, profile, dataset)
-        seconds[variant.label] = measure_step_time(config, config.batch_size, device=device)
-    return seconds
+# "Improves performance" (Sec. 5): PQ up by more than this many points, seed for seed.
+IMPROVES_MARGIN = 0.5
 
 
 def bottleneck_claim(table: pd.DataFrame) -> str:
     """Sec. 5: "adding a few BERT layers between the encoder and the decoder could improve
-    performance". Judged: PQ higher by more than 0.5 points."""
-    plain, bert = table.iloc[0], table.iloc[1]
-    gain = bert["PQ"] - plain["PQ"]
-    cost = bert["training step (s)"] / plain["training step (s)"]
+    performance". Judged: PQ higher than the plain bottleneck's of the same seed by more than
+    ``IMPROVES_MARGIN`` points, under the rule of ``seqseg_lib.verdicts``."""
+    plain, bert = (variant.label for variant in BOTTLENECK_STUDY)
+    pq, things = seed_values(table, "PQ"), seed_values(table, "PQ things")
+    gains = [pq[bert][seed] - pq[plain][seed] for seed in pq[plain]]
+    rows = variant_rows(table)
+    cost = rows[bert]["training step (s)"] / rows[plain]["training step (s)"]
+    over = "one seed" if len(gains) == 1 else f"{len(gains)} seeds"
+    improves = verdict(
+        gains,
+        holds=lambda gain: gain > IMPROVES_MARGIN,
+        margin=lambda gain: abs(gain - IMPROVES_MARGIN),
+    )
     return (
-        f"{table.index[1]}: PQ {bert['PQ']:.1f} against {plain['PQ']:.1f} "
-        f"({gain:+.1f} points), PQ things {bert['PQ things']:.1f} against "
-        f"{plain['PQ things']:.1f}, at {cost:.2f}x the step time: "
-        f"{'improves' if gain > 0.5 else 'does not improve'} (one seed; judged: PQ up by more "
-        "than 0.5)."
+        f"{bert} improve the panoptic quality (judged: PQ up by more than {IMPROVES_MARGIN:g} "
+        f"points on the plain bottleneck's, seed for seed): {improves} (PQ "
+        f"{_listed(pq[bert], 1)} against {_listed(pq[plain], 1)}: "
+        f"{', '.join(f'{gain:+.1f}' for gain in gains)} points; PQ things "
+        f"{_listed(things[bert], 1)} against "
+        f"{_listed(things[plain], 1)}; {over}), at {cost:.2f}x the step time."
     )
 
 

@@ -14,8 +14,6 @@ SDPA can use PyTorch's fused (flash) attention kernel on CPU, which does not hol
 N x N attention matrix; with dropout, the CPU falls back to the written-out attention.
 """
 
-import dataclasses
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from seqseg_lib.config import Config, replace_settings
-from seqseg_lib.experiments import build_config, build_model, dry_run_images
-from seqseg_lib.memory import why_it_cannot_fit
-from seqseg_lib.models import count_parameters
+from seqseg_lib.config import Config
+from seqseg_lib.experiments import build_config, dry_run_images, scaled_config
 from seqseg_lib.runs import read_metrics
-from seqseg_lib.speed import TrainingStep, peak_step_memory, time_interleaved, training_flops
 from seqseg_lib.verdicts import OUR_CHECK, seed_spread, verdict
 
 # What the study measures under each profile: the image sizes (the side doubled from one to
@@ -66,64 +61,6 @@ VARIANTS = {  # name -> (experiment, model settings)
     "Seq2Seg (eager attention)": ("seq2seg", {"attention": "eager"}),
     "U-Net": ("unet", {}),
 }
-
-
-def scaled_config(
-    experiment: str, profile: str, crop: tuple[int, int], patch_size: int = 16, **model
-) -> Config:
-    """The profile's model of ``experiment`` on ``crop`` (H, W); Seq2Seg with ``patch_size``,
-    no dropout, and as many position embeddings as the crop has patches (at least BERT's 512,
-    unless ``max_positions`` is given)."""
-    config = build_config(experiment, profile)
-    if experiment != "unet":
-        tokens = (crop[0] // patch_size) * (crop[1] // patch_size)
-        model = {"patch_size": patch_size, "dropout": 0.0} | model
-        model.setdefault("max_positions", max(512, tokens))
-    settings = replace_settings(config.model, model, "model")
-    return dataclasses.replace(config, crop=crop, resize=None, model=settings)
-
-
-def measure(config: Config, batch_size: int, device: str, repeats: int) -> dict[str, Any]:
-    """Seconds (median), GFLOPs and peak memory (MiB) of one training step; a step estimated
-    not to fit in the device's memory (``memory.why_it_cannot_fit``) is not run: its row says
-    why under ``skipped``, and the line is printed."""
-    parameters = count_parameters(build_model(config))
-    reason = why_it_cannot_fit(config, batch_size, device, parameters)
-    if reason is not None:
-        reason = f"skipped: {reason}"
-        print(f"{config.experiment} ({getattr(config.model, 'attention', '')}): {reason}")
-        return {"seconds": np.nan, "gflops": np.nan, "memory_mib": np.nan, "skipped": reason}
-    step = TrainingStep(config, batch_size, device)
-    seconds = statistics.median(time_interleaved({"step": step.seconds}, repeats)["step"])
-    del step
-    try:
-        gflops = round(training_flops(config, batch_size, device) / 1e9, 4)
-    except AssertionError:  # the Reformer's reversible layers: FlopCounterMode cannot follow
-        print(f"{config.experiment} ({getattr(config.model, 'encoder', '')}): FLOPs not counted")
-        gflops = np.nan
-    return {
-        "seconds": round(seconds, 4),
-        "gflops": gflops,
-        "memory_mib": round(peak_step_memory(config, batch_size, device) / 2**20, 1),
-    }
-
-
-def scaling_table(
-    profile: str,
-    crops: list[tuple[int, int]],
-    batch_size: int,
-    device: str = "cpu",
-    repeats: int = 3,
-) -> pd.DataFrame:
-    """One row per (variant, crop): tokens, seconds, GFLOPs and MiB of a training step."""
-    rows = []
-    for crop in crops:
-        for name, (experiment, model) in VARIANTS.items():
-            config = scaled_config(experiment, profile, crop, **model)
-            tokens = (crop[0] // 16) * (crop[1] // 16) if experiment != "unet" else None
-            row = {"model": name, "height": crop[0], "width": crop[1], "tokens": tokens}
-            rows.append(row | measure(config, batch_size, device, repeats))
-    return pd.DataFrame(rows)
 
 
 def fitted_slopes(table: pd.DataFrame, keys=("seconds", "gflops", "memory_mib")) -> pd.DataFrame:
@@ -191,16 +128,6 @@ def patch_configs(profile: str, dataset: str | None, **run: Any) -> dict[str, tu
         larger = build_config("seq2seg", profile, dataset, **run, model={"patch_size": 16})
         configs["patch 16"] = (larger, "patch16")
     return configs
-
-
-def patch_table(profile: str, crop: tuple[int, int], patches, batch_size, device, repeats):
-    """Cost of Seq2Seg (SDPA) at one crop for each patch size: tokens, seconds, GFLOPs, MiB."""
-    rows = {}
-    for patch in patches:
-        config = scaled_config("seq2seg", profile, crop, patch_size=patch)
-        tokens = (crop[0] // patch) * (crop[1] // patch)
-        rows[f"patch {patch}"] = {"tokens": tokens} | measure(config, batch_size, device, repeats)
-    return pd.DataFrame(rows).T
 
 
 def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
@@ -313,11 +240,6 @@ def compare_patches(table: pd.DataFrame, spread: float | None = None) -> str:
         f"{small['seconds'] / large['seconds']:.1f}x shorter steps; {small.name}: "
         f"{small['val accuracy (%)']:.2f}%; accuracy lost: {each} points{over})."
     )
-
-
-def side_doublings(smallest: tuple[int, int], count: int) -> list[tuple[int, int]]:
-    """``count`` crops starting at ``smallest`` (H, W), each side doubled from one to the next."""
-    return [(smallest[0] * 2**k, smallest[1] * 2**k) for k in range(count)]
 
 
 def attention_share(tokens: int, hidden_dim: int) -> float:

@@ -28,7 +28,6 @@ from seqseg_lib.plotting import (
     plot_segmentations,
 )
 from seqseg_lib.runs import final_metrics, read_metrics
-from seqseg_lib.speed import measure_step_time
 from seqseg_lib.verdicts import (
     FAILS_BEHIND,
     FAILS_MARGIN,
@@ -85,13 +84,16 @@ def majority_class_scores(train_set, val_set, label_space: LabelSpace) -> dict[s
     return scores(matrix) | {"class": label_space.eval_names[majority]}
 
 
-def table1(configs, run_dirs, models, names, baseline, device="auto") -> pd.DataFrame:
-    """Table 1: ours next to the report's, per model, plus the majority-class baseline."""
+# Table 1's step times are measured at the report's batch (``speed.measure_step_time``).
+TABLE1_STEP_BATCH = 24
+
+
+def table1(run_dirs, models, names, baseline, steps: dict[str, float]) -> pd.DataFrame:
+    """Table 1: ours next to the report's, per model, plus the majority-class baseline;
+    ``steps``: the seconds of a training step of each model at ``TABLE1_STEP_BATCH``."""
     columns = {}
-    steps = {}
     for key, name in names.items():
         final = final_metrics(run_dirs[key])
-        steps[key] = measure_step_time(configs[key], batch_size=24, device=device)
         report = paper.TABLE1[key]
         columns[f"{name} (ours)"] = {
             "parameters (M)": round(count_parameters(models[key]) / 1e6, 2),
@@ -194,6 +196,9 @@ def spread_indices(size: int, count: int) -> list[int]:
 FIGURE_SPLITS = {"camvid": "test"}
 
 
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
+
+
 def figure_scenes(config, val_set) -> tuple[Any, str]:
     """The dataset Figure 1 draws its scenes from, and its split: ``val_set``, or the split of
     ``FIGURE_SPLITS`` (all its images, centre crops like validation)."""
@@ -223,9 +228,10 @@ def diverse_indices(dataset, count: int) -> list[int]:
     return chosen
 
 
-def figure_segmentations(val_set, models, names, indices):
+def figure_segmentations(val_set, models, names, indices, split: str = "val"):
     """Figure 1: ground truth, then Seq2Seg and U-Net (the report's order), in evaluation
-    ids."""
+    ids, on scenes of ``val_set``, the dataset's ``split`` (``figure_scenes``), which the
+    figure names."""
     label_space = val_set.label_space
     items = [val_set[i] for i in indices]
     images = torch.stack([item["image"] for item in items])
@@ -236,7 +242,8 @@ def figure_segmentations(val_set, models, names, indices):
             device = next(model.parameters()).device
             logits = model(images.to(device)).cpu()
             columns[names[key]] = label_space.to_eval(logits.argmax(1))
-    return plot_segmentations(images, columns, label_space)
+    title = f"scenes of the {SPLIT_NAMES.get(split, split)} split"
+    return plot_segmentations(images, columns, label_space, title=title)
 
 
 # -- the skip connection (notebook 02) -----------------------------------------------------
@@ -412,6 +419,12 @@ def figure_per_class_iou(table: pd.DataFrame) -> plt.Figure:
     axis.set_xticks(positions + width * (len(classes.columns) - 1) / 2)
     axis.set_xticklabels(classes.index, rotation=60, ha="right", fontsize=8)
     axis.set_ylabel("validation IoU (%)")
-    axis.axhline(IGNORED_IOU, color="0.5", linewidth=0.8, linestyle="--")
+    axis.axhline(
+        IGNORED_IOU,
+        color="0.5",
+        linewidth=0.8,
+        linestyle="--",
+        label=f"{IGNORED_IOU:g}% IoU: below it, a class as good as ignored",
+    )
     axis.legend(fontsize=8)
     return figure

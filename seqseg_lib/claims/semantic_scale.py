@@ -6,36 +6,37 @@
   at a constant learning rate: with skip at 1e-4, without at 1e-4 and at 5e-5 (Sec. 2.2).
 - ``depth_study``: where the skip connection starts to matter: 2, 4, 6 and 12 layers at the
   ``cpu`` profile's width (256), with and without, at the report's 1e-4, same fixed steps,
-  ``DEPTH_SEEDS`` seeds each (``train_depth_study``).
+  ``DEPTH_SEEDS`` seeds each (``variants.train_depth_study``).
 - ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
   report's learning rate, three times the steps, horizontal flips (Sec. 2.2 uses random crops
   only), 4x4 patches; notebook 01's Seq2Seg and U-Net runs are its first and last rows.
 - ``report_budget_study``: Table 1 at the report's step budget (5,535 and 3,690 steps),
   validated along the way (notebook 09).
 
-Every study is a list of ``variants.Variant``, trained by ``variants.train_variants`` into
+Every study is a list of ``experiments.Variant``, trained by ``variants.train_variants`` into
 run directories named after what they change.
 """
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import build_config, build_datasets, build_model
-from seqseg_lib.models import count_parameters
-from seqseg_lib.runs import final_metrics, load_config, read_metrics
-from seqseg_lib.variants import (
+from seqseg_lib.experiments import (
     Variant,
-    train_variants,
-    training_minutes,
+    build_config,
+    build_datasets,
+    build_model,
+    load_config,
     variant_config,
     variant_name,
 )
+from seqseg_lib.models import count_parameters
+from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
 from seqseg_lib.verdicts import (
     FAILS_BEHIND,
     FAILS_MARGIN,
@@ -110,16 +111,12 @@ def depth_seeds(seed: int) -> range:
     return range(seed, seed + DEPTH_SEEDS)
 
 
-def train_depth_study(
-    profile: str, dataset: str | None, runs_dir: str | Path, **run: Any
-) -> dict[str, Path]:
-    """Train (or load) ``depth_study`` with ``DEPTH_SEEDS`` seeds from ``run["seed"]``:
-    ``{"2 layers, with skip, seed 0": run directory, ...}``."""
-    run_dirs, variants = {}, depth_study(profile)
-    for seed in depth_seeds(run["seed"]):
-        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
-        run_dirs |= {f"{label}, seed {seed}": path for label, path in trained.items()}
-    return run_dirs
+class DepthRun(NamedTuple):
+    """The key of a depth-study run: its encoder's layers, with or without skip, its seed."""
+
+    layers: int
+    skip: bool
+    seed: int
 
 
 def gap_study(profile: str, dataset: str | None) -> list[Variant]:
@@ -200,19 +197,6 @@ def report_budget_study(
         }
         variants.append(Variant(label, experiment, short=False, training=training))
     return variants
-
-
-def train_budget_study(
-    profile: str, dataset: str | None, runs_dir: str | Path, seeds: range, **run: Any
-) -> dict[tuple[str, int], Path]:
-    """``report_budget_study``'s runs for every seed of ``seeds``: ``{(label, seed): run
-    directory}``, labels ``"Seq2Seg"`` and ``"U-Net"``."""
-    variants = report_budget_study(profile, dataset, run.get("data_root"))
-    run_dirs = {}
-    for seed in seeds:
-        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
-        run_dirs |= {(label, seed): path for label, path in trained.items()}
-    return run_dirs
 
 
 def validation_curve(run_dir: Path) -> dict[int, float]:
@@ -398,16 +382,23 @@ def with_baseline(table: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame
     return pd.concat([table, pd.DataFrame({f"majority class '{baseline['class']}'": row}).T])
 
 
-def depth_table(table: pd.DataFrame) -> pd.DataFrame:
-    """``study_table`` of ``train_depth_study``'s runs, one row per depth: validation accuracy
-    with and without skip averaged over the seeds, how far skip is ahead (points) on average,
-    and for each seed."""
-    accuracy = {}
-    for label, row in table.iterrows():
-        layers, rest = label.split(" layers, ")
-        kind, seed = rest.split(", seed ")
-        accuracy[int(layers), kind, int(seed)] = row["val accuracy (%)"]
-    runs = pd.Series(accuracy).rename_axis(["layers", "kind", "seed"]).unstack("kind")
+def depth_table(run_dirs: dict[DepthRun, Path]) -> pd.DataFrame:
+    """``variants.train_depth_study``'s runs, one row per depth (``depth_accuracy_table``)."""
+    return depth_accuracy_table(
+        {key: percent(final_metrics(run_dir)["val_accuracy"]) for key, run_dir in run_dirs.items()}
+    )
+
+
+def depth_accuracy_table(accuracy: dict[DepthRun, float]) -> pd.DataFrame:
+    """One row per depth: validation accuracy (%) with and without skip averaged over the
+    seeds, how far skip is ahead (points) on average, and for each seed."""
+    runs = pd.Series(
+        {
+            (key.layers, "with skip" if key.skip else "without skip", key.seed): value
+            for key, value in accuracy.items()
+        }
+    )
+    runs = runs.rename_axis(["layers", "kind", "seed"]).unstack("kind")
     ahead = runs["with skip"] - runs["without skip"]
     means = runs.groupby("layers").mean()
     frame = pd.DataFrame(
@@ -523,9 +514,10 @@ def gap_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> s
 
 
 def figure_skip_study(skip_runs: dict[str, Path], depths: pd.DataFrame) -> plt.Figure:
-    """Training loss and validation accuracy against steps for ``skip_study``'s runs, and
-    validation accuracy against depth with and without skip."""
-    figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), layout="constrained")
+    """Training loss and validation accuracy against steps for ``skip_study``'s runs;
+    validation accuracy against depth with and without skip (means over the seeds); and how
+    far skip is ahead at each depth, seed by seed, beside the margin of ``depth_claim``."""
+    figure, axes = plt.subplots(1, 4, figsize=(18, 3.6), layout="constrained")
     for label, run_dir in skip_runs.items():
         records = read_metrics(run_dir)
         steps = [r["global_step"] for r in records]
@@ -541,10 +533,22 @@ def figure_skip_study(skip_runs: dict[str, Path], depths: pd.DataFrame) -> plt.F
     axes[1].set(xlabel="step", ylabel="validation accuracy (%)", title="the report's encoder")
     for column in ("with skip", "without skip"):
         axes[2].plot(depths.index, depths[f"val accuracy {column} (%)"], marker="o", label=column)
+    seeds = depths.filter(like="skip ahead by, seed ")
     axes[2].set(
         xlabel="encoder layers (width 256)",
         ylabel="validation accuracy (%)",
-        title=f"depth at lr 1e-4, mean of {DEPTH_SEEDS} seeds",
+        title=f"depth at lr 1e-4, mean of {len(seeds.columns)} seed(s)",
+        xticks=list(depths.index),
+    )
+    for column in seeds.columns:
+        seed = column.removeprefix("skip ahead by, seed ").removesuffix(" (points)")
+        axes[3].plot(depths.index, seeds[column], marker="o", alpha=0.6, label=f"seed {seed}")
+    axes[3].plot(depths.index, depths["skip ahead by (points)"], color="black", label="mean")
+    axes[3].axhspan(-MATTERS_MARGIN, MATTERS_MARGIN, color="0.85", label="within the margin")
+    axes[3].set(
+        xlabel="encoder layers (width 256)",
+        ylabel="with skip minus without (points)",
+        title="skip ahead by, each seed",
         xticks=list(depths.index),
     )
     for axis in axes:

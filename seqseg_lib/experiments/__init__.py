@@ -6,11 +6,16 @@
   transformer on Sec. 4's task) and ``eomt`` (the field's EoMT).
 
 ``EXPERIMENTS`` below is the registry, written out; ``build_config`` makes a run's ``Config``
-from an experiment's preset, and ``config_from_dict`` reads one back from ``config.json``.
+from an experiment's preset, ``config_from_dict`` and ``load_config`` read one back from a run
+directory's ``config.json``; a ``Variant`` is a study's row, an experiment with some settings
+changed (``variant_config``), its run directory named after them (``variant_name``);
+``scaled_config`` puts a model on another image size (Sec. 2.4's cost studies).
 """
 
 import dataclasses
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from torch.utils.data import Dataset
 
 from seqseg_lib.config import (
     PROFILES,
+    RUN_CONTROL_FIELDS,
     Config,
     check_choice,
     check_positive_int,
@@ -27,6 +33,7 @@ from seqseg_lib.config import (
 from seqseg_lib.devices import fast_bfloat16
 from seqseg_lib.experiments import instance, panoptic, semantic
 from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.runs import CONFIG
 
 PAPER_WORKERS = 4
 # ``paper`` writes a checkpoint every this many epochs (and after the last): the report's
@@ -134,15 +141,164 @@ def build_criterion(config: Config) -> nn.Module:
     return get_experiment(config.experiment).build_criterion(config)
 
 
+# -- the config of a run directory ------------------------------------------------------------
+
+
+def prepare_run_dir(config: Config, run_dir: Path) -> None:
+    """Create ``run_dir`` and save ``config``; refuse a directory made with another config."""
+    check_run_config(config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def check_run_config(config: Config, run_dir: Path) -> None:
+    """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
+    saved_path = Path(run_dir) / CONFIG
+    if saved_path.exists():
+        saved = config_from_dict(json.loads(saved_path.read_text()))
+        differences = saved.differences(config)
+        if differences:
+            raise ValueError(
+                f"run directory {str(run_dir)!r} was made with another config; refusing to "
+                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
+            )
+
+
+def load_config(run_dir: str | os.PathLike) -> Config:
+    """The ``Config`` saved in a run directory's ``config.json``."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
+    return config_from_dict(json.loads(path.read_text()))
+
+
+# -- studies as variants of the experiments ---------------------------------------------------
+# A ``Variant`` is a row of a study's table: an experiment and the ``model`` / ``loss`` /
+# training settings it changes. Its run directory is named after what differs from the
+# profile's preset (``runs.run_name(config, variant_name(config))``), so two studies asking for
+# the same settings share one run, and a preset that changes makes ``check_run_config`` refuse
+# a stale run rather than reuse it. Hungarian U-Net studies run at ``SHORT_BUDGET``, a quarter
+# of the profile's training, so that several variants fit in the ``cpu`` profile's time; the
+# profile's own run (the full budget) is a row of its own. ``seqseg_lib.variants`` trains them.
+
+
+# A quarter of the Hungarian U-Net's training: half the scenes for half the epochs, with the
+# schedule's two decays at the same fractions of training (Sec. 4: after 1/3 and 2/3).
+SHORT_BUDGET = {
+    "smoke": {},
+    "cpu": {"epochs": 15, "lr_milestones": ((5, 5e-4), (10, 1e-4)), "num_train": 300},
+    "paper": {"epochs": 15, "lr_milestones": ((5, 5e-4), (10, 1e-4))},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a study: ``label`` in the table, ``experiment``, the ``model`` and ``loss``
+    settings it changes (dicts, as ``build_config`` takes them) and the ``training`` fields of
+    ``Config`` it changes (``lr``, ``epochs``, ...), at the ``short`` budget or the profile's
+    own."""
+
+    label: str
+    experiment: str
+    model: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    short: bool = True
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def variant_config(variant: Variant, profile: str, dataset: str | None, **run: Any) -> Config:
+    """The variant's ``Config``: the profile's preset, its budget, its settings, ``run``."""
+    budget = SHORT_BUDGET[profile] if variant.short else {}
+    return build_config(
+        variant.experiment,
+        profile,
+        dataset,
+        model=variant.model,
+        loss=variant.loss,
+        **(budget | variant.training | run),
+    )
+
+
+# Config fields a run directory is already named after (``runs.run_name``), or that do not
+# change what a run computes.
+_NAMED_FIELDS = {"experiment", "profile", "dataset", "data_root", "seed", "model", "loss"}
+
+
+def variant_name(config: Config) -> str:
+    """What a config changes from its profile's preset, as a run-directory suffix:
+    ``"short-class_head=masked-match_size=64x128"``, ``"lr=0.0001-num_layers=12"``; ``""``
+    for the preset itself. ``short`` stands for ``SHORT_BUDGET``'s epochs, scenes and
+    schedule."""
+    preset = build_config(config.experiment, config.profile, config.dataset)
+    budget = SHORT_BUDGET[config.profile]
+    short = bool(budget) and all(getattr(config, key) == value for key, value in budget.items())
+    parts = ["short"] if short else []
+    for item in dataclasses.fields(config):
+        name = item.name
+        if name in _NAMED_FIELDS or name in RUN_CONTROL_FIELDS or (short and name in budget):
+            continue
+        value = getattr(config, name)
+        if value != getattr(preset, name):
+            parts.append(f"{name}={_slug(value)}")
+    for name in ("model", "loss"):
+        mine, theirs = getattr(config, name), getattr(preset, name)
+        for item in dataclasses.fields(mine):
+            value = getattr(mine, item.name)
+            if value != getattr(theirs, item.name):
+                parts.append(f"{item.name}={_slug(value)}")
+    return "-".join(parts)
+
+
+def _slug(value: Any) -> str:
+    """``(32, 64)`` -> ``32x64``; ``((5, 5e-4), (10, 1e-4))`` -> ``5x0.0005+10x0.0001``."""
+    if value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ("+" if value and isinstance(value[0], tuple) else "x").join(_slug(v) for v in value)
+    return str(value).lower()
+
+
+# -- a model at another image size (Sec. 2.4's cost studies) -------------------------------
+
+
+def scaled_config(
+    experiment: str, profile: str, crop: tuple[int, int], patch_size: int = 16, **model
+) -> Config:
+    """The profile's model of ``experiment`` on ``crop`` (H, W); Seq2Seg with ``patch_size``,
+    no dropout, and as many position embeddings as the crop has patches (at least BERT's 512,
+    unless ``max_positions`` is given)."""
+    config = build_config(experiment, profile)
+    if experiment != "unet":
+        tokens = (crop[0] // patch_size) * (crop[1] // patch_size)
+        model = {"patch_size": patch_size, "dropout": 0.0} | model
+        model.setdefault("max_positions", max(512, tokens))
+    settings = replace_settings(config.model, model, "model")
+    return dataclasses.replace(config, crop=crop, resize=None, model=settings)
+
+
+def side_doublings(smallest: tuple[int, int], count: int) -> list[tuple[int, int]]:
+    """``count`` crops starting at ``smallest`` (H, W), each side doubled from one to the next."""
+    return [(smallest[0] * 2**k, smallest[1] * 2**k) for k in range(count)]
+
+
 __all__ = [
     "DRY_RUN_ENV",
     "EXPERIMENTS",
+    "SHORT_BUDGET",
     "Experiment",
+    "Variant",
     "build_config",
     "build_criterion",
     "build_datasets",
     "build_model",
+    "check_run_config",
     "config_from_dict",
     "dry_run_images",
     "get_experiment",
+    "load_config",
+    "prepare_run_dir",
+    "scaled_config",
+    "side_doublings",
+    "variant_config",
+    "variant_name",
 ]

@@ -24,7 +24,7 @@ from seqseg_lib.data.scattered_mnist import (
 from seqseg_lib.experiments.base import Experiment
 from seqseg_lib.instance_metrics import InstanceEvaluator
 from seqseg_lib.losses import SetCriterion, SetLossConfig
-from seqseg_lib.models import Seq2SegInstance, Seq2SegInstanceConfig
+from seqseg_lib.models.seq2seg_instance import Seq2SegInstance, Seq2SegInstanceConfig
 
 
 def instance_preset(profile: str, dataset: str) -> dict[str, Any]:

@@ -22,19 +22,14 @@ import torch
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
+from seqseg_lib.data import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
 from seqseg_lib.experiments.base import Experiment
-from seqseg_lib.experiments.street import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.losses import EomtCriterion, EomtLossConfig, SetCriterion, SetLossConfig
-from seqseg_lib.models import (
-    EomtSegmenter,
-    EomtSegmenterConfig,
-    HungarianUNet,
-    HungarianUNetConfig,
-    Seq2SegInstance,
-    Seq2SegInstanceConfig,
-)
+from seqseg_lib.models.eomt import EomtSegmenter, EomtSegmenterConfig
+from seqseg_lib.models.hungarian_unet import HungarianUNet, HungarianUNetConfig
+from seqseg_lib.models.seq2seg_instance import Seq2SegInstance, Seq2SegInstanceConfig
 from seqseg_lib.panoptic import PanopticEvaluator
 
 NUM_CLASSES = CITYSCAPES.num_eval_classes  # 19 trainIds; the model adds "no object"

@@ -7,12 +7,13 @@ import torch
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
+from seqseg_lib.data import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.data.targets import collate_semantic
 from seqseg_lib.experiments.base import Experiment
-from seqseg_lib.experiments.street import PAPER_SYNTHETIC_SIZES, build_street_datasets
 from seqseg_lib.losses import SemanticCriterion, SemanticLossConfig
 from seqseg_lib.metrics import SemanticEvaluator
-from seqseg_lib.models import Seq2Seg, Seq2SegConfig, UNet, UNetConfig
+from seqseg_lib.models.seq2seg import Seq2Seg, Seq2SegConfig
+from seqseg_lib.models.unet import UNet, UNetConfig
 
 DATASETS = ("synthetic", "cityscapes", "camvid")
 
