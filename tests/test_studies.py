@@ -82,7 +82,7 @@ def test_class_loss_verdicts_judge_duplicates_and_things_apart():
     )
     weight_1, focal, focal_1 = panoptic.class_loss_claim(table).splitlines()
     assert weight_1.startswith("cross-entropy, class weight 1 reduces redundant detections")
-    assert ": reproduced (one seed) (duplicates per image 0.07 against 0.77; one seed)" in weight_1
+    assert ": reproduced (one seed) (duplicates per image 0.07 against 0.77)" in weight_1
     assert "things: it finds no things" in weight_1 and "PQ 6.6 against 7.7" in weight_1
     assert ": not reproduced (one seed) (duplicates per image 0.91 against 0.77" in focal
     assert "things: it finds things" in focal

@@ -402,7 +402,7 @@ def class_loss_claim(table: pd.DataFrame) -> str:
     pq = seed_values(table, "PQ")
     base = CLASS_LOSS_STUDY[0].label
     seeds = list(duplicates[base])
-    over = "one seed" if len(seeds) == 1 else f"{len(seeds)} seeds"
+    over = "" if len(seeds) == 1 else f"; {len(seeds)} seeds"
     lines = []
     for variant in CLASS_LOSS_STUDY[1:]:
         mine = duplicates[variant.label]
@@ -423,7 +423,7 @@ def class_loss_claim(table: pd.DataFrame) -> str:
             f"{variant.label} reduces redundant detections (judged: duplicates per image under "
             f"{FEWER_DUPLICATES:.0%} of the report's setting's, seed for seed): {fewer} "
             f"(duplicates per image {_listed(mine)} against "
-            f"{_listed(duplicates[base])}; {over}); things: {finds} (PQ things "
+            f"{_listed(duplicates[base])}{over}); things: {finds} (PQ things "
             f"{_listed(things[variant.label])} against "
             f"{_listed(things[base])}, RQ car "
             f"{_listed(cars[variant.label])} against "
@@ -462,7 +462,7 @@ def bottleneck_claim(table: pd.DataFrame) -> str:
     gains = [pq[bert][seed] - pq[plain][seed] for seed in pq[plain]]
     rows = variant_rows(table)
     cost = rows[bert]["training step (s)"] / rows[plain]["training step (s)"]
-    over = "one seed" if len(gains) == 1 else f"{len(gains)} seeds"
+    over = "" if len(gains) == 1 else f"; {len(gains)} seeds"
     improves = verdict(
         gains,
         holds=lambda gain: gain > IMPROVES_MARGIN,
@@ -474,7 +474,7 @@ def bottleneck_claim(table: pd.DataFrame) -> str:
         f"{_listed(pq[bert], 1)} against {_listed(pq[plain], 1)}: "
         f"{', '.join(f'{gain:+.1f}' for gain in gains)} points; PQ things "
         f"{_listed(things[bert], 1)} against "
-        f"{_listed(things[plain], 1)}; {over}), at {cost:.2f}x the step time."
+        f"{_listed(things[plain], 1)}{over}), at {cost:.2f}x the step time."
     )
 
 
