@@ -238,7 +238,7 @@ def add_class_legend(
 
 
 # What Figure 2 calls the loss terms of the records (``SemanticCriterion``'s).
-LOSS_NAMES = {"loss_bce": "binary cross-entropy over one-hot classes"}
+LOSS_NAMES = {"loss_bce": "BCE over one-hot classes"}
 PERCENT_KEYS = ("accuracy", "miou")  # rates, drawn in % as the tables give them
 AXIS_NAMES = {"accuracy": "pixel accuracy (%)", "miou": "mIoU (%)"}
 
