@@ -198,9 +198,9 @@ def plot_segmentations(
     figure, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     for row in range(rows):
         show_image(axes[row, 0], images[row], "input" if row == 0 else "")
-        for col, (title, maps) in enumerate(columns.items(), start=1):
+        for col, (name, maps) in enumerate(columns.items(), start=1):
             axes[row, col].imshow(colorize(maps[row], label_space))
-            axes[row, col].set_title(title if row == 0 else "", fontsize=8)
+            axes[row, col].set_title(name if row == 0 else "", fontsize=8)
             axes[row, col].set_axis_off()
     if title:
         figure.suptitle(title, fontsize=9)

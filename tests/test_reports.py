@@ -341,3 +341,21 @@ def test_a_smoke_report_judges_nothing(tmp_path):
     section = text[text.index("## Table 1") : text.index("## Claims that are not numbers")]
     assert claims.SMOKE_NOTE in section
     assert "reproduced" not in section and "Claims of the report" not in section
+
+
+def test_figure_1_names_the_split_its_scenes_come_from():
+    import torch
+
+    from seqseg_lib.claims import semantic
+    from seqseg_lib.data.labels import CITYSCAPES
+    from seqseg_lib.plotting import plot_segmentations
+
+    maps = torch.zeros(2, 8, 16, dtype=torch.long)
+    figure = plot_segmentations(
+        torch.rand(2, 3, 8, 16),
+        {"ground truth": maps, "Seq2Seg": maps, "U-Net": maps},
+        CITYSCAPES,
+        title=f"scenes of the {semantic.SPLIT_NAMES['test']} split",
+    )
+    assert figure.get_suptitle() == "scenes of the test split"
+    assert [a.get_title() for a in figure.axes[:4]] == ["input", "ground truth", "Seq2Seg", "U-Net"]
