@@ -367,7 +367,8 @@ def add_probability_bar(figure, axes, threshold: float = 0.5, location: str = "b
         aspect=30 if location == "bottom" else 40,
     )
     colour_bar.set_label(
-        f"mask probability (faded, grey title: not confident, class score below {threshold:g})",
+        "mask probability (faded, grey title: not confident: no object, or a class score "
+        f"below {threshold:g})",
         fontsize=8,
     )
     colour_bar.ax.tick_params(labelsize=7)

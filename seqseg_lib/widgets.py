@@ -38,6 +38,14 @@ from seqseg_lib.queries import QueryPrediction, predict_queries
 
 COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5 (fewer for wide images)
 WIDTH = 9.0  # inches at most of a row of panels: shown at DPI, its 8-point titles stay legible
+ROWS = 4  # rows of panels a page fills by default (input and ground truth included)
+
+
+def columns_for(image: torch.Tensor) -> int:
+    """Panels per row for images like ``image`` [C, H, W]: ``COLUMNS`` of 1.3-inch squares,
+    fewer for wide images (street scenes: 3), so that a row stays within ``WIDTH``."""
+    aspect = image.shape[-1] / image.shape[-2]
+    return max(3, min(COLUMNS, int(WIDTH // (1.3 * aspect))))
 DPI = 100
 
 
@@ -57,6 +65,8 @@ class QueryInspector:
     (e.g. ``{"easy": ..., "hard": ...}``). ``class_names`` names the K classes (default the
     digits 0-9). Queries are confident, and labelled, as ``seqseg_lib.queries`` defines it.
     ``target_fn(item)`` gives the ground truth ``{"labels", "masks"}`` or None.
+    ``queries_per_page`` defaults to what fills ``ROWS`` rows of panels (22 queries on MNIST's
+    square images, 10 on street scenes); ``hide_below`` shows only the confident queries.
     """
 
     def __init__(
@@ -65,7 +75,7 @@ class QueryInspector:
         dataset: Any,
         class_names: Sequence[str] | None = None,
         threshold: float = 0.5,
-        queries_per_page: int = 20,
+        queries_per_page: int | None = None,
         hide_below: bool = False,
         matcher: HungarianMatcher | None = None,
         target_fn: Callable[[dict], dict | None] = instance_targets,
@@ -74,7 +84,7 @@ class QueryInspector:
         self.datasets = dict(dataset) if isinstance(dataset, dict) else {"": dataset}
         if not self.datasets or any(len(d) == 0 for d in self.datasets.values()):
             raise ValueError("QueryInspector needs at least one non-empty dataset")
-        if queries_per_page <= 0:
+        if queries_per_page is not None and queries_per_page <= 0:
             raise ValueError(f"queries_per_page must be positive, got {queries_per_page}")
         self.class_names = list(class_names or [str(d) for d in range(10)])
         self.queries_per_page, self.hide_below = queries_per_page, hide_below
@@ -161,11 +171,12 @@ class QueryInspector:
         candidates = list(range(len(confident)))
         if self.hide_below:
             candidates = [q for q in candidates if confident[q]]
-        pages = max(1, math.ceil(len(candidates) / self.queries_per_page))
+        per_page = self.queries_per_page or ROWS * columns_for(outputs["image"]) - 2
+        pages = max(1, math.ceil(len(candidates) / per_page))
         self.page_slider.max = pages - 1
         self.page_slider.layout.display = "none" if pages == 1 else None  # one page: no slider
-        start = min(self.page_slider.value, pages - 1) * self.queries_per_page
-        self.shown_queries = candidates[start : start + self.queries_per_page]
+        start = min(self.page_slider.value, pages - 1) * per_page
+        self.shown_queries = candidates[start : start + per_page]
         self.titles = [self._title(q, prediction, target) for q in self.shown_queries]
         self.png = self._render(outputs, target, confident)
         self.image_widget.value = self.png
@@ -206,7 +217,7 @@ class QueryInspector:
         """Input, ground truth, then the shown queries' mask probabilities, as PNG bytes."""
         image = outputs["image"].permute(1, 2, 0).numpy().clip(0, 1)  # (H, W, C)
         aspect = image.shape[1] / image.shape[0]
-        columns = max(3, min(COLUMNS, int(WIDTH // (1.3 * aspect))))  # street scenes: 3
+        columns = columns_for(outputs["image"])
         panels = 2 + max(len(self.shown_queries), 1)
         rows = math.ceil(panels / columns)
         # panels 1.3 inches high (and 1.3 x aspect wide), under a two-line title
