@@ -46,6 +46,8 @@ def columns_for(image: torch.Tensor) -> int:
     fewer for wide images (street scenes: 3), so that a row stays within ``WIDTH``."""
     aspect = image.shape[-1] / image.shape[-2]
     return max(3, min(COLUMNS, int(WIDTH // (1.3 * aspect))))
+
+
 DPI = 100
 
 
