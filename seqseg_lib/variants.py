@@ -64,13 +64,14 @@ def train_depth_study(
 ) -> dict[semantic_scale.DepthRun, Path]:
     """Train (or load) ``semantic_scale.depth_study`` with its ``DEPTH_SEEDS`` seeds from
     ``run["seed"]``: ``{DepthRun(layers, skip, seed): run directory}``."""
-    run_dirs, variants = {}, semantic_scale.depth_study(profile)
-    for seed in semantic_scale.depth_seeds(run["seed"]):
-        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
-        for variant in variants:
-            layers, skip = variant.model["num_layers"], variant.experiment == "seq2seg"
-            run_dirs[semantic_scale.DepthRun(layers, skip, seed)] = trained[variant.label]
-    return run_dirs
+    variants = semantic_scale.depth_study(profile)
+    seeds = semantic_scale.depth_seeds(run["seed"])
+    trained = train_seeds(variants, seeds, profile, dataset, runs_dir, **run)
+    return {
+        semantic_scale.DepthRun(v.model["num_layers"], v.experiment == "seq2seg", seed): run_dir
+        for v in variants
+        for seed, run_dir in trained[v.label].items()
+    }
 
 
 def train_budget_study(
@@ -79,11 +80,10 @@ def train_budget_study(
     """``semantic_scale.report_budget_study``'s runs for every seed of ``seeds``: ``{(label,
     seed): run directory}``, labels ``"Seq2Seg"`` and ``"U-Net"``."""
     variants = semantic_scale.report_budget_study(profile, dataset, run.get("data_root"))
-    run_dirs = {}
-    for seed in seeds:
-        trained = train_variants(variants, profile, dataset, runs_dir, **(run | {"seed": seed}))
-        run_dirs |= {(label, seed): path for label, path in trained.items()}
-    return run_dirs
+    trained = train_seeds(variants, seeds, profile, dataset, runs_dir, **run)
+    return {
+        (label, seed): path for label, by_seed in trained.items() for seed, path in by_seed.items()
+    }
 
 
 def train_efficient_study(
