@@ -11,7 +11,11 @@ A claim is judged on a number per seed (a gap, an accuracy) against a threshold:
 ``reports/README.md`` states this rule once, with the spreads it used.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 # How a verdict line begins that is our check, not a claim of the report (``summary`` lists
 # such lines apart).
@@ -48,6 +52,47 @@ def one_seed(holds: bool) -> str:
 def seed_spread(values: Sequence[float]) -> float | None:
     """The largest minus the smallest of several seeds' values; None for fewer than two."""
     return max(values) - min(values) if len(values) > 1 else None
+
+
+def seed_rows(
+    runs: Mapping[str, Path] | Mapping[str, Mapping[int, Path]],
+    row_of: Callable[[Path], dict[str, Any]],
+    shared: Mapping[str, dict[str, Any]] | None = None,
+    decimals: int = 2,
+) -> dict[str, dict[str, Any]]:
+    """The rows of a table of runs, one seed or several.
+
+    ``runs``: ``{label: run directory}`` (a row per variant, ``row_of(run directory)``), or
+    ``{label: {seed: run directory}}`` (a row per variant and seed, ``"label, seed 1"``, then
+    the variant's mean rounded to ``decimals``, ``"label, mean"``; the columns ``variant`` and
+    ``seed`` say which row is which, and claims read them, with ``seed_values``, rather than
+    the labels). ``shared[label]``: columns the same for every row of that variant, such as
+    the report's numbers."""
+    rows = {}
+    for label, seeds in runs.items():
+        same = dict((shared or {}).get(label, {}))
+        if not isinstance(seeds, Mapping):
+            rows[label] = row_of(seeds) | same
+            continue
+        measured = {seed: row_of(run_dir) for seed, run_dir in seeds.items()}
+        for seed, row in measured.items():
+            rows[f"{label}, seed {seed}"] = row | same | {"variant": label, "seed": seed}
+        mean = pd.DataFrame(measured.values()).mean().round(decimals).to_dict()
+        rows[f"{label}, mean"] = mean | same | {"variant": label, "seed": "mean"}
+    return rows
+
+
+def seed_values(table: pd.DataFrame, column: str) -> dict[str, dict[Any, float]]:
+    """``{variant: {seed: value}}`` of ``column`` in a table of ``seed_rows``: by its
+    ``variant`` and ``seed`` columns when it has several seeds (means and rows of no variant,
+    such as a baseline, left out), else ``{label: {None: value}}``, a row per variant."""
+    if "variant" not in table.columns:
+        return {label: {None: float(value)} for label, value in table[column].items()}
+    values: dict[str, dict[Any, float]] = {}
+    for _, row in table.iterrows():
+        if isinstance(row["variant"], str) and str(row["seed"]) != "mean":
+            values.setdefault(row["variant"], {})[row["seed"]] = float(row[column])
+    return values
 
 
 def percent(value: float) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from seqseg_lib.claims import semantic_scale
 from seqseg_lib.claims.scaling import compare_patches
-from seqseg_lib.verdicts import seed_spread, verdict
+from seqseg_lib.verdicts import seed_rows, seed_spread, seed_values, verdict
 
 
 def within(tolerance):
@@ -48,6 +48,31 @@ def budget(gaps, equal_gaps=None):
     }
     rows["report (Cityscapes)"] = {"U-Net ahead by (points)": 2.55}
     return pd.DataFrame(rows).T
+
+
+def test_seed_rows_give_each_seed_then_the_mean_and_seed_values_read_them_back(tmp_path):
+    """Rows of several seeds carry their variant and seed; the mean is rounded; columns shared
+    by a variant's rows repeat on each; a baseline row of no variant takes no part."""
+    accuracy = {"a": {0: 0.5, 1: 0.6}, "b": {0: 0.3, 1: 0.4}}
+    runs = {
+        label: {seed: tmp_path / f"{label}{seed}" for seed in seeds}
+        for label, seeds in accuracy.items()
+    }
+
+    def row_of(run_dir):
+        return {"acc": accuracy[run_dir.name[0]][int(run_dir.name[1])] + 1 / 3}
+
+    rows = seed_rows(runs, row_of, shared={"a": {"report": 9.0}}, decimals=2)
+    assert list(rows) == ["a, seed 0", "a, seed 1", "a, mean", "b, seed 0", "b, seed 1", "b, mean"]
+    assert rows["a, mean"] == {"acc": 0.88, "report": 9.0, "variant": "a", "seed": "mean"}
+    assert rows["b, seed 1"]["seed"] == 1 and "report" not in rows["b, seed 1"]
+    table = pd.DataFrame(rows | {"majority": {"acc": 0.2}}).T
+    assert seed_values(table, "acc") == {
+        "a": {0: pytest.approx(0.5 + 1 / 3), 1: pytest.approx(0.6 + 1 / 3)},
+        "b": {0: pytest.approx(0.3 + 1 / 3), 1: pytest.approx(0.4 + 1 / 3)},
+    }
+    one = pd.DataFrame(seed_rows({"a": tmp_path / "a0"}, row_of)).T
+    assert seed_values(one, "acc") == {"a": {None: pytest.approx(0.5 + 1 / 3)}}
 
 
 def test_the_budget_verdict_follows_every_seed():

@@ -25,7 +25,7 @@ from seqseg_lib.plotting import (
     show_image,
 )
 from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
-from seqseg_lib.verdicts import one_seed, percent, verdict
+from seqseg_lib.verdicts import one_seed, percent, seed_rows, seed_values, verdict
 
 PANOPTIC_KEYS = {
     "pq": "PQ",
@@ -282,24 +282,14 @@ def panoptic_study_table(
     (``{label: seconds}``) adds a column of measured training steps.
 
     ``run_dirs``: ``{label: run directory}`` (one seed: a row per variant), or ``{label: {seed:
-    run directory}}`` (``train_seeds``: a row per variant and seed, ``"label, seed 1"``, then
-    the variant's mean, ``"label, mean"``; the columns ``variant`` and ``seed`` say which row is
-    which, and the claims read them rather than the labels)."""
-    rows = {}
-    for label, runs in run_dirs.items():
-        by_seed = runs if isinstance(runs, dict) else {None: runs}
-        measured = {seed: _panoptic_row(run_dir) for seed, run_dir in by_seed.items()}
-        seconds = {}
-        if step_seconds and label in step_seconds:
-            seconds = {"training step (s)": round(step_seconds[label], 3)}
-        if None in measured:
-            rows[label] = measured[None] | seconds
-            continue
-        for seed, row in measured.items():
-            rows[f"{label}, seed {seed}"] = row | seconds | {"variant": label, "seed": seed}
-        mean = pd.DataFrame(measured.values()).mean().round(3).to_dict()
-        rows[f"{label}, mean"] = mean | seconds | {"variant": label, "seed": "mean"}
-    return pd.DataFrame(rows).T
+    run directory}}`` (``train_seeds``; ``seed_rows``: a row per variant and seed, then the
+    variant's mean)."""
+    seconds = {
+        label: {"training step (s)": round(step_seconds[label], 3)}
+        for label in run_dirs
+        if step_seconds and label in step_seconds
+    }
+    return pd.DataFrame(seed_rows(run_dirs, _panoptic_row, shared=seconds, decimals=3)).T
 
 
 def _panoptic_row(run_dir: Path) -> dict[str, float]:
@@ -317,19 +307,6 @@ def _panoptic_row(run_dir: Path) -> dict[str, float]:
     # by the wall clock: the runs share the cores with each other (and are paused at times)
     row["training (min, wall clock)"] = training_minutes(records)
     return row
-
-
-def seed_values(table: pd.DataFrame, column: str) -> dict[str, dict[Any, float]]:
-    """``{variant: {seed: value}}`` of ``column`` in a ``panoptic_study_table``: by its
-    ``variant`` and ``seed`` columns when it has several seeds (means left out), else ``{label:
-    {None: value}}``, one seed per row."""
-    if "variant" not in table.columns:
-        return {label: {None: float(value)} for label, value in table[column].items()}
-    values: dict[str, dict[Any, float]] = {}
-    for _, row in table.iterrows():
-        if str(row["seed"]) != "mean":
-            values.setdefault(row["variant"], {})[row["seed"]] = float(row[column])
-    return values
 
 
 def variant_rows(table: pd.DataFrame) -> dict[str, pd.Series]:

@@ -36,7 +36,9 @@ from seqseg_lib.verdicts import (
     fails_to_train,
     one_seed,
     percent,
+    seed_rows,
     seed_spread,
+    seed_values,
     verdict,
     verdict_word,
     within_gap_tolerance,
@@ -259,54 +261,47 @@ def skip_table(
     """Train / validation accuracy and mIoU of each Seq2Seg variant, with the report's.
 
     ``runs``: ``{label: run directory}`` (one seed: a row per variant), or ``{label: {seed:
-    run directory}}`` (a row per variant and seed, ``"label, seed 1"``, then the variant's
-    mean, ``"label, mean"``; the columns ``variant`` and ``seed`` say which row is which).
+    run directory}}`` (``seed_rows``: a row per variant and seed, then the variant's mean).
     The variants come in ``compare_skip``'s order: with skip, without skip at its own rate,
     without skip at the rate of the run with skip."""
-    report = {"Seq2Seg": paper.TABLE1["seq2seg"]}
-    rows = {}
-    for position, (name, seeds) in enumerate(runs.items()):
-        reference = paper.TABLE1["seq2seg-noskip"] if position > 0 else report["Seq2Seg"]
+    reported = {}
+    for position, name in enumerate(runs):
+        reference = paper.TABLE1["seq2seg-noskip" if position > 0 else "seq2seg"]
         # Sec. 2.2: without the skip connection, Seq2Seg "fails to train with a learning rate
         # of 1e-4", the rate that trains it with the skip connection
         fails = position == 2
-        reported = {
+        reported[name] = {
             "report train accuracy (%)": "fails to train" if fails else reference["train_accuracy"],
             "report val accuracy (%)": "fails to train" if fails else reference["val_accuracy"],
         }
-        by_seed = seeds if isinstance(seeds, dict) else {None: seeds}
-        measured = {}
-        for seed, run_dir in by_seed.items():
-            final = final_metrics(run_dir)
-            measured[seed] = {
-                "train accuracy (%)": percent(final["train_accuracy"]),
-                "val accuracy (%)": percent(final["val_accuracy"]),
-                "val mIoU (%)": percent(final["val_miou"]),
-            }
-            label = name if seed is None else f"{name}, seed {seed}"
-            tags = {} if seed is None else {"variant": name, "seed": seed}
-            rows[label] = measured[seed] | reported | {"epochs": final["epochs"]} | tags
-        if None not in by_seed:
-            mean = pd.DataFrame(measured.values()).mean().round(2).to_dict()
-            rows[f"{name}, mean"] = mean | reported | {"epochs": final["epochs"]}
-            rows[f"{name}, mean"] |= {"variant": name, "seed": "mean"}
+
+    def row_of(run_dir: Path) -> dict[str, float]:
+        final = final_metrics(run_dir)
+        return {
+            "train accuracy (%)": percent(final["train_accuracy"]),
+            "val accuracy (%)": percent(final["val_accuracy"]),
+            "val mIoU (%)": percent(final["val_miou"]),
+            "epochs": final["epochs"],
+        }
+
+    rows = seed_rows(runs, row_of, shared=reported)
     rows[f"majority class '{baseline['class']}'"] = {
         "val accuracy (%)": percent(baseline["accuracy"]),
         "val mIoU (%)": percent(baseline["miou"]),
     }
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame(rows).T
+    first = ["train accuracy (%)", "val accuracy (%)", "val mIoU (%)", *SKIP_REPORT_COLUMNS]
+    return table[first + [column for column in table.columns if column not in first]]
+
+
+SKIP_REPORT_COLUMNS = ["report train accuracy (%)", "report val accuracy (%)"]
 
 
 def skip_values(table: pd.DataFrame) -> dict[str, list[float]]:
     """``{variant: [validation accuracy of each seed]}`` of a ``skip_table``, in its order."""
-    val = table["val accuracy (%)"]
-    if "variant" not in table.columns:  # one seed: a row per variant, then the majority class
-        return {name: [float(val[name])] for name in table.index[:3]}
-    values: dict[str, list[float]] = {}
-    for name, row in table.iterrows():
-        if isinstance(row["variant"], str) and str(row["seed"]) != "mean":
-            values.setdefault(row["variant"], []).append(float(val[name]))
-    return values
+    values = seed_values(table, "val accuracy (%)")
+    variants = list(values)[:3]  # one seed: the majority class's row comes last
+    return {name: list(values[name].values()) for name in variants}
 
 
 def skip_spread(table: pd.DataFrame) -> float | None:
