@@ -31,6 +31,27 @@ def test_interleaved_timing_alternates_and_drops_the_warmup():
     assert times == {"a": [3.0, 5.0], "b": [4.0, 6.0]}
 
 
+def test_a_study_s_step_times_are_measured_in_turns(monkeypatch):
+    """``variants.step_seconds`` times each variant's step once per round, the variants in
+    turn, and gives each one's median: a load that changes mid-measurement hits them alike."""
+    from seqseg_lib import variants
+    from seqseg_lib.claims.panoptic import BOTTLENECK_STUDY
+
+    calls = []
+
+    def seconds(step):
+        calls.append(step.config.model.bottleneck_layers)
+        return 0.1 * len(calls)
+
+    monkeypatch.setattr(speed.TrainingStep, "seconds", seconds)
+    measured = variants.step_seconds(BOTTLENECK_STUDY, "smoke", "synthetic", "cpu", repeats=3)
+    layers = [variant.model.get("bottleneck_layers", 0) for variant in BOTTLENECK_STUDY]
+    assert calls == layers * 4  # a warm-up round, then 3
+    assert list(measured) == [variant.label for variant in BOTTLENECK_STUDY]
+    # the plain bottleneck's calls are the 1st, 3rd, 5th and 7th: 0.3, 0.5, 0.7 after warm-up
+    assert measured[BOTTLENECK_STUDY[0].label] == pytest.approx(0.5)
+
+
 def test_flops_grow_with_the_batch_and_count_attention_on_cpu():
     # 2 layers, 2 heads, 32 wide, 8x8 patches; without dropout, attention runs in one fused
     # CPU kernel (with dropout, in matrix products that are counted anyway)
