@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
-from seqseg_lib.data.transforms import resize_and_crop
+from seqseg_lib.data.transforms import item_generator, resize_and_crop
 
 CACHE_ENV = "SEQSEG_CACHE"
 FORMAT = 1  # bump when what is stored changes
@@ -194,3 +194,59 @@ def stored(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             raise ValueError(f"{key} values up to {int(value.max())} do not fit {kind}")
         out[key] = value.to(kind).contiguous()
     return out
+
+
+class StreetFiles(Dataset):
+    """A real dataset's split read from files (``files[index]``: an item's source files, the
+    image first), with Sec. 2.2's transform: resize to ``resize`` (cached by
+    ``ResizedItems``), then a random (``train``, default for the train split) or centre crop
+    of ``crop``, flipped at random with ``hflip``; ``resize=None, crop=None`` gives the files'
+    content at full resolution. A subclass lists the files, then calls ``__init__``, and reads
+    one item in ``decode``.
+
+    Items are dicts of ``image`` float32 [3, H, W] in [0, 1], label maps int64 [H, W] and
+    ``name``, the item's ``item_name``."""
+
+    def __init__(
+        self,
+        kind: str,
+        files: Sequence[Sequence[Path]],
+        split: str,
+        resize: tuple[int, int] | None,
+        crop: tuple[int, int] | None,
+        train: bool | None,
+        hflip: bool,
+        seed: int,
+        cache_dir: str | os.PathLike | None | bool,
+    ) -> None:
+        self.files, self.split, self.resize, self.crop, self.seed = files, split, resize, crop, seed
+        self.train = split == "train" if train is None else train
+        self.hflip = hflip
+        self.epoch = 0
+        self.items = None
+        if resize is not None:
+            self.items = ResizedItems(kind, files, resize, self.decode, cache_dir)
+
+    def decode(self, index: int) -> dict[str, torch.Tensor]:
+        """Item ``index`` at the files' resolution, checked."""
+        raise NotImplementedError
+
+    def item_name(self, index: int) -> str:
+        return self.files[index][0].stem
+
+    def prepare(self) -> None:
+        """Build or open the cache of resized items now (before DataLoader workers start)."""
+        if self.items is not None:
+            self.items.prepare()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.decode(index) if self.items is None else self.items[index]
+        generator = item_generator(self.seed, self.epoch, index) if self.train else None
+        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
+        return sample | {"name": self.item_name(index)}

@@ -8,9 +8,8 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from seqseg_lib.data.cache import ResizedItems
+from seqseg_lib.data.cache import StreetFiles
 from seqseg_lib.data.io import (
     check_max_value,
     check_same_size,
@@ -20,13 +19,12 @@ from seqseg_lib.data.io import (
     resolve_root,
 )
 from seqseg_lib.data.labels import CAMVID, IGNORE_INDEX
-from seqseg_lib.data.transforms import item_generator, resize_and_crop
 
 SPLITS = ("train", "val", "test")
 VOID = 11
 
 
-class CamVid(Dataset):
+class CamVid(StreetFiles):
     """Items are dicts: ``image`` float32 [3, H, W] in [0, 1], ``labels`` int64 [H, W]
     (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes;
     ``num_images`` keeps the split's first images (None: all). The resized images and labels
@@ -63,33 +61,10 @@ class CamVid(Dataset):
         images = {p.name: p for p in image_dir.glob("*.png")}
         labels = {p.name: p for p in label_dir.glob("*.png")}
         pairs = pair_files(images, labels, str(image_dir))[:num_images]
-        self.files = [(images[k], labels[k]) for k in pairs]
-        if not self.files:
+        files = [(images[k], labels[k]) for k in pairs]
+        if not files:
             raise ValueError(f"no .png images found in {str(image_dir)!r}")
-        self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
-        self.train = split == "train" if train is None else train
-        self.hflip = hflip
-        self.epoch = 0
-        self.items = None
-        if resize is not None:
-            self.items = ResizedItems("camvid", self.files, resize, self.decode, cache_dir)
-
-    def prepare(self) -> None:
-        """Build or open the cache of resized items now (before DataLoader workers start)."""
-        if self.items is not None:
-            self.items.prepare()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.decode(index) if self.items is None else self.items[index]
-        generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
-        return sample | {"name": self.files[index][0].stem}
+        super().__init__("camvid", files, split, resize, crop, train, hflip, seed, cache_dir)
 
     def decode(self, index: int) -> dict[str, torch.Tensor]:
         """Item ``index`` at the files' resolution, checked (void as ``IGNORE_INDEX``)."""

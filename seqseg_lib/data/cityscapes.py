@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from seqseg_lib.data.cache import ResizedItems
+from seqseg_lib.data.cache import StreetFiles
 from seqseg_lib.data.io import (
     check_max_value,
     check_same_size,
@@ -24,12 +23,11 @@ from seqseg_lib.data.io import (
     resolve_root,
 )
 from seqseg_lib.data.labels import CITYSCAPES
-from seqseg_lib.data.transforms import item_generator, resize_and_crop
 
 SPLITS = ("train", "val", "test")
 
 
-class Cityscapes(Dataset):
+class Cityscapes(StreetFiles):
     """Items are dicts: ``image`` float32 [3, H, W] in [0, 1], ``labels`` int64 [H, W]
     (labelIds 0..33; the table's -1, license plate, is not written in the files),
     ``instances`` int64 [H, W] (labelId * 1000 + k for things, the labelId elsewhere),
@@ -61,32 +59,11 @@ class Cityscapes(Dataset):
         if split not in SPLITS:
             raise ValueError(f"unknown Cityscapes split {split!r}; valid: {', '.join(SPLITS)}")
         self.root = check_cityscapes_root(resolve_root(root, "CITYSCAPES_DATASET", "Cityscapes"))
-        self.split, self.resize, self.crop, self.seed = split, resize, crop, seed
-        self.train = split == "train" if train is None else train
-        self.hflip = hflip
-        self.epoch = 0
-        self.files = list_split(self.root, split)[:num_images]
-        self.items = None
-        if resize is not None:
-            self.items = ResizedItems("cityscapes", self.files, resize, self.decode, cache_dir)
+        files = list_split(self.root, split)[:num_images]
+        super().__init__("cityscapes", files, split, resize, crop, train, hflip, seed, cache_dir)
 
-    def prepare(self) -> None:
-        """Build or open the cache of resized items now (before DataLoader workers start)."""
-        if self.items is not None:
-            self.items.prepare()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.decode(index) if self.items is None else self.items[index]
-        generator = item_generator(self.seed, self.epoch, index) if self.train else None
-        sample = resize_and_crop(sample, None, self.crop, generator, self.hflip)
-        name = self.files[index][0].name.removesuffix("_leftImg8bit.png")
-        return sample | {"name": name}
+    def item_name(self, index: int) -> str:
+        return self.files[index][0].name.removesuffix("_leftImg8bit.png")
 
     def decode(self, index: int) -> dict[str, torch.Tensor]:
         """Item ``index`` at the files' resolution, checked."""
