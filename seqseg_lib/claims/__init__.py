@@ -183,6 +183,9 @@ TABLES = {
 _DATASET_ORDER = {"camvid": 0, "cityscapes": 1, "synthetic": 2, "mnist": 3}
 
 
+# What ``plotting.provenance`` records beside the profile, dataset, device, seed and date.
+RECORDED = ("code", "torch", "data")
+
 # In a verdict's place under the ``smoke`` profile.
 SMOKE_NOTE = (
     "Smoke run (a few steps on a few images): it checks that the code runs; its numbers are "
@@ -249,6 +252,12 @@ def summarize(reports_dir: str | Path) -> Path:
         ] + [""]
     for kind, meta, table in tables:
         provenance_line = ", ".join(f"{k}: {v}" for k, v in meta.items())
+        unrecorded = [key for key in RECORDED if key not in meta]
+        if unrecorded:
+            provenance_line += (
+                f"; {', '.join(unrecorded)}: not recorded (the table was written before these were "
+                "recorded)"
+            )
         spec = TABLES[kind]
         lines += [f"## {spec.title} — {meta['dataset']}, {meta['profile']} profile", ""]
         lines += [f"_{provenance_line}_", "", to_markdown(table), ""]
