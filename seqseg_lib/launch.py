@@ -41,6 +41,7 @@ import torch
 from submitit.core.core import InfoWatcher
 from submitit.core.job_environment import JobEnvironment
 from submitit.helpers import DelayedSubmission
+from submitit.slurm.slurm import SlurmJobEnvironment
 
 from seqseg_lib import distributed, engine
 from seqseg_lib.config import Config
@@ -132,6 +133,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self) -> str:
         if "SUBMITIT_EXECUTOR" in os.environ:  # a submitit job (not ``inline``)
             plain_signals_in_forks()
+            requeue_outlives_its_teardown()
         if self.devices is not None:  # before anything initialises CUDA in this process
             os.environ["CUDA_VISIBLE_DEVICES"] = self.devices
         run_dir = Path(self.runs_dir) / run_name(self.config, self.variant)
@@ -191,6 +193,29 @@ def plain_signals_in_forks() -> None:
 
     os.register_at_fork(after_in_child=plain)
     _forks_registered = True
+
+
+def requeue_outlives_its_teardown() -> None:
+    """At the time limit's signal submitit requeues the job with ``scontrol requeue``, run from
+    the job itself; the requeue ends the job, and Slurm's SIGTERM to every process of the job
+    can reach that ``scontrol`` before it has returned (a loaded machine is enough). It then
+    dies with SIGTERM, submitit raises, and the job ends as failed instead of requeued. Here
+    ``scontrol`` starts with SIGTERM ignored (an ignored signal stays ignored across ``exec``;
+    Slurm's SIGKILL after ``KillWait`` still ends it), and this process's handler is put back
+    once it returns."""
+    if getattr(SlurmJobEnvironment._requeue, "outlives_teardown", False):
+        return
+    requeue = SlurmJobEnvironment._requeue
+
+    def _requeue(self: SlurmJobEnvironment, countdown: int) -> None:
+        handler = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            requeue(self, countdown)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+
+    _requeue.outlives_teardown = True
+    SlurmJobEnvironment._requeue = _requeue
 
 
 class QueueWatcher(InfoWatcher):

@@ -226,3 +226,33 @@ def test_a_notebook_s_plan_is_trained_by_runs_train_and_then_listed_as_finished(
     assert after[-1].startswith("2 runs: 2 finished, 0 partial, 0 missing")
     for key in ("unet", "seq2seg"):
         assert engine.is_finished(tmp_path / "runs" / f"{key}-synthetic-smoke-seed0")
+
+
+def test_the_requeue_survives_the_sigterm_of_the_job_it_ends(tmp_path, monkeypatch):
+    """``scontrol requeue`` ends the job that runs it, and Slurm's SIGTERM to the job's
+    processes can reach it first (seen on this project's test cluster under load: the job then
+    failed instead of resuming). A fake ``scontrol`` that receives that SIGTERM mid-way:
+    submitit's own requeue fails, ours completes and puts the job's handler back."""
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from seqseg_lib.launch import requeue_outlives_its_teardown
+
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text('#!/bin/bash\nkill -TERM $$\nsleep 0.2\necho requeued "$@" >> log\n')
+    scontrol.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setattr(SlurmJobEnvironment, "_requeue", SlurmJobEnvironment._requeue)
+    handler = signal.signal(signal.SIGTERM, lambda *args: None)  # as submitit's, in a job
+    try:
+        if not getattr(SlurmJobEnvironment._requeue, "outlives_teardown", False):
+            with pytest.raises(subprocess.CalledProcessError, match="SIGTERM"):
+                SlurmJobEnvironment()._requeue(3)
+        requeue_outlives_its_teardown()
+        ours = signal.getsignal(signal.SIGTERM)
+        SlurmJobEnvironment()._requeue(3)
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert (tmp_path / "log").read_text() == "requeued requeue 7\n"
