@@ -37,15 +37,26 @@ def reports_location(reports_dir: str | Path, profile: str) -> Path:
     return reports_dir
 
 
+# The datasets with a default that ships with the code (data/__init__.py): no root, no files.
+EMBEDDED = ("synthetic", "mnist")
+
+
 def provenance(
-    profile: str, dataset: str, device: str, seed: int | str, runs: Iterable[str | Path] = ()
+    profile: str,
+    dataset: str,
+    device: str,
+    seed: int | str,
+    runs: Iterable[str | Path] = (),
+    data_root: str | Path | None = None,
 ) -> dict[str, str]:
     """Where numbers come from, stated beside every table and figure: the profile, dataset and
     seed (of several runs' seeds: ``"0, 1, 2"``); the device (model, threads) and precision the
     ``runs`` were trained with, as their last ``metrics.jsonl`` record states (run by run where
     they differ); the device of this process, which evaluates; the code's commit
     (``+modified`` when the working tree differs from it), the torch version, and the data
-    (a real dataset's fingerprint: ``data_fingerprint`` of the runs' ``data_root``)."""
+    (a real dataset's fingerprint: ``data_fingerprint`` of the runs' ``data_root``, and of
+    ``data_root``, the notebook's, before any run is known; a dataset without a root is the
+    default that ships with the code, or one whose environment variable names its folder)."""
     meta = {"profile": profile, "dataset": dataset}
     runs = [Path(run) for run in runs]
     trained = {run.name: _trained_with(run) for run in runs}
@@ -57,11 +68,15 @@ def provenance(
             else "; ".join(f"{name}: {where}" for name, where in trained.items())
         )
     meta["evaluated on" if trained else "device"] = describe_device(device)
-    roots = sorted({_data_root(run) for run in runs} - {None})
+    given = ({_data_root(run) for run in runs} | {data_root}) - {None}
+    roots = sorted({Path(root).resolve() for root in given})
+    unnamed = (
+        f"embedded {dataset}" if dataset in EMBEDDED else f"{dataset}, root from the environment"
+    )
     meta |= {
         "code": code_version(),
         "torch": torch.__version__,
-        "data": ", ".join(data_fingerprint(root) for root in roots) or f"embedded {dataset}",
+        "data": ", ".join(data_fingerprint(root) for root in roots) or unnamed,
     }
     return meta | {"seed": str(seed), "date": datetime.date.today().isoformat()}
 

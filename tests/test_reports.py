@@ -1,6 +1,7 @@
 """Report helpers: claims computed from tables, and reports/README.md written from them."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -223,7 +224,7 @@ def test_provenance_describes_the_runs_not_the_process(tmp_path):
     assert meta["code"] == "unknown" or len(meta["code"].split("+")[0]) >= 7
 
 
-def test_provenance_fingerprints_a_real_datasets_files(tmp_path):
+def test_provenance_fingerprints_a_real_datasets_files(tmp_path, monkeypatch):
     from seqseg_lib.plotting import data_fingerprint, provenance
 
     data = tmp_path / "camvid"
@@ -235,6 +236,11 @@ def test_provenance_fingerprints_a_real_datasets_files(tmp_path):
     (run / "metrics.jsonl").write_text("")
     first = provenance("cpu", "camvid", "cpu", 0, runs=[run])["data"]
     assert first == data_fingerprint(data) and first.startswith("camvid: 1 files, ")
+    # before any run, from the notebook's root, relative or not: one fingerprint, not two
+    monkeypatch.chdir(tmp_path)
+    assert provenance("cpu", "camvid", "cpu", 0, data_root="camvid")["data"] == first
+    assert provenance("cpu", "camvid", "cpu", 0, runs=[run], data_root="camvid")["data"] == first
+    assert provenance("cpu", "camvid", "cpu", 0)["data"] == "camvid, root from the environment"
     (data / "train" / "a.png").write_bytes(b"123456")  # rewritten to another size
     assert data_fingerprint(data) != first
 
@@ -363,3 +369,16 @@ def test_figure_1_names_the_split_its_scenes_come_from():
     )
     assert figure.get_suptitle() == "scenes of the test split"
     assert [a.get_title() for a in figure.axes[:4]] == ["input", "ground truth", "Seq2Seg", "U-Net"]
+
+
+def test_the_committed_results_page_is_what_the_committed_tables_say(tmp_path):
+    """``reports/README.md`` is ``summarize`` of the committed tables by the code as it is:
+    every claim evaluates (a table whose columns the code no longer reads would say "claims
+    not evaluated"), and a change of a claim's wording or rule shows here until the page is
+    written again (``python -m seqseg_lib summarize reports``)."""
+    reports = Path(__file__).resolve().parents[1] / "reports"
+    (tmp_path / "tables").symlink_to(reports / "tables")
+    (tmp_path / "figures").symlink_to(reports / "figures")
+    text = claims.summarize(tmp_path).read_text()
+    assert "claims not evaluated" not in text
+    assert text == (reports / "README.md").read_text()
