@@ -10,7 +10,8 @@
 # 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
 # Table 1 at the report's step budget), which take longer than the others together at the cpu
 # profile: on CamVid, notebook 07 about 160 minutes of one core and six MNIST runs (four of
-# about 16 minutes each on 2 cores, two at three times the epochs), notebook 09 about 95 minutes of one core per seed.
+# about 16 minutes each on 2 cores, two at three times the epochs), notebook 09 about 95
+# minutes of one core per seed.
 # reports/ holds cpu and paper results only: smoke output goes to scratch/reports-smoke/
 # (scratch/ is $SEQSEG_SCRATCH when set)
 # (ignored by git) unless --reports-dir says otherwise.
