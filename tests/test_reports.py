@@ -71,6 +71,34 @@ def test_the_skip_connection_is_judged_at_the_same_rate():
     assert "rate): not reproduced (val accuracy 66.91" in fails
 
 
+def test_the_skip_claims_find_their_runs_by_model_and_rate():
+    """A ``skip_table`` with its key columns, in another order than ``skip_configs``'s, one
+    seed and three: the rate of the run with skip tells the no-skip run at its rate from the
+    one at its own."""
+    rows = {
+        "no skip, 5e-5": {"val accuracy (%)": 61.93, "model": "seq2seg-noskip", "lr": 5e-5},
+        "no skip, 1e-4": {"val accuracy (%)": 66.91, "model": "seq2seg-noskip", "lr": 1e-4},
+        "with skip": {"val accuracy (%)": 66.89, "model": "seq2seg", "lr": 1e-4},
+        "majority class 'road'": {"val accuracy (%)": 28.41},
+    }
+    table = pd.DataFrame(rows).T
+    assert semantic.skip_roles(table) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+    same, own, _ = semantic.compare_skip(table, {"accuracy": 0.2841}).splitlines()
+    assert "'with skip' against 'no skip, 1e-4'" in same and "-0.02 points" in same
+    assert "'with skip' against 'no skip, 5e-5'" in own and "+4.96 points" in own
+    seeded = seeded_skip_table(
+        {name: [row["val accuracy (%)"]] * 3 for name, row in rows.items() if "model" in row}
+    )
+    keys = {
+        name: {"model": row["model"], "lr": row["lr"]}
+        for name, row in rows.items()
+        if "model" in row
+    }
+    for column in ("model", "lr"):
+        seeded[column] = [keys.get(variant, {}).get(column) for variant in seeded["variant"]]
+    assert semantic.skip_roles(seeded) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+
+
 def seeded_skip_table(values: dict[str, list[float]]) -> pd.DataFrame:
     """A ``skip_table`` of several seeds: each variant's seed rows, then its mean row."""
     rows = {}

@@ -20,7 +20,7 @@ from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.data import build_dataset
 from seqseg_lib.data.labels import LabelSpace
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import build_config, load_config
 from seqseg_lib.loading import prepare
 from seqseg_lib.metrics import confusion_matrix, scores
 from seqseg_lib.models import count_parameters
@@ -258,21 +258,27 @@ SKIP_MARGIN = 0.5
 def skip_table(
     runs: dict[str, Path] | dict[str, dict[int, Path]], baseline: dict[str, Any]
 ) -> pd.DataFrame:
-    """Train / validation accuracy and mIoU of each Seq2Seg variant, with the report's.
+    """Train / validation accuracy and mIoU of each Seq2Seg variant, with the report's, and the
+    variant's model and learning rate (the columns ``skip_roles`` reads).
 
     ``runs``: ``{label: run directory}`` (one seed: a row per variant), or ``{label: {seed:
-    run directory}}`` (``seed_rows``: a row per variant and seed, then the variant's mean).
-    The variants come in ``compare_skip``'s order: with skip, without skip at its own rate,
-    without skip at the rate of the run with skip."""
-    reported = {}
-    for position, name in enumerate(runs):
-        reference = paper.TABLE1["seq2seg-noskip" if position > 0 else "seq2seg"]
+    run directory}}`` (``seed_rows``: a row per variant and seed, then the variant's mean)."""
+    configs = {
+        label: load_config(next(iter(seeds.values())) if isinstance(seeds, dict) else seeds)
+        for label, seeds in runs.items()
+    }
+    skip_lr = next(c.lr for c in configs.values() if c.experiment == "seq2seg")
+    shared = {}
+    for label, config in configs.items():
+        reference = paper.TABLE1[config.experiment]
         # Sec. 2.2: without the skip connection, Seq2Seg "fails to train with a learning rate
         # of 1e-4", the rate that trains it with the skip connection
-        fails = position == 2
-        reported[name] = {
+        fails = config.experiment == "seq2seg-noskip" and config.lr == skip_lr
+        shared[label] = {
             "report train accuracy (%)": "fails to train" if fails else reference["train_accuracy"],
             "report val accuracy (%)": "fails to train" if fails else reference["val_accuracy"],
+            "model": config.experiment,
+            "lr": config.lr,
         }
 
     def row_of(run_dir: Path) -> dict[str, float]:
@@ -284,7 +290,7 @@ def skip_table(
             "epochs": final["epochs"],
         }
 
-    rows = seed_rows(runs, row_of, shared=reported)
+    rows = seed_rows(runs, row_of, shared=shared)
     rows[f"majority class '{baseline['class']}'"] = {
         "val accuracy (%)": percent(baseline["accuracy"]),
         "val mIoU (%)": percent(baseline["miou"]),
@@ -297,11 +303,29 @@ def skip_table(
 SKIP_REPORT_COLUMNS = ["report train accuracy (%)", "report val accuracy (%)"]
 
 
+def skip_roles(table: pd.DataFrame) -> list[str]:
+    """The labels of a ``skip_table``'s three variants in ``compare_skip``'s order: with skip,
+    without skip at its own rate, without skip at the rate of the run with skip. Found by the
+    ``model`` and ``lr`` columns; a table written before it had them gives them in that order."""
+    labels = list(seed_values(table, "val accuracy (%)"))
+    if "model" not in table.columns:
+        return labels[:3]  # one seed: the majority class's row comes last
+    of = {}  # a variant's first row
+    for name, row in table.iterrows():
+        variant = row.get("variant")
+        of.setdefault(variant if isinstance(variant, str) else name, row)
+    [skip] = [label for label in labels if of[label]["model"] == "seq2seg"]
+    no_skip = [label for label in labels if of[label]["model"] == "seq2seg-noskip"]
+    [fast] = [label for label in no_skip if float(of[label]["lr"]) == float(of[skip]["lr"])]
+    [own] = [label for label in no_skip if label != fast]
+    return [skip, own, fast]
+
+
 def skip_values(table: pd.DataFrame) -> dict[str, list[float]]:
-    """``{variant: [validation accuracy of each seed]}`` of a ``skip_table``, in its order."""
+    """``{variant: [validation accuracy of each seed]}`` of a ``skip_table``, in the order of
+    ``skip_roles``."""
     values = seed_values(table, "val accuracy (%)")
-    variants = list(values)[:3]  # one seed: the majority class's row comes last
-    return {name: list(values[name].values()) for name in variants}
+    return {label: list(values[label].values()) for label in skip_roles(table)}
 
 
 def skip_spread(table: pd.DataFrame) -> float | None:
