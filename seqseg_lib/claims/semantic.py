@@ -310,13 +310,15 @@ def skip_roles(table: pd.DataFrame) -> list[str]:
     labels = list(seed_values(table, "val accuracy (%)"))
     if "model" not in table.columns:
         return labels[:3]  # one seed: the majority class's row comes last
-    of = {}  # a variant's first row
+    first_row = {}
     for name, row in table.iterrows():
         variant = row.get("variant")
-        of.setdefault(variant if isinstance(variant, str) else name, row)
-    [skip] = [label for label in labels if of[label]["model"] == "seq2seg"]
-    no_skip = [label for label in labels if of[label]["model"] == "seq2seg-noskip"]
-    [fast] = [label for label in no_skip if float(of[label]["lr"]) == float(of[skip]["lr"])]
+        first_row.setdefault(variant if isinstance(variant, str) else name, row)
+    [skip] = [label for label in labels if first_row[label]["model"] == "seq2seg"]
+    no_skip = [label for label in labels if first_row[label]["model"] == "seq2seg-noskip"]
+    [fast] = [
+        label for label in no_skip if float(first_row[label]["lr"]) == float(first_row[skip]["lr"])
+    ]
     [own] = [label for label in no_skip if label != fast]
     return [skip, own, fast]
 
