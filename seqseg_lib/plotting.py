@@ -39,6 +39,9 @@ def reports_location(reports_dir: str | Path, profile: str) -> Path:
 
 # The datasets with a default that ships with the code (data/__init__.py): no root, no files.
 EMBEDDED = ("synthetic", "mnist")
+# What ``provenance`` records beside the profile, dataset, devices, seed and date; tables
+# written before it did lack them.
+RECORDED = ("code", "torch", "data")
 
 
 def provenance(

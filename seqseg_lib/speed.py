@@ -99,8 +99,25 @@ def measure_step_time(
     config: Config, batch_size: int = 24, repeats: int = 5, device: str = "auto"
 ) -> float:
     """Median seconds of one training step (Table 1's "Training Step"), after one warm-up."""
-    step = TrainingStep(config, batch_size, device)
-    return statistics.median(time_interleaved({"step": step.seconds}, repeats)["step"])
+    return measure_step_times({"step": config}, batch_size, repeats, device)["step"]
+
+
+def measure_step_times(
+    configs: dict[str, Config],
+    batch_size: int | None = None,
+    repeats: int = 5,
+    device: str = "auto",
+) -> dict[str, float]:
+    """``{label: median seconds of one training step}`` of each config (at ``batch_size``, or
+    at its own), measured in turns (``time_interleaved``: a step of each per round, after one
+    warm-up round), so that a change in the machine's load falls on every config alike."""
+    steps = {
+        label: TrainingStep(config, batch_size or config.batch_size, device).seconds
+        for label, config in configs.items()
+    }
+    return {
+        label: statistics.median(times) for label, times in time_interleaved(steps, repeats).items()
+    }
 
 
 def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:

@@ -3,14 +3,13 @@ seed or several, into run directories named after what the variant changes
 (``experiments.variant_name``), and the step time of each.
 """
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from seqseg_lib.claims import efficient, semantic_scale
 from seqseg_lib.engine import load_or_train
 from seqseg_lib.experiments import Variant, variant_config, variant_name
-from seqseg_lib.speed import TrainingStep, time_interleaved
+from seqseg_lib.speed import measure_step_times
 
 
 def train_variants(
@@ -51,15 +50,9 @@ def step_seconds(
     variants: list[Variant], profile: str, dataset: str | None, device: str, repeats: int = 7
 ) -> dict[str, float]:
     """``{label: median seconds of one training step}`` of each variant at its profile's batch
-    size, on dummy batches, measured in turns (a step of each variant per round, ``repeats``
-    rounds after a warm-up) so that a change in the machine's load falls on every variant
-    alike."""
-    steps = {}
-    for variant in variants:
-        config = variant_config(variant, profile, dataset)
-        steps[variant.label] = TrainingStep(config, config.batch_size, device).seconds
-    times = time_interleaved(steps, repeats)
-    return {label: statistics.median(seconds) for label, seconds in times.items()}
+    size, on dummy batches, measured in turns (``speed.measure_step_times``)."""
+    configs = {v.label: variant_config(v, profile, dataset) for v in variants}
+    return measure_step_times(configs, repeats=repeats, device=device)
 
 
 # -- the studies of the report's scale (notebooks 07 and 09) --------------------------------

@@ -129,3 +129,25 @@ def fails_to_train(accuracy: float, majority: float, trained: float) -> bool:
     """Whether a run with this validation accuracy (%) "fails to train", against the
     majority class's and that of a run that trains (``trained``), both in %."""
     return accuracy <= majority + FAILS_MARGIN or accuracy < trained - FAILS_BEHIND
+
+
+def skip_roles(table: pd.DataFrame) -> list[str]:
+    """The labels of the skip connection's three variants in a table of them (notebook 02's
+    ``claims.semantic.skip_table``, notebook 07's ``skip_study``), in the order the claims take
+    them: with skip, without skip at its own rate, without skip at the rate of the run with
+    skip. Found by the ``model`` and ``lr`` columns; a table written before it had them gives
+    them in that order."""
+    labels = list(seed_values(table, "val accuracy (%)"))
+    if "model" not in table.columns:
+        return labels[:3]  # one seed: the majority class's row comes last
+    first_row = {}
+    for name, row in table.iterrows():
+        variant = row.get("variant")
+        first_row.setdefault(variant if isinstance(variant, str) else name, row)
+    [skip] = [label for label in labels if first_row[label]["model"] == "seq2seg"]
+    no_skip = [label for label in labels if first_row[label]["model"] == "seq2seg-noskip"]
+    [fast] = [
+        label for label in no_skip if float(first_row[label]["lr"]) == float(first_row[skip]["lr"])
+    ]
+    [own] = [label for label in no_skip if label != fast]
+    return [skip, own, fast]

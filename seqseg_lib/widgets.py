@@ -39,6 +39,7 @@ from seqseg_lib.queries import QueryPrediction, predict_queries
 COLUMNS = 6  # panels per row, as the 6 queries of Figures 4-5 (fewer for wide images)
 WIDTH = 9.0  # inches at most of a row of panels: shown at DPI, its 8-point titles stay legible
 ROWS = 4  # rows of panels a page fills by default (input and ground truth included)
+DPI = 100
 
 
 def columns_for(image: torch.Tensor) -> int:
@@ -46,9 +47,6 @@ def columns_for(image: torch.Tensor) -> int:
     fewer for wide images (street scenes: 3), so that a row stays within ``WIDTH``."""
     aspect = image.shape[-1] / image.shape[-2]
     return max(3, min(COLUMNS, int(WIDTH // (1.3 * aspect))))
-
-
-DPI = 100
 
 
 def instance_targets(item: dict[str, Any]) -> dict[str, torch.Tensor] | None:

@@ -82,7 +82,7 @@ def test_the_skip_claims_find_their_runs_by_model_and_rate():
         "majority class 'road'": {"val accuracy (%)": 28.41},
     }
     table = pd.DataFrame(rows).T
-    assert semantic.skip_roles(table) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+    assert verdicts.skip_roles(table) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
     same, own, _ = semantic.compare_skip(table, {"accuracy": 0.2841}).splitlines()
     assert "'with skip' against 'no skip, 1e-4'" in same and "-0.02 points" in same
     assert "'with skip' against 'no skip, 5e-5'" in own and "+4.96 points" in own
@@ -96,7 +96,7 @@ def test_the_skip_claims_find_their_runs_by_model_and_rate():
     }
     for column in ("model", "lr"):
         seeded[column] = [keys.get(variant, {}).get(column) for variant in seeded["variant"]]
-    assert semantic.skip_roles(seeded) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+    assert verdicts.skip_roles(seeded) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
 
 
 def seeded_skip_table(values: dict[str, list[float]]) -> pd.DataFrame:

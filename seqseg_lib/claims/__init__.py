@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
-from seqseg_lib.plotting import to_markdown
+from seqseg_lib.plotting import RECORDED, to_markdown
 from seqseg_lib.verdicts import OUR_CHECK
 
 
@@ -182,9 +182,6 @@ TABLES = {
 
 _DATASET_ORDER = {"camvid": 0, "cityscapes": 1, "synthetic": 2, "mnist": 3}
 
-
-# What ``plotting.provenance`` records beside the profile, dataset, device, seed and date.
-RECORDED = ("code", "torch", "data")
 
 # In a verdict's place under the ``smoke`` profile.
 SMOKE_NOTE = (

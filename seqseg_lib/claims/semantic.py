@@ -39,6 +39,7 @@ from seqseg_lib.verdicts import (
     seed_rows,
     seed_spread,
     seed_values,
+    skip_roles,
     verdict,
     verdict_word,
     within_gap_tolerance,
@@ -301,26 +302,6 @@ def skip_table(
 
 
 SKIP_REPORT_COLUMNS = ["report train accuracy (%)", "report val accuracy (%)"]
-
-
-def skip_roles(table: pd.DataFrame) -> list[str]:
-    """The labels of a ``skip_table``'s three variants in ``compare_skip``'s order: with skip,
-    without skip at its own rate, without skip at the rate of the run with skip. Found by the
-    ``model`` and ``lr`` columns; a table written before it had them gives them in that order."""
-    labels = list(seed_values(table, "val accuracy (%)"))
-    if "model" not in table.columns:
-        return labels[:3]  # one seed: the majority class's row comes last
-    first_row = {}
-    for name, row in table.iterrows():
-        variant = row.get("variant")
-        first_row.setdefault(variant if isinstance(variant, str) else name, row)
-    [skip] = [label for label in labels if first_row[label]["model"] == "seq2seg"]
-    no_skip = [label for label in labels if first_row[label]["model"] == "seq2seg-noskip"]
-    [fast] = [
-        label for label in no_skip if float(first_row[label]["lr"]) == float(first_row[skip]["lr"])
-    ]
-    [own] = [label for label in no_skip if label != fast]
-    return [skip, own, fast]
 
 
 def skip_values(table: pd.DataFrame) -> dict[str, list[float]]:

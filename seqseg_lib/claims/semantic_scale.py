@@ -45,6 +45,7 @@ from seqseg_lib.verdicts import (
     one_seed,
     percent,
     seed_spread,
+    skip_roles,
     verdict,
 )
 
@@ -421,17 +422,13 @@ def skip_claim(table: pd.DataFrame) -> str:
     trains it with skip; it trains at 5e-5. Judged on ``skip_study``'s table (with baseline)."""
     accuracy = table["val accuracy (%)"]
     base = float(accuracy[[i for i in table.index if str(i).startswith("majority")][0]])
-    runs = table.dropna(subset=["model"])
-    skip, noskip, noskip_slow = (
-        float(runs.loc[(runs["model"] == model) & (runs["lr"] == lr), "val accuracy (%)"].iloc[0])
-        for model, lr in (
-            ("seq2seg", paper.SEQ2SEG_LR),
-            ("seq2seg-noskip", paper.SEQ2SEG_LR),
-            ("seq2seg-noskip", paper.NOSKIP_LR),
-        )
+    # with skip, without at 5e-5 (its own rate), without at 1e-4 (the rate of the run with skip)
+    with_skip, own_rate, same_rate = skip_roles(table)
+    skip, noskip_slow, noskip = (
+        float(accuracy[label]) for label in (with_skip, own_rate, same_rate)
     )
     fails = fails_to_train(noskip, base, skip)
-    steps = f"{int(runs['steps'].iloc[0])} steps each"
+    steps = f"{int(table.loc[with_skip, 'steps'])} steps each"
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
