@@ -3,8 +3,8 @@
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
-#                [--max-steps N] [--seeds N] [--jobs N] [--fidelity] [--transformers]
-#                [--efficient] [--dry-run] [NOTEBOOK...]
+#                [--max-steps N] [--seeds N] [--jobs N] [--amp|--no-amp] [--fidelity]
+#                [--transformers] [--efficient] [--dry-run] [NOTEBOOK...]
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -25,6 +25,9 @@
 # batch and validated on 8 images, into scratch/dry-run/PROFILE/ (runs and reports, ignored by
 # git) unless --runs-dir / --reports-dir say otherwise: the whole code path of a profile, paper's
 # included, executes on any machine (paper on 2 CPU cores: see the README). No result.
+# --amp / --no-amp decide bfloat16 autocast for every run (default: the profile decides; paper
+# autocasts where the device has bfloat16 in hardware, cpu and smoke never). A run keeps the
+# precision it started with: say --no-amp to resume or read float32 paper runs on such a device.
 # --seeds N trains the runs of notebooks 02, 05, 09 and 10 with N seeds (default 1), judged by the
 # noise rule.
 # --jobs N first trains the runs the notebooks need that are not done (python -m seqseg_lib runs
@@ -47,6 +50,7 @@ mnist_root=""
 max_steps=""
 seeds=""
 jobs=""
+amp=""
 fidelity=""
 efficient=""
 transformers=""
@@ -54,7 +58,7 @@ dry_run=""
 runs_dir=""
 reports_dir=""
 notebooks=()
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -66,6 +70,8 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --amp) amp=True; shift ;;
+    --no-amp) amp=False; shift ;;
     --fidelity) fidelity=1; shift ;;
     --efficient) efficient=1; shift ;;
     --transformers) transformers=1; shift ;;
@@ -154,6 +160,8 @@ if [ "$jobs" != 0 ] && [ ${#planned[@]} -gt 0 ]; then
   [ -n "$seeds" ] && train+=(--seeds "$seeds")
   [ -n "$max_steps" ] && train+=(--max-steps "$max_steps")
   [ -n "$jobs" ] && train+=(--jobs "$jobs")
+  [ "$amp" = True ] && train+=(--amp)
+  [ "$amp" = False ] && train+=(--no-amp)
   echo "== training the notebooks' runs that are not done: ${train[*]:1}"
   "${train[@]}" || { echo "run_all.sh: a run failed to train (see above)" >&2; exit 1; }
 fi
@@ -167,6 +175,7 @@ trap 'rm -f "$marker"' EXIT
 relative() { realpath -m --relative-to="$1" "$2"; }
 common=(-p profile "$profile")
 [ -n "$max_steps" ] && common+=(-p max_steps "$max_steps")
+[ -n "$amp" ] && common+=(-p amp "$amp")
 total=${#notebooks[@]}
 index=0
 for notebook in "${notebooks[@]}"; do

@@ -103,6 +103,9 @@ def test_a_run_directory_with_another_config_is_refused(tmp_path):
     engine.train(smoke(max_steps=2, checkpoint_every=1), tmp_path)  # run control may change
     with pytest.raises(ValueError, match=r"lr: 0\.01 != 0\.5.*batch_size|batch_size.*lr"):
         engine.train(smoke(lr=0.5, batch_size=2), tmp_path)
+    # ``paper`` autocasts where the device has bfloat16: a run keeps the precision it began in
+    with pytest.raises(ValueError, match=r"amp: False != True \(its precision: say amp=False"):
+        engine.train(smoke(amp=True), tmp_path)
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(tmp_path):

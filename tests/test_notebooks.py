@@ -145,10 +145,11 @@ def test_run_all_refuses_unknown_names():
 @pytest.mark.slow
 def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
     """``--max-steps`` (the device check's quick mode) stops every run within its first epoch,
-    and the notebook still writes its tables, from the partial epoch's record."""
+    and the notebook still writes its tables, from the partial epoch's record. ``--amp``
+    reaches the notebook and every run it trains (``smoke`` alone never autocasts)."""
     reports = tmp_path / "reports"
     result = subprocess.run(
-        ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", "--max-steps", "1"]
+        ["bash", str(REPO / "run_all.sh"), "--profile", "smoke", "--max-steps", "1", "--amp"]
         + ["--reports-dir", str(reports), "--runs-dir", str(tmp_path / "runs")]
         + [str(NOTEBOOKS[0])],
         env=os.environ | {"SEQSEG_PYTHON": sys.executable},
@@ -162,12 +163,14 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
     for run in (tmp_path / "runs").glob("*-seed*"):  # run directories, not .locks/
         (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert record["partial"] and record["epoch_fraction"] == 0.5
+        assert record["environment"]["precision"] == "bfloat16 autocast"
     executed = nbformat.read(
         reports / "notebooks" / f"{NOTEBOOKS[0].stem}_synthetic_smoke.ipynb", 4
     )
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     values = [line.split(" = ", 1)[1] for line in injected[0].source.splitlines() if " = " in line]
     assert values and not [v for v in values if v.startswith('"/')], values
+    assert "amp = True" in injected[0].source.splitlines()
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # figures 1 and 2 inline
     # no folder of the machine that ran it: not in papermill's record, not in an output

@@ -158,9 +158,12 @@ def check_run_config(config: Config, run_dir: Path) -> None:
         saved = config_from_dict(json.loads(saved_path.read_text()))
         differences = saved.differences(config)
         if differences:
+            hint = ""
+            if saved.amp != config.amp:  # ``paper``'s default follows the device
+                hint = f" (its precision: say amp={saved.amp}, --amp / --no-amp on the CLI)"
             raise ValueError(
                 f"run directory {str(run_dir)!r} was made with another config; refusing to "
-                f"resume. Differing fields (saved != requested): {'; '.join(differences)}"
+                f"resume. Differing fields (saved != requested): {'; '.join(differences)}{hint}"
             )
 
 
