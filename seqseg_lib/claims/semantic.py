@@ -87,7 +87,8 @@ def majority_class_scores(train_set, val_set, label_space: LabelSpace) -> dict[s
     return scores(matrix) | {"class": label_space.eval_names[majority]}
 
 
-# Table 1's step times are measured at the report's batch (``speed.measure_step_time``).
+# Table 1's step times are measured at the report's batch, both models in turns
+# (``speed.measure_step_times``), so that a change in the machine's load falls on both.
 TABLE1_STEP_BATCH = 24
 
 
