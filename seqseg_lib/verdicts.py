@@ -23,13 +23,14 @@ OUR_CHECK = "Our check, not a claim of the report: "
 
 
 def verdict(
-    values: Sequence[float],
-    holds: Callable[[float], bool],
-    margin: Callable[[float], float],
+    values: Sequence[Any],
+    holds: Callable[[Any], bool],
+    margin: Callable[[Any], float],
     spread: float | None = None,
 ) -> str:
-    """The verdict on a claim that ``holds(value)`` for each seed's ``value``; ``margin(value)``
-    is the value's distance to the threshold that decides it (points)."""
+    """The verdict on a claim that ``holds(value)`` for each seed's ``value`` (a number, or
+    what ``holds`` and ``margin`` take); ``margin(value)`` is the value's distance to the
+    threshold that decides it (points)."""
     if not values:
         raise ValueError("a verdict needs at least one value")
     decided = {holds(value) for value in values}
@@ -129,6 +130,20 @@ def fails_to_train(accuracy: float, majority: float, trained: float) -> bool:
     """Whether a run with this validation accuracy (%) "fails to train", against the
     majority class's and that of a run that trains (``trained``), both in %."""
     return accuracy <= majority + FAILS_MARGIN or accuracy < trained - FAILS_BEHIND
+
+
+def fails_verdict(
+    runs: Sequence[tuple[float, float]], majority: float, spread: float | None = None
+) -> str:
+    """The verdict, under the noise rule, on "fails to train" for each seed's ``(accuracy,
+    trained)``: a run's validation accuracy and that of a run that trains (%), against the
+    majority class's; a seed's margin is its distance to the nearer edge of the rule."""
+    return verdict(
+        runs,
+        holds=lambda run: fails_to_train(run[0], majority, run[1]),
+        margin=lambda run: abs(run[0] - max(majority + FAILS_MARGIN, run[1] - FAILS_BEHIND)),
+        spread=spread,
+    )
 
 
 def skip_roles(table: pd.DataFrame) -> list[str]:

@@ -105,8 +105,9 @@ def _skip_table(skip, noskip, noskip_slow, base=30.0):
     "accuracies, verdicts",
     [
         ((70.0, 30.5, 65.0), ["reproduced", "reproduced", "reproduced"]),  # the report's story
-        ((70.0, 60.0, 65.0), ["reproduced", "reproduced", "reproduced"]),  # 10 points behind
+        ((70.0, 59.0, 65.0), ["reproduced", "reproduced", "reproduced"]),  # 6 behind 5e-5's
         ((70.0, 68.0, 65.0), ["reproduced", "not reproduced", "reproduced"]),
+        ((80.0, 60.0, 65.0), ["reproduced", "not reproduced", "reproduced"]),  # judged at 5e-5
         ((30.2, 30.1, 30.0), ["not reproduced", "reproduced", "not reproduced"]),
     ],
 )
@@ -143,14 +144,15 @@ def test_depth_table_averages_the_seeds_and_keeps_each_seeds_difference():
     assert list(depths["skip ahead by, seed 0 (points)"]) == [0.5, 3.0, 22.0]
     assert list(depths["skip ahead by, seed 1 (points)"]) == [-1.5, 3.0, 2.0]
     claim = semantic_scale.depth_claim(depths)
-    assert "matters at 4 and 12 layers, not at 2 layers" in claim
-    assert "over 2 seeds" in claim and "12 layers +12.00 (+22.0 +2.0)" in claim
-    # seed 1 at 12 layers: 2 points, not more than the margin, where the mean is
-    assert "The seeds disagree at 12 layers" in claim
+    # seed 1 at 12 layers: 2 points, not more than the margin, where the mean and seed 0 are
+    assert "matters at 4 layers, not at 2 layers; inconclusive at 12 layers, where the " in claim
+    assert "every one of 2 seeds" in claim and "12 layers +12.00 (+22.0 +2.0)" in claim
     assert "behind" not in claim
-    behind = depths.assign(**{"skip ahead by (points)": [-2.5, 3.0, 12.0]})
+    behind = depths.assign(**{"skip ahead by, seed 1 (points)": [-2.5, 3.0, 2.0]})
+    assert "behind" not in semantic_scale.depth_claim(behind)  # seed 0: +0.5 at 2 layers
+    behind["skip ahead by, seed 0 (points)"] = [-3.0, 3.0, 22.0]
     claim = semantic_scale.depth_claim(behind)
-    assert "matters at 4 and 12 layers, not at 2 layers; it is behind by more than 2" in claim
+    assert "; it is behind by more than 2 points at 2 layers" in claim
 
 
 def test_depth_study_trains_every_depth_with_each_seed_from_the_runs_own(monkeypatch):
@@ -173,8 +175,8 @@ def test_depth_claim_with_agreeing_seeds_and_with_one_seed():
     agreeing = _depth_runs(
         {(2, 0): (60.0, 59.5), (2, 1): (60.0, 60.5), (6, 0): (60, 50), (6, 1): (61, 51)}
     )
-    assert "matters at 6 layers, not at 2 layers" in semantic_scale.depth_claim(agreeing)
-    assert "Every seed's runs agree" in semantic_scale.depth_claim(agreeing)
+    claim = semantic_scale.depth_claim(agreeing)
+    assert "matters at 6 layers, not at 2 layers (judged" in claim and "disagree" not in claim
     flat = _depth_runs({(2, 0): (60.0, 59.5), (4, 0): (60.0, 61.0)})
     assert "at none of these depths" in semantic_scale.depth_claim(flat)
     assert "One seed: how far these differences move" in semantic_scale.depth_claim(flat)

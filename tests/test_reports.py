@@ -55,7 +55,7 @@ def test_claims_follow_the_numbers():
     text = semantic.compare_skip(skip, {"accuracy": 0.3})
     assert "at its own learning rate (report 80.20" in text
     assert "'with' against 'no'): not reproduced (one seed)" in text
-    assert "behind the run without skip at its own rate): reproduced (val accuracy 40.00" in text
+    assert "without skip at its own rate): reproduced (one seed) (val accuracy 40.00" in text
 
 
 def test_the_skip_connection_is_judged_at_the_same_rate():
@@ -68,7 +68,7 @@ def test_the_skip_connection_is_judged_at_the_same_rate():
     assert "-0.02 points" in same
     assert "each at its own learning rate" in own and "reproduced (one seed)" in own
     assert "+4.96 points" in own and "does not isolate the skip connection" in own
-    assert "rate): not reproduced (val accuracy 66.91" in fails
+    assert "rate): not reproduced (one seed) (val accuracy 66.91" in fails
 
 
 def test_the_skip_claims_find_their_runs_by_model_and_rate():

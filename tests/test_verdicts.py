@@ -6,7 +6,7 @@ import pytest
 
 from seqseg_lib.claims import semantic_scale
 from seqseg_lib.claims.scaling import compare_patches
-from seqseg_lib.verdicts import seed_rows, seed_spread, seed_values, verdict
+from seqseg_lib.verdicts import fails_verdict, seed_rows, seed_spread, seed_values, verdict
 
 
 def within(tolerance):
@@ -29,6 +29,18 @@ def test_one_seed_near_its_threshold_is_inconclusive_against_the_measured_spread
     assert verdict([4.5], **within(5)) == "reproduced (one seed)"  # no spread measured
     with pytest.raises(ValueError, match="at least one value"):
         verdict([], **within(5))
+
+
+def test_fails_to_train_follows_the_noise_rule():
+    """Each seed's (accuracy, accuracy of a run that trains), majority class 30: it fails
+    within 1 point of 30, or more than 5 points behind; one seed is tagged, and inconclusive
+    within the spread of the nearer edge (31, or the run that trains less 5)."""
+    assert fails_verdict([(30.5, 60.0), (50.0, 60.0)], 30.0) == "reproduced"
+    assert fails_verdict([(58.0, 60.0), (40.0, 60.0)], 30.0) == "inconclusive (the seeds disagree)"
+    assert fails_verdict([(58.0, 60.0)], 30.0) == "not reproduced (one seed)"
+    assert fails_verdict([(58.0, 60.0)], 30.0, spread=2.0) == "not reproduced (one seed)"
+    assert fails_verdict([(56.0, 60.0)], 30.0, spread=2.0) == "inconclusive (one seed)"
+    assert fails_verdict([(31.5, 33.0)], 30.0, spread=1.0) == "inconclusive (one seed)"
 
 
 def test_seed_spread():

@@ -33,7 +33,7 @@ from seqseg_lib.verdicts import (
     FAILS_MARGIN,
     OUR_CHECK,
     TABLE1_GAP_TOLERANCE,
-    fails_to_train,
+    fails_verdict,
     one_seed,
     percent,
     seed_rows,
@@ -335,9 +335,7 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any], spread: float | 
     ahead = {"holds": lambda gap: gap > SKIP_MARGIN, "margin": lambda gap: abs(gap - SKIP_MARGIN)}
     same_rate = [a - b for a, b in zip(values[skip], values[no_skip_fast])]
     own_rates = [a - b for a, b in zip(values[skip], values[no_skip])]
-    fails = [
-        fails_to_train(fast, base, own) for fast, own in zip(values[no_skip_fast], values[no_skip])
-    ]
+    fails = fails_verdict(list(zip(values[no_skip_fast], values[no_skip])), base, spread)
     seeds = len(values[skip])
 
     def listed(numbers: list[float], signed: bool = False) -> str:
@@ -347,10 +345,6 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any], spread: float | 
         return "" if seeds == 1 else f"; seed spread {seed_spread(gaps):.2f} points"
 
     over = "" if seeds == 1 else f" over {seeds} seeds"
-    decided = {True: "reproduced", False: "not reproduced"}
-    fails_verdict = (
-        decided[fails[0]] if len(set(fails)) == 1 else "inconclusive (the seeds disagree)"
-    )
     lines = [
         "The skip connection helps, both at the same learning rate (judged: with skip ahead by "
         f"more than {SKIP_MARGIN:g} points of validation accuracy, '{skip}' against "
@@ -369,7 +363,7 @@ def compare_skip(table: pd.DataFrame, baseline: dict[str, Any], spread: float | 
         "Without skip, Seq2Seg fails to train at the learning rate that trains it with skip "
         f"(1e-4 in the report; judged: within {FAILS_MARGIN:g} point of the majority class, "
         f"or more than {FAILS_BEHIND:g} points behind the run without skip at its own rate"
-        f"{', every seed' if seeds > 1 else ''}): {fails_verdict} "
+        f"{', every seed' if seeds > 1 else ''}): {fails} "
         f"(val accuracy {listed(values[no_skip_fast])} for '{no_skip_fast}' vs "
         f"{listed(values[no_skip])} for '{no_skip}'; majority class {base:.2f}).",
     ]

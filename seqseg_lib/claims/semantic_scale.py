@@ -41,7 +41,7 @@ from seqseg_lib.verdicts import (
     FAILS_BEHIND,
     FAILS_MARGIN,
     TABLE1_GAP_TOLERANCE,
-    fails_to_train,
+    fails_verdict,
     one_seed,
     percent,
     seed_spread,
@@ -427,15 +427,15 @@ def skip_claim(table: pd.DataFrame) -> str:
     skip, noskip_slow, noskip = (
         float(accuracy[label]) for label in (with_skip, own_rate, same_rate)
     )
-    fails = fails_to_train(noskip, base, skip)
     steps = f"{int(table.loc[with_skip, 'steps'])} steps each"
     lines = [
         "With the report's encoder, Seq2Seg trains with skip at 1e-4 (judged: validation "
         f"accuracy more than {FAILS_MARGIN:g} point above the majority class's {base:.2f}): "
         f"{one_seed(skip > base + FAILS_MARGIN)} ({skip:.2f}, {steps}).",
         f"Without skip it fails to train at 1e-4 (judged: within {FAILS_MARGIN:g} point of the "
-        f"majority class, or more than {FAILS_BEHIND:g} points behind the run with skip): "
-        f"{one_seed(fails)} ({noskip:.2f} against {skip:.2f} with skip, {steps}).",
+        f"majority class, or more than {FAILS_BEHIND:g} points behind the run without skip at "
+        f"5e-5): {fails_verdict([(noskip, noskip_slow)], base)} ({noskip:.2f} against "
+        f"{noskip_slow:.2f} at 5e-5 and {skip:.2f} with skip, {steps}).",
         "Without skip it trains at 5e-5 (judged: more than "
         f"{FAILS_MARGIN:g} point above the majority class): "
         f"{one_seed(noskip_slow > base + FAILS_MARGIN)} ({noskip_slow:.2f}, {steps}).",
@@ -444,16 +444,22 @@ def skip_claim(table: pd.DataFrame) -> str:
 
 
 def depth_claim(table: pd.DataFrame) -> str:
-    """At which depths the skip connection is ahead by more than ``MATTERS_MARGIN`` points on
-    average over the seeds (and behind by as much), and where a seed's own run says otherwise."""
+    """Per depth, whether the skip connection is ahead by more than ``MATTERS_MARGIN`` points,
+    by the noise rule: decided where every seed is on the same side of the margin, else
+    inconclusive; and where every seed has it behind by as much."""
     ahead = table["skip ahead by (points)"]
     seeds = table.filter(like="skip ahead by, seed ")
-    matters = [int(layers) for layers, points in ahead.items() if points > MATTERS_MARGIN]
-    others = [int(layers) for layers in ahead.index if int(layers) not in matters]
-    behind = [int(layers) for layers, points in ahead.items() if points < -MATTERS_MARGIN]
+    matters, others, split, behind = [], [], [], []
+    for layers, row in seeds.iterrows():
+        sides = {value > MATTERS_MARGIN for value in row}
+        (matters if sides == {True} else others if sides == {False} else split).append(int(layers))
+        if all(value < -MATTERS_MARGIN for value in row):
+            behind.append(int(layers))
     where = f"at {_layers(matters)}" if matters else "at none of these depths"
-    if matters and others:
+    if others:
         where += f", not at {_layers(others)}"
+    if split:
+        where += f"; inconclusive at {_layers(split)}, where the seeds disagree"
     if behind:
         where += f"; it is behind by more than {MATTERS_MARGIN:g} points at {_layers(behind)}"
     listing = ", ".join(
@@ -462,22 +468,16 @@ def depth_claim(table: pd.DataFrame) -> str:
         + ")"
         for layers, points in ahead.items()
     )
-    split = [
-        int(layers)
-        for layers, row in seeds.iterrows()
-        if len({value > MATTERS_MARGIN for value in row}) > 1
-    ]
-    if len(seeds.columns) < 2:
-        spread = "One seed: how far these differences move with the seed is not measured."
-    elif split:
-        spread = f"The seeds disagree at {_layers(split)}: there the verdict rests on the mean."
-    else:
-        spread = "Every seed's runs agree with the mean at every depth."
-    return (
+    count = len(seeds.columns)
+    judged = "one seed" if count == 1 else f"every one of {count} seeds"
+    text = (
         f"The skip connection matters {where} (judged: with skip ahead by more than "
-        f"{MATTERS_MARGIN:g} points of validation accuracy on average over "
-        f"{len(seeds.columns)} seeds; per depth the mean, then each seed: {listing}). {spread}"
+        f"{MATTERS_MARGIN:g} points of validation accuracy, {judged}; per depth the mean, then "
+        f"each seed: {listing})."
     )
+    if count == 1:
+        text += " One seed: how far these differences move with the seed is not measured."
+    return text
 
 
 def _layers(depths: list[int]) -> str:
