@@ -69,7 +69,7 @@ def test_panoptic_study_table_from_smoke_runs(tmp_path):
 
 def test_class_loss_verdicts_judge_duplicates_and_things_apart():
     """The synthetic ``cpu`` table of one seed: class weight 1 has fewer duplicates (0.07
-    against 0.77) because it finds no things at all; focal loss with weight 0.1 has more."""
+    against 0.77) and finds no things at all; focal loss with weight 0.1 has more."""
     labels = [v.label for v in panoptic.CLASS_LOSS_STUDY]
     table = pd.DataFrame(
         {
@@ -83,10 +83,12 @@ def test_class_loss_verdicts_judge_duplicates_and_things_apart():
     weight_1, focal, focal_1 = panoptic.class_loss_claim(table).splitlines()
     assert weight_1.startswith("cross-entropy, class weight 1 reduces redundant detections")
     assert ": reproduced (one seed) (duplicates per image 0.07 against 0.77)" in weight_1
-    assert "things: it finds no things" in weight_1 and "PQ 6.6 against 7.7" in weight_1
+    assert "PQ things 0.00 against 0.24 (lower)" in weight_1
+    assert "PQ 6.6 against 7.7 (lower)" in weight_1
     assert ": not reproduced (one seed) (duplicates per image 0.91 against 0.77" in focal
-    assert "things: it finds things" in focal
-    assert ": reproduced (one seed)" in focal_1 and "it finds no things" in focal_1
+    assert "PQ things 0.19 against 0.24 (lower), RQ car 1.82 against 2.27 (lower)" in focal
+    assert "PQ 12.6 against 7.7 (not lower)" in focal
+    assert ": reproduced (one seed)" in focal_1 and "RQ car 0.00 against 2.27 (lower)" in focal_1
 
 
 def seeded_table(columns: dict[str, dict[str, list[float]]], labels: list[str]) -> pd.DataFrame:
@@ -125,10 +127,14 @@ def test_class_loss_verdicts_over_seeds_need_every_seed():
     assert (
         ": reproduced (duplicates per image 0.10, 0.20, 0.00 against 0.80, 0.60, 0.70" in lines[0]
     )
-    assert "3 seeds" in lines[0] and "things: it finds no things" in lines[0]
+    every = "PQ things 0.00, 0.00, 0.00 against 1.00, 1.00, 1.00 (lower with every seed)"
+    assert "3 seeds" in lines[0] and every in lines[0]
     assert ": inconclusive (the seeds disagree)" in lines[1]
-    assert "it finds things with 1 of 3 seeds" in lines[1]
-    assert ": not reproduced (" in lines[2] and "things: it finds things (" in lines[2]
+    assert (
+        "PQ things 0.00, 1.00, 0.00 against 1.00, 1.00, 1.00 (lower with 2 of 3 seeds)" in lines[1]
+    )
+    assert "PQ 5.0, 6.0, 7.0 against 5.0, 6.0, 7.0 (not lower with any seed)" in lines[1]
+    assert ": not reproduced (" in lines[2] and "(not lower with any seed), RQ car" in lines[2]
 
 
 def test_bottleneck_verdict_one_seed_and_several():
