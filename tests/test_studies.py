@@ -161,6 +161,30 @@ def test_bottleneck_verdict_one_seed_and_several():
     assert "+1.0, +0.2, +2.0 points" in claim and "at 2.00x the step time" in claim
 
 
+def test_transformer_claim_states_each_budget_and_the_threshold():
+    """Notebook 08's table by hand: the epochs times step time of each model against the
+    Hungarian U-Net's, and cars separated only at both thresholds."""
+    columns = ["experiment", "epochs", "training step (s)", "training (min, wall clock)"]
+    columns += ["RQ car", "PQ things", "PQ", "segments found per image", "duplicates per image"]
+    columns += ["GFLOP/step"]
+    table = pd.DataFrame(
+        [
+            ["hungarian-unet", 30, 0.5, 47.0, 18.7, 2.2, 16.0, 5.41, 0.64, 75.0],
+            ["seq2seg-panoptic", 19, 1.0, 46.8, 31.0, 15.0, 20.0, 6.0, 0.3, 120.0],
+            ["eomt", 7, 2.8, 43.8, 40.0, 14.9, 10.5, 2.6, 0.02, 540.0],
+        ],
+        columns=columns,
+        index=["U-Net", "ours", "EoMT"],
+    )
+    budget, unet, ours, eomt, answer = panoptic.transformer_claim(table).splitlines()
+    assert "order 47, 46.8, 43.8 minutes of wall clock" in budget
+    assert "gives them 1.00, 1.27, 1.31 times the Hungarian U-Net's" in budget
+    assert unet.endswith("does not separate cars.") and "5.41 segments found" in unet
+    assert "separates cars; a training step 2.0x the U-Net's time and 1.6x its FLOPs" in ours
+    assert "PQ things 14.9" in eomt and "does not separate cars" in eomt  # PQ things below 15
+    assert answer.endswith("yes: ours (one seed).")
+
+
 def test_mask_head_verdicts():
     rows = {}
     for mode in ("easy", "hard"):

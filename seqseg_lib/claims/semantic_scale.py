@@ -307,7 +307,8 @@ def budget_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -
             f"Seq2Seg within {tolerance:g} points of U-Net's validation accuracy {where} "
             f"(judged: U-Net ahead by more than 0 and at most {tolerance:g} points, every seed): "
             f"{judged} (U-Net ahead by {listing} points over {len(gaps)} seed(s), {steps}"
-            f"{noise}; the report: {paper.GAP:g})."
+            f"{noise}; the report: {paper.GAP:g}; the profile's models, batch and crops, not "
+            "the report's: the verdict is on these runs)."
         )
     return "\n".join(lines)
 
