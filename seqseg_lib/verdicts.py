@@ -20,6 +20,9 @@ import pandas as pd
 # How a verdict line begins that is our check, not a claim of the report (``summary`` lists
 # such lines apart).
 OUR_CHECK = "Our check, not a claim of the report: "
+# How a verdict line begins that measures what the report does not claim (a model it does not
+# name, one it names but never ran), beside its claims (``summary`` lists such lines apart).
+BEYOND_THE_REPORT = "Beyond the report: "
 
 
 def verdict(

@@ -8,6 +8,7 @@ import torch
 
 from seqseg_lib import claims, verdicts
 from seqseg_lib.claims import TABLES, instance, panoptic, semantic
+from seqseg_lib.verdicts import BEYOND_THE_REPORT, OUR_CHECK
 
 
 def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
@@ -167,6 +168,29 @@ def test_summarize_writes_every_table_with_its_provenance(tmp_path):
     assert "Seq2Seg obtains only about 3 points less" in report
     assert "beat the majority" not in report
     assert "- Both beat the majority-class baseline" in ours
+
+
+def test_verdict_lines_are_listed_under_what_they_are():
+    """The report's claims first, then lines beyond them, then our checks, each prefix
+    dropped and the line capitalised; a study's own lines are what we measured."""
+    lines = claims._claim_lists(
+        [f"{OUR_CHECK}both beat it", "A claim", f"{BEYOND_THE_REPORT}bigBird falls short"], False
+    )
+    assert lines == [
+        "Claims of the report:",
+        "",
+        "- A claim",
+        "",
+        "Beyond the report's claims:",
+        "",
+        "- BigBird falls short",
+        "",
+        "Our checks (not claims of the report):",
+        "",
+        "- Both beat it",
+        "",
+    ]
+    assert claims._claim_lists(["A row"], True) == ["What we measured:", "", "- A row", ""]
 
 
 def test_spread_indices():

@@ -23,7 +23,7 @@ import pandas as pd
 
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
 from seqseg_lib.plotting import RECORDED, to_markdown
-from seqseg_lib.verdicts import OUR_CHECK
+from seqseg_lib.verdicts import BEYOND_THE_REPORT, OUR_CHECK
 
 
 @dataclass(frozen=True)
@@ -277,18 +277,32 @@ def summarize(reports_dir: str | Path) -> Path:
                     claims = spec.claim(table)
             except (KeyError, IndexError, ValueError) as error:
                 claims = f"(claims not evaluated: {error})"
-            heading = "What we measured:" if spec.study else "Claims of the report:"
-            ours = [c for c in claims.splitlines() if c.startswith(OUR_CHECK)]
-            theirs = [c for c in claims.splitlines() if not c.startswith(OUR_CHECK)]
-            lines += [heading, ""] + [f"- {claim}" for claim in theirs] + [""]
-            if ours:  # checks of ours, listed apart from the report's claims
-                lines += ["Our checks (not claims of the report):", ""]
-                checks = [claim.removeprefix(OUR_CHECK) for claim in ours]
-                lines += [f"- {claim[0].upper()}{claim[1:]}" for claim in checks] + [""]
+            lines += _claim_lists(claims.splitlines(), spec.study)
     lines += _NOT_TESTABLE
     path = reports_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _claim_lists(claims: list[str], study: bool) -> list[str]:
+    """A table's verdict lines as Markdown lists: the report's claims (or, for a study of ours,
+    what we measured), then lines measured beyond them (``BEYOND_THE_REPORT``), then our
+    checks (``OUR_CHECK``), each list under its heading, without its prefix."""
+    groups = {OUR_CHECK: [], BEYOND_THE_REPORT: [], "": []}
+    for claim in claims:
+        prefix = next(p for p in groups if claim.startswith(p))
+        rest = claim.removeprefix(prefix)
+        groups[prefix].append(f"- {rest[0].upper()}{rest[1:]}" if prefix else f"- {claim}")
+    headings = {
+        "": "What we measured:" if study else "Claims of the report:",
+        BEYOND_THE_REPORT: "Beyond the report's claims:",
+        OUR_CHECK: "Our checks (not claims of the report):",
+    }
+    lines = []
+    for prefix in ("", BEYOND_THE_REPORT, OUR_CHECK):
+        if groups[prefix]:
+            lines += [headings[prefix], "", *groups[prefix], ""]
+    return lines
 
 
 _NOT_TESTABLE = [
