@@ -99,6 +99,11 @@ def seed_values(table: pd.DataFrame, column: str) -> dict[str, dict[Any, float]]
     return values
 
 
+# A measured cost (time, FLOPs, memory) is "lower" or "grows faster" than another's only by
+# more than this fraction: ours, so that a few percent of timing noise decide nothing.
+COST_MARGIN = 0.1
+
+
 def percent(value: float) -> float:
     return round(100 * value, 2)
 
