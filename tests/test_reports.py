@@ -12,17 +12,40 @@ from seqseg_lib.verdicts import BEYOND_THE_REPORT, OUR_CHECK
 
 
 def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
-    rows = ["parameters (M)", "val accuracy (%)", "val mIoU (%)", "step ratio Seq2Seg / U-Net"]
+    """Table 1 by hand: U-Net's step 1 s, Seq2Seg's ``ratio`` s."""
+    rows = ["parameters (M)", semantic.TABLE1_STEP_ROW, "val accuracy (%)", "val mIoU (%)"]
     return pd.DataFrame(
         {
-            "U-Net (ours)": [7.76, unet_val, 30.0, None],
-            "U-Net (report)": [7.8, 82.75, None, None],
-            "Seq2Seg (ours)": [3.6, s2s_val, 20.0, ratio],
-            "Seq2Seg (report)": [50.8, 80.2, None, 0.667],
-            "majority class 'road'": [None, 30.0, 2.0, None],
+            "U-Net (ours)": [7.76, 1.0, unet_val, 30.0],
+            "U-Net (report)": [7.8, 0.3, 82.75, None],
+            "Seq2Seg (ours)": [3.6, ratio, s2s_val, 20.0],
+            "Seq2Seg (report)": [50.8, 0.2, 80.2, None],
+            "majority class 'road'": [None, None, 30.0, 2.0],
         },
         index=rows,
     )
+
+
+def test_table1_puts_the_step_time_ratio_under_the_step_times(monkeypatch):
+    final = {"train_accuracy": 0.9, "val_accuracy": 0.8, "val_miou": 0.4}
+    monkeypatch.setattr(semantic, "final_metrics", lambda run: final | {"epochs": 30, "steps": 9})
+    monkeypatch.setattr(semantic, "count_parameters", lambda model: 7_760_000)
+    names = semantic.TABLE1_MODELS
+    baseline = {"class": "road", "accuracy": 0.3, "miou": 0.02}
+    table = semantic.table1(
+        dict.fromkeys(names, "run"),
+        dict.fromkeys(names),
+        names,
+        baseline,
+        {"unet": 0.5} | {"seq2seg": 0.2},
+    )
+    assert list(table.index[:3]) == ["parameters (M)", semantic.TABLE1_STEP_ROW, STEP_RATIO]
+    assert table.loc[STEP_RATIO, "Seq2Seg (ours)"] == 0.4
+    assert table.loc[STEP_RATIO, "Seq2Seg (report)"] == 0.667
+    assert "(ratio 0.40, measured on the device" in semantic.compare_table1(table)
+
+
+STEP_RATIO = "step time ratio Seq2Seg / U-Net"
 
 
 def test_claims_follow_the_numbers():
@@ -144,7 +167,7 @@ def test_tables_print_empty_cells_as_a_dash():
     from seqseg_lib.plotting import to_markdown
 
     text = to_markdown(table1(80.0, 78.0, 0.6))
-    assert "nan" not in text and text.count("–") == 6
+    assert "nan" not in text and text.count("–") == 4
 
 
 def test_summarize_writes_every_table_with_its_provenance(tmp_path):
@@ -354,7 +377,11 @@ def test_redundancy_rows_are_words_and_the_claim_reads_them_back():
     result = dict.fromkeys(panoptic.REDUNDANCY_ROWS, 2.0) | {"duplicates_per_image": 1.5}
     table = panoptic.redundancy_table(result)
     assert list(table.index) == list(panoptic.REDUNDANCY_ROWS.values())
-    assert "Lots of redundant detections: reproduced" in TABLES["table_redundancy"].claim(table)
+    claim = TABLES["table_redundancy"].claim(table)
+    assert "(judged: at least 1 duplicate per image" in claim
+    assert "our threshold): reproduced (one seed) (2.00 confident queries per segment" in claim
+    fewer = panoptic.redundancy_table(result | {"duplicates_per_image": 0.9})
+    assert "threshold): not reproduced (one seed)" in TABLES["table_redundancy"].claim(fewer)
 
 
 def test_summarize_links_the_figures_of_each_table(tmp_path):
