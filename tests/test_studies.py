@@ -198,8 +198,14 @@ def test_mask_head_verdicts():
             "AP75 (%)": 20.0,
             "accuracy (%)": 91.0,
         }
-    lines = instance.mask_head_claim(pd.DataFrame(rows).T).splitlines()
-    assert lines[0].endswith(": better masks.") and lines[1].endswith(": no better masks.")
+    table = pd.DataFrame(rows).T
+    lines = instance.mask_head_claim(table).splitlines()
+    assert ": better masks; digit accuracy 91.0% against 90.0%: not lower." in lines[0]
+    assert lines[1].startswith("hard (judged: better masks where the Dice loss is lower and AP75")
+    assert ": no better masks;" in lines[1]  # a higher Dice loss
+    table.loc["easy, dot-product mask head (Sec. 3.5)", ["AP75 (%)", "accuracy (%)"]] = [9.0, 80.0]
+    easy = instance.mask_head_claim(table).splitlines()[0]
+    assert easy.endswith(": no better masks; digit accuracy 80.0% against 90.0%: lower.")
 
 
 def test_per_class_iou_names_the_ignored_classes():

@@ -23,7 +23,7 @@ import pandas as pd
 
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
 from seqseg_lib.plotting import RECORDED, to_markdown
-from seqseg_lib.verdicts import BEYOND_THE_REPORT, OUR_CHECK
+from seqseg_lib.verdicts import BEYOND_THE_REPORT, COST_MARGIN, OUR_CHECK
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,11 @@ def summarize(reports_dir: str | Path) -> Path:
         "decided only when every seed is on the same side of its threshold, else",
         "`inconclusive (the seeds disagree)`; one seed's verdict says `(one seed)`, and is",
         "`inconclusive (one seed)` where its margin to the threshold is smaller than the seed",
-        "spread measured for that kind of run (listed below where one was measured). Verdicts",
-        "on measured costs (step times, FLOPs, memory) rest on the measurement they name.",
+        "spread measured for that kind of table (listed below where one was measured: the",
+        "largest spread of its gaps, on the dataset and profile named, stands for the others).",
+        "Without a measured spread a one-seed verdict is decided and says `(one seed)`.",
+        "Verdicts on measured costs (step times, FLOPs, memory) rest on the measurement they",
+        f"name, with a margin of {COST_MARGIN:.0%} where they compare two costs.",
         "",
     ]
     tables = _load_tables(reports_dir)

@@ -69,7 +69,7 @@ def cars_claim(table: pd.DataFrame) -> str:
     holds = rq >= CAR_RQ_THRESHOLD and pq_things >= THINGS_PQ_THRESHOLD
     return (
         "U-Net is able to separate different instances of cars (report: Figure 6, no number; "
-        f"judged by our threshold: RQ of cars at least {CAR_RQ_THRESHOLD:g}% and PQ of things at "
+        f"judged by our threshold: RQ of cars at least {CAR_RQ_THRESHOLD:g} and PQ of things at "
         f"least {THINGS_PQ_THRESHOLD:g}): {one_seed(holds)} (cars: PQ {pq:.1f}, SQ {sq:.1f}, "
         f"RQ {rq:.1f}; things: PQ {pq_things:.1f}; see Figure 6)."
     )
