@@ -230,7 +230,7 @@ def test_the_scaling_verdicts_state_and_apply_their_thresholds():
 def test_verdict_lines_are_listed_under_what_they_are():
     """The report's claims first, then lines beyond them, then our checks, each prefix
     dropped and the line capitalised; a study's own lines are what we measured."""
-    lines = claims._claim_lists(
+    lines = claims.claim_lists(
         [f"{OUR_CHECK}both beat it", "A claim", f"{BEYOND_THE_REPORT}bigBird falls short"], False
     )
     assert lines == [
@@ -247,7 +247,7 @@ def test_verdict_lines_are_listed_under_what_they_are():
         "- Both beat it",
         "",
     ]
-    assert claims._claim_lists(["A row"], True) == ["What we measured:", "", "- A row", ""]
+    assert claims.claim_lists(["A row"], True) == ["What we measured:", "", "- A row", ""]
 
 
 def test_spread_indices():

@@ -280,14 +280,14 @@ def summarize(reports_dir: str | Path) -> Path:
                     claims = spec.claim(table)
             except (KeyError, IndexError, ValueError) as error:
                 claims = f"(claims not evaluated: {error})"
-            lines += _claim_lists(claims.splitlines(), spec.study)
+            lines += claim_lists(claims.splitlines(), spec.study)
     lines += _NOT_TESTABLE
     path = reports_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _claim_lists(claims: list[str], study: bool) -> list[str]:
+def claim_lists(claims: list[str], study: bool) -> list[str]:
     """A table's verdict lines as Markdown lists: the report's claims (or, for a study of ours,
     what we measured), then lines measured beyond them (``BEYOND_THE_REPORT``), then our
     checks (``OUR_CHECK``), each list under its heading, without its prefix."""
