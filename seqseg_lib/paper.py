@@ -28,7 +28,8 @@ PATCH_SIZE = 16
 ENCODER = {"hidden_dim": 768, "num_layers": 6, "num_heads": 12, "ffn_dim": 3072}
 
 # -- Table 1 (Sec. 2.3) ----------------------------------------------------------------------
-# Parameters, training step (seconds, batch 24, on the author's GPU) and accuracies (%).
+# Parameters, training step (seconds, batch 24, on hardware the report does not name) and
+# accuracies (%).
 TABLE1 = {
     "unet": {"parameters": 7.8e6, "step_s": 0.3, "train_accuracy": 90.76, "val_accuracy": 82.75},
     "seq2seg": {

@@ -192,7 +192,7 @@ def test_gap_verdicts_against_the_u_net_row_wherever_it_is():
     )
     lines = semantic_scale.gap_claim(table).splitlines()
     assert len(lines) == 2
-    assert "17.00 points behind" in lines[0] and "not within 5 points" in lines[0]
+    assert "17.00 points behind" in lines[0] and "not within 5 points (one seed)" in lines[0]
     assert "4.00 points behind" in lines[1] and ": within 5 points" in lines[1]
 
 
@@ -269,6 +269,7 @@ def test_mnist_table_and_verdicts_against_the_targets(tmp_path):
     assert instance.mnist_target("easy") == (95.0, 0.1)
     assert instance.mnist_target("hard") == (60.0, 0.27)
     assert verdicts == ["reaches", "does not reach", "does not reach", "reaches"]
+    assert all(line.endswith("; one seed).") for line in lines)
     assert "(100 steps, 2 min)" in instance.targets_claim(table)
 
 

@@ -132,15 +132,15 @@ TABLES = {
         figures=[("curves and depth", "figure_skip_depth")],
     ),
     "table_depth": Table(
-        "Beyond the report: where the skip connection starts to matter (width 256, batch 8: "
+        "Beyond the report: the skip connection's effect against depth (width 256, batch 8: "
         "not the report's sizes)",
         semantic_scale.depth_claim,
         study=True,
         figures=[("curves and depth", "figure_skip_depth")],
     ),
     "table_gap": Table(
-        "Beyond the report: what Seq2Seg's distance to U-Net depends on (the cpu profile's "
-        "models, one change at a time)",
+        "Beyond the report: what Seq2Seg's distance to U-Net depends on (one change at a time "
+        "from notebook 01's Seq2Seg; the report's encoder and rate count as one)",
         semantic_scale.gap_claim,
         study=True,
     ),
@@ -157,8 +157,9 @@ TABLES = {
         figures=[("learning curves", "figure_efficient")],
     ),
     "table_transformers": Table(
-        "Beyond the report: its transformer with object queries on street scenes, beside EoMT "
-        "and the Hungarian U-Net, for the same training time (Sec. 3.5 and 4)",
+        "Beyond the report: a transformer with object queries (Sec. 3's, with Sec. 3.5's "
+        "dot-product masks) on street scenes, beside EoMT and the Hungarian U-Net, on the same "
+        "square crops for about the same wall-clock time (Sec. 3.5 and 4)",
         panoptic.transformer_claim,
         study=True,
         figures=[
@@ -315,8 +316,9 @@ _NOT_TESTABLE = [
     'Seq2Seg"* (Sec. 2.3): a judgement on images, not testable by a number; see Figure 1 '
     "(`figures/figure1_*.png`): Seq2Seg's maps are built from 16x16 (8x8 in the `cpu` profile) "
     "blocks, one transposed-convolution kernel per patch.",
-    "- Training-step durations: the report's 0.2 s / 0.3 s were measured on its GPU with the "
-    "paper-size models; ours are measured on the stated device with the profile's models. Only "
-    "the ratio Seq2Seg / U-Net is comparable, and only loosely across devices.",
+    "- Training-step durations: the report's 0.2 s / 0.3 s were measured on its hardware (not "
+    "named) with the paper-size models; ours are measured on the stated device with the "
+    "profile's models. Only the ratio Seq2Seg / U-Net is comparable, and only loosely across "
+    "devices.",
     "",
 ]

@@ -118,7 +118,8 @@ def compare_mnist(table: pd.DataFrame) -> str:
             f"(report's 'mask dice score' {report['dice_loss']}), "
             f"mask AP {100 * row.get('ap', float('nan')):.1f}, missed "
             f"{100 * row['miss_rate']:.1f}% of digits, found twice "
-            f"{100 * row['duplicate_rate']:.1f}%."
+            f"{100 * row['duplicate_rate']:.1f}% (not judged here: notebook 07 judges these "
+            "against targets of ours at this budget)."
         )
     if "Seq2SegInstance easy" in table.index and "Seq2SegInstance hard" in table.index:
         easy = _mnist_row(table.loc["Seq2SegInstance easy"])
@@ -301,7 +302,7 @@ def targets_claim(table: pd.DataFrame) -> str:
             f"{label}: accuracy {row['accuracy (%)']:.1f}%, Dice loss {row['Dice loss']:.3f} "
             f"({int(row['steps']):,} steps, {row['training (min)']:g} min): "
             f"{'reaches' if reached else 'does not reach'} "
-            f"our target ({target})."
+            f"our target ({target}; one seed)."
         )
     return "\n".join(lines)
 

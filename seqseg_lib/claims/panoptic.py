@@ -532,7 +532,8 @@ def transformer_claim(table: pd.DataFrame) -> str:
     relative = ", ".join(f"{budget(r) / budget(unet):.2f}" for r in rows.values())
     lines = [
         f"Judged by our threshold (RQ car at least {CAR_RQ_THRESHOLD:g} and PQ things at least "
-        f"{THINGS_PQ_THRESHOLD:g}), one seed each. Each model trained for its epochs of "
+        f"{THINGS_PQ_THRESHOLD:g}), one seed each, all three on the same square crops (the "
+        "Hungarian U-Net's row is not notebook 04's run). Each model trained for its epochs of "
         f"`claims.panoptic.TRANSFORMER_EPOCHS`, in the table's order {wall} minutes of wall "
         "clock (one thread beside other runs); by the step times measured here on quiet cores, "
         f"epochs times step time gives them {relative} times the Hungarian U-Net's training time."

@@ -156,7 +156,10 @@ def size_note(table: pd.DataFrame, columns: dict[str, str]) -> str:
                 )
     if not notes:
         return ""
-    return "; " + ", ".join(notes) + ": the verdict is on these runs"
+    return (
+        "; " + ", ".join(notes) + ": the verdict is on these runs (notebook 09 trains the "
+        "report's numbers of steps)"
+    )
 
 
 def compare_table1(table: pd.DataFrame, spread: float | None = None) -> str:
@@ -181,11 +184,11 @@ def compare_table1(table: pd.DataFrame, spread: float | None = None) -> str:
         f"U-Net ahead by {gap:.2f} points{sizes}).",
         "A Seq2Seg training step is faster than a U-Net step (report "
         f"{paper.TABLE1['seq2seg']['step_s']:g} s vs {paper.TABLE1['unet']['step_s']:g} s, ratio "
-        f"{paper.STEP_RATIO:.2f}, on its GPU; judged: ratio below 1 by more than the "
+        f"{paper.STEP_RATIO:.2f}, on its hardware; judged: ratio below 1 by more than the "
         f"{COST_MARGIN:.0%} margin of a measured cost, under {1 / (1 + COST_MARGIN):.2f}): "
         f"{verdict_word(ratio * (1 + COST_MARGIN) < 1)} "
         f"(ratio {ratio:.2f}, "
-        "measured on the device stated above with these models).",
+        "measured on the 'evaluated on' device stated above, with these models).",
         f"{OUR_CHECK}both beat the majority-class baseline "
         f"({baseline:.2f}%; judged: both validation "
         f"accuracies above it): {one_seed(worst > baseline)}.",

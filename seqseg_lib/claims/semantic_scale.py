@@ -4,7 +4,7 @@
 - ``skip_study``: the skip connection with the report's encoder (6 layers, 768 wide, 12
   heads, FFN 3072; Sec. 2.2) on the profile's crop, every run the same fixed number of steps
   at a constant learning rate: with skip at 1e-4, without at 1e-4 and at 5e-5 (Sec. 2.2).
-- ``depth_study``: where the skip connection starts to matter: 2, 4, 6 and 12 layers at the
+- ``depth_study``: the skip connection's effect against depth: 2, 4, 6 and 12 layers at the
   ``cpu`` profile's width (256), with and without, at the report's 1e-4, same fixed steps,
   ``DEPTH_SEEDS`` seeds each (``variants.train_depth_study``).
 - ``gap_study``: what Seq2Seg's distance to U-Net depends on: the report's encoder at the
@@ -488,7 +488,7 @@ def _layers(depths: list[int]) -> str:
     return f"{text} layers"
 
 
-# Sec. 2.2 gives Seq2Seg 45 epochs to U-Net's 30 (equal time on its GPU): a Seq2Seg run is
+# Sec. 2.2 gives Seq2Seg 45 epochs to U-Net's 30 (equal training time): a Seq2Seg run is
 # compared with U-Net only where its steps are this ratio of U-Net's, within 10%.
 SEQ2SEG_STEPS_PER_UNET_STEP = 45 / 30
 
@@ -505,7 +505,9 @@ def gap_claim(table: pd.DataFrame, tolerance: float = TABLE1_GAP_TOLERANCE) -> s
     lines = []
     for label in table.index.drop(unet_label):
         gap = unet - accuracy[label]
-        judged = f"{'within' if gap <= tolerance else 'not within'} {tolerance:g} points."
+        judged = (
+            f"{'within' if gap <= tolerance else 'not within'} {tolerance:g} points (one seed)."
+        )
         if unet_steps is not None:
             ratio = table.loc[label, "steps"] / unet_steps
             if abs(ratio / SEQ2SEG_STEPS_PER_UNET_STEP - 1) > 0.1:
