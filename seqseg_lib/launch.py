@@ -220,9 +220,16 @@ def requeue_outlives_its_teardown() -> None:
 
 class QueueWatcher(InfoWatcher):
     """Slurm job states from ``squeue``, which every cluster answers; submitit asks ``sacct``,
-    which answers only where the cluster keeps accounting (``slurmdbd``). A job no longer in
-    the queue has ended: Slurm forgets ended jobs after ``MinJobAge`` (300 s by default),
-    longer than the launcher waits between two looks."""
+    which answers only where the cluster keeps accounting (``slurmdbd``). A job absent from
+    ``ABSENT_LOOKS`` looks in a row has ended: Slurm forgets ended jobs after ``MinJobAge``
+    (300 s by default), longer than the launcher waits between those looks, and one look
+    that misses a job (a busy controller, a job being requeued) decides nothing."""
+
+    ABSENT_LOOKS = 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._absent: dict[str, int] = {}  # job id: looks in a row without it
 
     def _make_command(self) -> list[str] | None:
         if not self._registered - self._finished:
@@ -237,7 +244,10 @@ class QueueWatcher(InfoWatcher):
             job_id, _, state = line.strip().partition("|")
             if state:
                 listed[job_id] = {"State": state}
-        return {job_id: {"State": "GONE"} for job_id in self._registered} | listed
+        for job_id in self._registered:
+            self._absent[job_id] = 0 if job_id in listed else self._absent.get(job_id, 0) + 1
+        gone = [job_id for job_id, looks in self._absent.items() if looks >= self.ABSENT_LOOKS]
+        return {job_id: {"State": "GONE"} for job_id in gone} | listed
 
     def get_state(self, job_id: str, mode: str = "standard") -> str:
         return self.get_info(job_id, mode=mode).get("State") or "UNKNOWN"

@@ -196,16 +196,22 @@ def test_a_run_asked_twice_with_two_configs_is_refused(tmp_path):
 
 
 def test_the_queue_watcher_reads_squeue_and_a_job_gone_from_it_has_ended():
+    """A job absent from two looks in a row has ended; one look without it (a busy
+    controller, a job being requeued) decides nothing."""
     watcher = QueueWatcher()
     for job_id in ("7", "8", "9"):
         watcher.register_job(job_id)
-    watcher._info_dict.update(watcher.read_info(b"7|RUNNING\n8|PENDING\n"))
-    assert [watcher.get_state(job, mode="cache") for job in ("7", "8", "9")] == [
-        "RUNNING",
-        "PENDING",
-        "GONE",
-    ]
-    assert [watcher.is_done(job, mode="cache") for job in ("7", "8", "9")] == [False, False, True]
+
+    def look(output: bytes) -> list[str]:
+        watcher._info_dict.update(watcher.read_info(output))
+        return [watcher.get_state(job, mode="cache") for job in ("7", "8", "9")]
+
+    assert look(b"7|RUNNING\n8|PENDING\n9|RUNNING\n") == ["RUNNING", "PENDING", "RUNNING"]
+    assert look(b"7|RUNNING\n8|PENDING\n") == ["RUNNING", "PENDING", "RUNNING"]
+    assert look(b"7|RUNNING\n9|PENDING\n") == ["RUNNING", "PENDING", "PENDING"]  # back
+    assert look(b"7|COMPLETED\n") == ["COMPLETED", "GONE", "PENDING"]  # 8: twice in a row
+    assert [watcher.is_done(job, mode="cache") for job in ("7", "8", "9")] == [True, True, False]
+    assert look(b"") == ["COMPLETED", "GONE", "GONE"]
 
 
 @pytest.mark.slow
