@@ -104,6 +104,12 @@ def seed_values(table: pd.DataFrame, column: str) -> dict[str, dict[Any, float]]
 COST_MARGIN = 0.1
 
 
+def lower_cost(cost: float, reference: float) -> bool:
+    """Whether a measured ``cost`` is below ``reference`` by more than ``COST_MARGIN``: the
+    reference more than ``1 + COST_MARGIN`` times it."""
+    return cost * (1 + COST_MARGIN) < reference
+
+
 def percent(value: float) -> float:
     return round(100 * value, 2)
 

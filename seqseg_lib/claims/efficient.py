@@ -28,7 +28,14 @@ from seqseg_lib.config import Config
 from seqseg_lib.experiments import build_config, build_model, dry_run_images, load_config
 from seqseg_lib.models import count_parameters
 from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
-from seqseg_lib.verdicts import BEYOND_THE_REPORT, COST_MARGIN, percent, seed_spread, verdict
+from seqseg_lib.verdicts import (
+    BEYOND_THE_REPORT,
+    COST_MARGIN,
+    lower_cost,
+    percent,
+    seed_spread,
+    verdict,
+)
 
 BASELINE = "BERT (SDPA)"
 VARIANTS = {  # label -> Seq2Seg's model settings
@@ -116,7 +123,7 @@ def crossovers(table: pd.DataFrame, key: str = "seconds") -> dict[str, int | Non
     base = table[table["model"] == BASELINE].set_index("tokens")[key]
     found = {}
     for label, group in table[table["model"] != BASELINE].groupby("model", sort=False):
-        lower = group.set_index("tokens")[key] * (1 + COST_MARGIN) < base
+        lower = lower_cost(group.set_index("tokens")[key], base)
         cheaper = lower.reindex(base.index, fill_value=False)
         tokens = list(cheaper.index)
         found[label] = next((int(t) for i, t in enumerate(tokens) if cheaper.iloc[i:].all()), None)

@@ -24,7 +24,14 @@ import pandas as pd
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import build_config, dry_run_images, scaled_config
 from seqseg_lib.runs import read_metrics
-from seqseg_lib.verdicts import COST_MARGIN, OUR_CHECK, seed_spread, verdict, verdict_word
+from seqseg_lib.verdicts import (
+    COST_MARGIN,
+    OUR_CHECK,
+    lower_cost,
+    seed_spread,
+    verdict,
+    verdict_word,
+)
 
 # What the study measures under each profile: the image sizes (the side doubled from one to
 # the next), the batch, the timing rounds, and the patch sizes compared at the profile's crop.
@@ -146,7 +153,7 @@ def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
     lines = [
         "Seq2Seg's cost grows faster with the image size than U-Net's (judged: over the last "
         f"doubling of the side measured, its FLOPs multiplied by more than {1 + COST_MARGIN:g} "
-        f"times U-Net's factor): {verdict_word(factor > 1 + COST_MARGIN)} (FLOPs x"
+        f"times U-Net's factor): {verdict_word(lower_cost(1, factor))} (FLOPs x"
         f"{doubled:.1f} for Seq2Seg, x{slopes.loc[unet, 'gflops x last doubling']:.1f} for "
         f"U-Net, {factor:.2f} times; time x{slopes.loc[s2s, 'seconds x last doubling']:.1f} "
         f"and x{slopes.loc[unet, 'seconds x last doubling']:.1f}).",
@@ -158,7 +165,7 @@ def compare_scaling(slopes: pd.DataFrame, table: pd.DataFrame) -> str:
         "layers beyond about 6 x hidden size tokens).",
         f"{OUR_CHECK}memory-efficient attention (SDPA) saves memory (judged: eager attention's "
         f"peak more than {1 + COST_MARGIN:g} times SDPA's): "
-        f"{verdict_word(saving > 1 + COST_MARGIN)} (at the largest size, "
+        f"{verdict_word(lower_cost(1, saving))} (at the largest size, "
         f"{largest.loc[s2s, 'memory_mib']:.0f} MiB with SDPA against "
         f"{largest.loc[eager, 'memory_mib']:.0f} MiB eager "
         f"(x{saving:.1f}); time "
