@@ -23,6 +23,7 @@
 # --out DIR runs every line of this path (both stages: add --second for the other; about 12
 # and 4 minutes on 2 cores, the second's optimizations.py compiling four models).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
+# A copy without .git: SEQSEG_COMMIT=<commit> names the code in the tables' provenance.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ bench_profile=paper
 runs_dir="$PWD/runs"
 out="$PWD/scratch/device-check"
 second=""
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;

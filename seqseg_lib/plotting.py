@@ -86,7 +86,8 @@ def provenance(
 
 def code_version() -> str:
     """The repository's commit, with ``+modified`` when tracked files outside ``reports/``
-    differ from it; or ``unknown`` outside a git checkout."""
+    differ from it. A copy without git history (a GPU machine's or a cluster's copy of a clean
+    checkout) names its commit in ``SEQSEG_COMMIT``; else ``unknown``."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -99,7 +100,8 @@ def code_version() -> str:
         changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports")
         return commit + ("+modified" if changed else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        copied_from = os.environ.get("SEQSEG_COMMIT")
+        return f"{copied_from} (a copy without git)" if copied_from else "unknown"
 
 
 def data_fingerprint(root: str | Path) -> str:

@@ -501,3 +501,14 @@ def test_the_committed_results_page_is_what_the_committed_tables_say(tmp_path):
     text = claims.summarize(tmp_path).read_text()
     assert "claims not evaluated" not in text
     assert text == (reports / "README.md").read_text()
+
+
+def test_a_copy_without_git_names_the_commit_it_was_taken_from(tmp_path, monkeypatch):
+    from seqseg_lib import plotting
+
+    assert plotting.code_version() != "unknown"  # this checkout
+    monkeypatch.setattr(plotting, "REPOSITORY", tmp_path)
+    monkeypatch.delenv("SEQSEG_COMMIT", raising=False)
+    assert plotting.code_version() == "unknown"
+    monkeypatch.setenv("SEQSEG_COMMIT", "ae4b4fa")
+    assert plotting.code_version() == "ae4b4fa (a copy without git)"
