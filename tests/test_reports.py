@@ -47,6 +47,12 @@ def test_table1_puts_the_step_time_ratio_under_the_step_times(monkeypatch):
     assert table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (ours)"] == 0.4
     assert table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (report)"] == 0.667
     assert "(ratio 0.40, measured on the 'evaluated on' device" in semantic.compare_table1(table)
+    # the ratio row holds the measurement; the step row's seconds are rounded to 1 ms
+    table.loc[semantic.TABLE1_STEP_ROW, ["U-Net (ours)", "Seq2Seg (ours)"]] = [0.01, 0.015]
+    table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (ours)"] = 1.449
+    assert "(ratio 1.45, measured on" in semantic.compare_table1(table)
+    table = table.drop(semantic.STEP_TIME_RATIO)  # a table written before the ratio row
+    assert "(ratio 1.50, measured on" in semantic.compare_table1(table)
 
 
 def test_claims_follow_the_numbers():
