@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The GPU check, one command per stage, each sized to finish within 9 minutes on one H200:
 #
-#   benchmarks/device_check.sh --out DIR              # main: notebooks 01-02 at paper (synthetic)
+#   benchmarks/device_check.sh --out DIR              # main: notebook 01 at paper (synthetic)
+#   benchmarks/device_check.sh --out DIR --skip       # skip: notebook 02 at paper (synthetic),
+#                                                     # its three runs at once on the GPU
 #   benchmarks/device_check.sh --out DIR --second     # second: benchmarks/run.py at paper, then
 #                                                     # optimizations.py (fused Adam, compile)
 #
 #   options: [--device auto|cuda|cpu] [--max-steps N] [--repeats N]
 #            [--bench-profile paper|cpu|smoke] [--runs-dir DIR]
 #
-# The main stage trains the report's step counts (2,975 synthetic scenes, 123 steps per epoch:
-# Seq2Seg 45 epochs, 5,535 steps; U-Net 30, 3,690; no skip at 5e-5 and at 1e-4) and writes
-# Table 1 and the skip ablation; benchmarks/device_plan.py prints the estimate of each stage
-# first (FLOPs counted here, a stated throughput and per-step floor).
+# The main and skip stages train the report's step counts (2,975 synthetic scenes, 123 steps
+# per epoch: Seq2Seg 45 epochs, 5,535 steps; U-Net 30, 3,690; no skip at 5e-5 and at 1e-4) and
+# write Table 1 and the skip ablation (one H200 took 6 minutes for notebook 01; notebook 02's
+# three runs one after the other would take 10); benchmarks/device_plan.py prints the estimate
+# of each stage first, from those measured times.
 # Everything a stage writes goes under --out DIR (default scratch/device-check): reports/
 # (tables, figures, executed notebooks, benchmarks.md), runs/ (each run's config.json and
 # metrics.jsonl; checkpoints stay in --runs-dir, default runs/), log.txt, and
@@ -20,8 +23,9 @@
 # Missing Python packages are named at once: on a machine with internet run
 # benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
 # On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
-# --out DIR runs every line of this path (both stages: add --second for the other; about 12
-# and 4 minutes on 2 cores, the second's optimizations.py compiling four models).
+# --out DIR runs every line of this path (add --skip or --second for the others; about 12
+# minutes for notebooks 01 and 02 on 2 cores, 4 for the second, its optimizations.py compiling
+# four models).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
 # A copy without .git: SEQSEG_COMMIT=<commit> names the code in the tables' provenance.
 set -uo pipefail
@@ -33,7 +37,7 @@ repeats=5
 bench_profile=paper
 runs_dir="$PWD/runs"
 out="$PWD/scratch/device-check"
-second=""
+stage_name=main
 usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,7 +47,8 @@ while [ $# -gt 0 ]; do
     --bench-profile) bench_profile="$2"; shift 2 ;;
     --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --out) mkdir -p "$2"; out="$(cd "$2" && pwd)"; shift 2 ;;
-    --second) second=1; shift ;;
+    --skip) stage_name=skip; shift ;;
+    --second) stage_name=second; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -130,19 +135,23 @@ estimate() {  # the plan says its estimate; over the limit, the stage still runs
   "$SEQSEG_PYTHON" benchmarks/device_plan.py "$@" \
     || echo "== estimated over the limit: the stage runs all the same"
 }
-if [ -z "$second" ]; then
-  estimate --stage main "${max_steps[@]}"
-  stage "notebooks 01-02 (paper, synthetic)" ./run_all.sh --profile paper --dataset synthetic \
-    --runs-dir "$runs_dir" --reports-dir "$out/reports" "${max_steps[@]}" \
-    notebooks/01_*.ipynb notebooks/02_*.ipynb
-else
-  estimate --stage second
-  stage "benchmarks ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/run.py \
-    --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports"
-  # whether fused Adam and torch.compile pay on this device (the engine turns them on for CUDA
-  # by default: fused Adam; compile on request), one experiment of each kind
-  stage "optimizations ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/optimizations.py \
-    --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports" \
-    --experiments seq2seg unet mnist-easy hungarian-unet
-fi
+estimate --stage "$stage_name" "${max_steps[@]}"
+case "$stage_name" in
+  main)
+    stage "notebook 01 (paper, synthetic)" ./run_all.sh --profile paper --dataset synthetic \
+      --runs-dir "$runs_dir" --reports-dir "$out/reports" "${max_steps[@]}" \
+      notebooks/01_*.ipynb ;;
+  skip)
+    stage "notebook 02 (paper, synthetic)" ./run_all.sh --profile paper --dataset synthetic \
+      --runs-dir "$runs_dir" --reports-dir "$out/reports" "${max_steps[@]}" --jobs 3 \
+      notebooks/02_*.ipynb ;;
+  second)
+    stage "benchmarks ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/run.py \
+      --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports"
+    # whether fused Adam and torch.compile pay on this device (the engine turns them on for
+    # CUDA by default: fused Adam; compile on request), one experiment of each kind
+    stage "optimizations ($bench_profile)" "$SEQSEG_PYTHON" benchmarks/optimizations.py \
+      --profile "$bench_profile" --device "$device" --repeats "$repeats" --out "$out/reports" \
+      --experiments seq2seg unet mnist-easy hungarian-unet ;;
+esac
 exit $failed

@@ -1,130 +1,100 @@
-"""How long each stage of ``device_check.sh`` should take on one GPU, estimated before it runs.
+"""How long each stage of ``device_check.sh`` takes on one H200, said before it runs.
 
-    python benchmarks/device_plan.py [--stage main|second] [--peak-tflops 790]
-                                     [--utilisation 0.3] [--step-floor-ms 10]
-                                     [--limit-minutes 9] [--max-steps N]
+    python benchmarks/device_plan.py [--stage main|skip|second] [--limit-minutes 9]
+                                     [--max-steps N]
 
-For every training run of a stage, at the ``paper`` profile on the synthetic scenes (the
-report's 2,975 scenes, 123 steps per epoch, 45 and 30 epochs): its steps and validated images
-(exact, from the configs), its FLOPs per step (counted on this machine's CPU at batch 1 and
-scaled to the batch: FLOPs are linear in the batch), and its seconds at the larger of
-
-- the FLOPs at ``utilisation`` of the GPU's dense bfloat16 peak (``--peak-tflops``: an H200's
-  matrix product was measured at about 790 TFLOP/s), and
-- ``--step-floor-ms`` per step: what an eager PyTorch step costs in kernel launches, the
-  optimizer and the loss, whatever its FLOPs;
-
-validation counts a third of a training step per image. Both constants are assumptions until
-a GPU run measures them (``run.py``'s step times replace them): the estimate says how a stage
-is sized, not how it will go. Rendering the scenes is measured here, per scene, and divided
-among the GPU machine's cores. Prints one line per run, each stage's total against
+Every training run of a stage is at the ``paper`` profile on the synthetic scenes (the report's
+2,975 scenes, 123 steps per epoch, 45 and 30 epochs); its steps come from its config and its
+seconds from what one H200 measured (2026-11-30, torch 2.11, bfloat16 autocast, one run at a
+time, ``MEASURED``): seconds per training step (the epochs' ``train_seconds`` over their steps)
+times the steps, plus the rest of a run (process start, rendering the scenes, validation,
+checkpoints: its wall clock less its training). A stage that trains its runs ``jobs`` at a time
+on the one GPU is taken as ``SHARED_SLOWDOWN`` times its longest run, at most the sum of its
+runs: an assumption until measured (one Seq2Seg step uses 7% of the GPU's bfloat16 matrix
+rate, ``reports/benchmarks.md``). Prints one line per run, the stage's total against
 ``--limit-minutes``, and exits 1 when the stage is estimated over it.
 """
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
-import time
-
-import torch
 
 from seqseg_lib.claims.semantic_scale import steps_per_epoch
-from seqseg_lib.data import build_dataset
 from seqseg_lib.experiments import build_config
-from seqseg_lib.speed import training_flops
 
-# What each stage trains: (notebook, experiment, the experiment whose learning-rate schedule
-# it takes, None for its own), at ``paper`` on the synthetic scenes. Notebook 02 reuses
-# notebook 01's Seq2Seg run, and trains no skip at its own schedule and at Seq2Seg's.
-STAGES = {
-    "main": [
-        ("01", "seq2seg", None),
-        ("01", "unet", None),
-        ("02", "seq2seg-noskip", None),
-        ("02", "seq2seg-noskip", "seq2seg"),
-    ],
-    "second": [],  # benchmarks/run.py at paper: its own timing, no training run
+# (seconds per training step, seconds of the rest of the run), measured on one H200: Seq2Seg
+# 162.0 s for 5,535 steps in 3.5 minutes, U-Net 68.3 s for 3,690 in 1.8, no skip 139.2 s for
+# 5,289 (cut by the call's limit, so the rest of its run is taken as Seq2Seg's)
+MEASURED = {
+    "seq2seg": (162.0 / 5535, 210 - 162.0),
+    "seq2seg-noskip": (139.2 / 5289, 210 - 162.0),
+    "unet": (68.3 / 3690, 108 - 68.3),
 }
-NOTEBOOK_OVERHEAD_S = 45  # kernel start, majority baseline, Table 1's step timing, figures
+SHARED_SLOWDOWN = 1.5  # each of several runs sharing the GPU, against alone (assumed)
+
+# What each stage trains: (notebook, experiment, the experiment whose learning-rate schedule it
+# takes, None for its own), and how many runs at a time. Notebook 02 trains Seq2Seg again (a
+# fresh machine has no notebook 01 run), and no skip at its own schedule and at Seq2Seg's.
+STAGES = {
+    "main": ([("01", "seq2seg", None), ("01", "unet", None)], 1),
+    "skip": (
+        [
+            ("02", "seq2seg", None),
+            ("02", "seq2seg-noskip", None),
+            ("02", "seq2seg-noskip", "seq2seg"),
+        ],
+        3,
+    ),
+    "second": ([], 1),  # benchmarks/run.py and optimizations.py: their own timing
+}
+NOTEBOOK_S = 45  # a notebook's own work (kernel start, baseline, step timing, figures): 34 s for 01
 BENCHMARK_ESTIMATE_S = 240  # run.py at paper: six experiments, interleaved rounds, memory
 
 
-def steps_and_images(config) -> tuple[int, int]:
-    """Training steps and validated images of a whole run."""
-    per_epoch = steps_per_epoch(config)
-    steps = config.epochs * per_epoch
-    if config.max_steps is not None:
-        steps = min(steps, config.max_steps)
-    validations = sum(
-        1
-        for epoch in range(math.ceil(steps / per_epoch))
-        if (epoch + 1) % config.validate_every == 0 or epoch + 1 == config.epochs
-    )
-    return steps, validations * config.num_val
-
-
-def render_seconds_per_scene(count: int = 24) -> float:
-    """Seconds to render and resize one ``paper`` synthetic scene on one core of this CPU."""
-    torch.set_num_threads(1)
-    config = build_config("unet", "paper", "synthetic", device="cpu")
-    scenes = build_dataset(
-        "synthetic", None, "train", num_images=count, resize=config.resize, crop=config.crop
-    )
-    start = time.perf_counter()
-    scenes.prepare(processes=1, cache_dir=False)  # rendered, as a fresh machine does
-    return (time.perf_counter() - start) / count
+def stage_seconds(runs, jobs: int, max_steps: int | None) -> float:
+    """Seconds of a stage's training runs and notebooks, one line printed per run."""
+    seconds = []
+    for notebook, experiment, schedule_of in runs:
+        config = build_config(experiment, "paper", "synthetic", max_steps=max_steps)
+        if schedule_of is not None:
+            config = dataclasses.replace(
+                config, lr=build_config(schedule_of, "paper", "synthetic").lr
+            )
+        steps = config.epochs * steps_per_epoch(config)
+        if config.max_steps is not None:
+            steps = min(steps, config.max_steps)
+        per_step, rest = MEASURED[experiment]
+        seconds.append(steps * per_step + rest)
+        print(
+            f"   notebook {notebook}, {experiment} (lr {config.lr:g}): {steps:,} steps of "
+            f"{per_step * 1e3:.1f} ms and {rest:.0f} s besides: {seconds[-1]:.0f} s"
+        )
+    training = sum(seconds)
+    if jobs > 1:
+        training = min(training, SHARED_SLOWDOWN * max(seconds))
+        print(
+            f"   {jobs} at a time on the GPU: {training:.0f} s if sharing slows each by "
+            f"{SHARED_SLOWDOWN:g}x (assumed; one at a time: {sum(seconds):.0f} s)"
+        )
+    notebooks = len({notebook for notebook, _, _ in runs})
+    print(f"   notebooks' own work: {NOTEBOOK_S * notebooks} s")
+    return training + NOTEBOOK_S * notebooks
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=tuple(STAGES), default="main")
-    parser.add_argument("--peak-tflops", type=float, default=790.0)
-    parser.add_argument("--utilisation", type=float, default=0.3)
-    parser.add_argument("--step-floor-ms", type=float, default=10.0)
     parser.add_argument("--limit-minutes", type=float, default=9.0)
-    parser.add_argument("--gpu-cores", type=int, default=16, help="the GPU machine's CPUs")
     parser.add_argument("--max-steps", type=int, default=None)
     args = parser.parse_args()
-    rate = args.peak_tflops * 1e12 * args.utilisation
-    floor = args.step_floor_ms / 1e3
-    print(
-        f"== estimate of stage {args.stage}: {args.utilisation:.0%} of {args.peak_tflops:g} "
-        f"TFLOP/s, at least {args.step_floor_ms:g} ms per step (assumptions), limit "
-        f"{args.limit_minutes:g} min"
-    )
-    total = 0.0
-    if args.stage == "second":
+    runs, jobs = STAGES[args.stage]
+    print(f"== estimate of stage {args.stage} on one H200, limit {args.limit_minutes:g} min")
+    if not runs:
         total = BENCHMARK_ESTIMATE_S
-        print(f"   benchmarks/run.py --profile paper: {total:.0f} s (its earlier runs' time)")
+        print(f"   benchmarks at paper: {total:.0f} s (their earlier runs' time)")
     else:
-        per_scene = render_seconds_per_scene()
-        notebooks = sorted({notebook for notebook, _, _ in STAGES[args.stage]})
-        for notebook, experiment, schedule_of in STAGES[args.stage]:
-            config = build_config(
-                experiment, "paper", "synthetic", device="cpu", max_steps=args.max_steps
-            )
-            if schedule_of is not None:
-                schedule = build_config(schedule_of, "paper", "synthetic")
-                config = dataclasses.replace(
-                    config, lr=schedule.lr, lr_milestones=schedule.lr_milestones
-                )
-            flops = training_flops(dataclasses.replace(config, amp=False), 1, "cpu")
-            flops *= config.batch_size
-            step = max(flops / rate, floor)
-            steps, images = steps_and_images(config)
-            validation = images / config.batch_size * max(flops / 3 / rate, floor / 3)
-            scenes = (config.num_train + config.num_val) * per_scene / args.gpu_cores
-            seconds = steps * step + validation + scenes
-            total += seconds
-            print(
-                f"   notebook {notebook}, {experiment} (lr {config.lr:g}): {steps:,} steps of "
-                f"{flops / 1e9:,.0f} GFLOP, {step * 1e3:.1f} ms each; {images:,} validated "
-                f"images; scenes {scenes:.0f} s: {seconds:.0f} s"
-            )
-        total += NOTEBOOK_OVERHEAD_S * len(notebooks)
-        print(f"   notebooks' own work: {NOTEBOOK_OVERHEAD_S * len(notebooks)} s")
+        total = stage_seconds(runs, jobs, args.max_steps)
     fits = total <= 60 * args.limit_minutes
     print(
         f"== stage {args.stage}: about {total / 60:.1f} min estimated "

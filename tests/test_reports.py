@@ -47,7 +47,12 @@ def test_table1_puts_the_step_time_ratio_under_the_step_times(monkeypatch):
     assert table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (ours)"] == 0.4
     assert table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (report)"] == 0.667
     assert "(ratio 0.40, measured on the 'evaluated on' device" in semantic.compare_table1(table)
-    # the ratio row holds the measurement; the step row's seconds are rounded to 1 ms
+    assert [semantic.step_seconds(s) for s in (3.05549, 0.47016, 0.014822)] == [
+        3.055,
+        0.47,
+        0.0148,
+    ]
+    # the ratio row holds the measurement; a table's step row may be rounded to 1 ms
     table.loc[semantic.TABLE1_STEP_ROW, ["U-Net (ours)", "Seq2Seg (ours)"]] = [0.01, 0.015]
     table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (ours)"] = 1.449
     assert "(ratio 1.45, measured on" in semantic.compare_table1(table)

@@ -96,6 +96,12 @@ TABLE1_STEP_ROW = f"training step, batch {TABLE1_STEP_BATCH} (s)"
 STEP_TIME_RATIO = "step time ratio Seq2Seg / U-Net"  # the row under it
 
 
+def step_seconds(seconds: float) -> float:
+    """A step time for Table 1: to the millisecond, three significant digits under 0.1 s (a
+    GPU's steps)."""
+    return round(seconds, 3) if seconds >= 0.1 else float(f"{seconds:.3g}")
+
+
 def table1(run_dirs, models, names, baseline, steps: dict[str, float]) -> pd.DataFrame:
     """Table 1: ours next to the report's, per model, plus the majority-class baseline;
     ``steps``: the seconds of a training step of each model at ``TABLE1_STEP_BATCH``."""
@@ -105,7 +111,7 @@ def table1(run_dirs, models, names, baseline, steps: dict[str, float]) -> pd.Dat
         report = paper.TABLE1[key]
         columns[f"{name} (ours)"] = {
             "parameters (M)": round(count_parameters(models[key]) / 1e6, 2),
-            TABLE1_STEP_ROW: round(steps[key], 3),
+            TABLE1_STEP_ROW: step_seconds(steps[key]),
             "train accuracy (%)": percent(final["train_accuracy"]),
             "val accuracy (%)": percent(final["val_accuracy"]),
             "val mIoU (%)": percent(final["val_miou"]),
