@@ -164,11 +164,11 @@ def skip_roles(table: pd.DataFrame) -> list[str]:
     """The labels of the skip connection's three variants in a table of them (notebook 02's
     ``claims.semantic.skip_table``, notebook 07's ``skip_study``), in the order the claims take
     them: with skip, without skip at its own rate, without skip at the rate of the run with
-    skip. Found by the ``model`` and ``lr`` columns; a table written before it had them gives
-    them in that order."""
+    skip. Found by the ``model`` and ``lr`` columns."""
+    missing = {"model", "lr"} - set(table.columns)
+    if missing:
+        raise ValueError(f"a table of the skip variants needs the columns {sorted(missing)}")
     labels = list(seed_values(table, "val accuracy (%)"))
-    if "model" not in table.columns:
-        return labels[:3]  # one seed: the majority class's row comes last
     first_row = {}
     for name, row in table.iterrows():
         variant = row.get("variant")

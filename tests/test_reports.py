@@ -13,14 +13,15 @@ from seqseg_lib.verdicts import BEYOND_THE_REPORT, OUR_CHECK
 
 def table1(unet_val: float, s2s_val: float, ratio: float) -> pd.DataFrame:
     """Table 1 by hand: U-Net's step 1 s, Seq2Seg's ``ratio`` s."""
-    rows = ["parameters (M)", semantic.TABLE1_STEP_ROW, "val accuracy (%)", "val mIoU (%)"]
+    rows = ["parameters (M)", semantic.TABLE1_STEP_ROW, semantic.STEP_TIME_RATIO]
+    rows += ["val accuracy (%)", "val mIoU (%)"]
     return pd.DataFrame(
         {
-            "U-Net (ours)": [7.76, 1.0, unet_val, 30.0],
-            "U-Net (report)": [7.8, 0.3, 82.75, None],
-            "Seq2Seg (ours)": [3.6, ratio, s2s_val, 20.0],
-            "Seq2Seg (report)": [50.8, 0.2, 80.2, None],
-            "majority class 'road'": [None, None, 30.0, 2.0],
+            "U-Net (ours)": [7.76, 1.0, None, unet_val, 30.0],
+            "U-Net (report)": [7.8, 0.3, None, 82.75, None],
+            "Seq2Seg (ours)": [3.6, ratio, ratio, s2s_val, 20.0],
+            "Seq2Seg (report)": [50.8, 0.2, 0.667, 80.2, None],
+            "majority class 'road'": [None, None, None, 30.0, 2.0],
         },
         index=rows,
     )
@@ -56,8 +57,6 @@ def test_table1_puts_the_step_time_ratio_under_the_step_times(monkeypatch):
     table.loc[semantic.TABLE1_STEP_ROW, ["U-Net (ours)", "Seq2Seg (ours)"]] = [0.01, 0.015]
     table.loc[semantic.STEP_TIME_RATIO, "Seq2Seg (ours)"] = 1.449
     assert "(ratio 1.45, measured on" in semantic.compare_table1(table)
-    table = table.drop(semantic.STEP_TIME_RATIO)  # a table written before the ratio row
-    assert "(ratio 1.50, measured on" in semantic.compare_table1(table)
 
 
 def test_claims_follow_the_numbers():
@@ -92,7 +91,7 @@ def test_claims_follow_the_numbers():
     )
     assert "runs (notebook 09 trains the report's numbers of steps)" in text
     assert "our U-Net trained" not in text  # more than half the report's steps
-    skip = pd.DataFrame({"val accuracy (%)": [80.0, 79.8, 40.0]}, index=["with", "no", "fast"])
+    skip = skip_table({"with": 80.0, "no": 79.8, "fast": 40.0})
     text = semantic.compare_skip(skip, {"accuracy": 0.3})
     assert "at its own learning rate (report 80.20" in text
     assert "'with' against 'no'): not reproduced (one seed)" in text
@@ -103,7 +102,7 @@ def test_the_skip_connection_is_judged_at_the_same_rate():
     """CamVid at ``paper``: with skip at 1e-4 66.89, without at 5e-5 61.93, without at 1e-4
     66.91. Each at its own rate the skip connection "helps"; at the same rate it does not."""
     names = ["Seq2Seg (lr 0.0001)", "Seq2Seg no skip (lr 5e-05)", "no skip at Seq2Seg's lr"]
-    skip = pd.DataFrame({"val accuracy (%)": [66.89, 61.93, 66.91]}, index=names)
+    skip = skip_table(dict(zip(names, [66.89, 61.93, 66.91])))
     same, own, fails = semantic.compare_skip(skip, {"accuracy": 0.2841}).splitlines()
     assert "both at the same learning rate" in same and "not reproduced (one seed)" in same
     assert "-0.02 points" in same
@@ -127,28 +126,46 @@ def test_the_skip_claims_find_their_runs_by_model_and_rate():
     same, own, _ = semantic.compare_skip(table, {"accuracy": 0.2841}).splitlines()
     assert "'with skip' against 'no skip, 1e-4'" in same and "-0.02 points" in same
     assert "'with skip' against 'no skip, 5e-5'" in own and "+4.96 points" in own
-    seeded = seeded_skip_table(
-        {name: [row["val accuracy (%)"]] * 3 for name, row in rows.items() if "model" in row}
+    seeded = seeded_skip_table(  # in the roles' order, then the rows shuffled
+        {
+            name: [rows[name]["val accuracy (%)"]] * 3
+            for name in ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+        }
     )
-    keys = {
-        name: {"model": row["model"], "lr": row["lr"]}
-        for name, row in rows.items()
-        if "model" in row
-    }
-    for column in ("model", "lr"):
-        seeded[column] = [keys.get(variant, {}).get(column) for variant in seeded["variant"]]
+    seeded = seeded.iloc[::-1]
     assert verdicts.skip_roles(seeded) == ["with skip", "no skip, 5e-5", "no skip, 1e-4"]
+
+
+# the key columns of the skip variants, in the order tests give them: with skip, without skip
+# at its own rate, without skip at the rate of the run with skip
+SKIP_KEYS = [
+    {"model": "seq2seg", "lr": 1e-4},
+    {"model": "seq2seg-noskip", "lr": 5e-5},
+    {"model": "seq2seg-noskip", "lr": 1e-4},
+]
+
+
+def skip_table(values: dict[str, float]) -> pd.DataFrame:
+    """A one-seed ``skip_table``: the three variants in ``SKIP_KEYS``'s order, then the
+    majority class."""
+    rows = {
+        name: {"val accuracy (%)": value} | keys
+        for (name, value), keys in zip(values.items(), SKIP_KEYS)
+    }
+    rows["majority class 'road'"] = {"val accuracy (%)": 28.41}
+    return pd.DataFrame(rows).T
 
 
 def seeded_skip_table(values: dict[str, list[float]]) -> pd.DataFrame:
     """A ``skip_table`` of several seeds: each variant's seed rows, then its mean row."""
     rows = {}
-    for variant, accuracies in values.items():
+    for (variant, accuracies), keys in zip(values.items(), SKIP_KEYS):
         for seed, accuracy in enumerate(accuracies):
             rows[f"{variant}, seed {seed}"] = {"val accuracy (%)": accuracy}
-            rows[f"{variant}, seed {seed}"] |= {"variant": variant, "seed": str(seed)}
+            rows[f"{variant}, seed {seed}"] |= {"variant": variant, "seed": str(seed)} | keys
         mean = sum(accuracies) / len(accuracies)
         rows[f"{variant}, mean"] = {"val accuracy (%)": mean, "variant": variant, "seed": "mean"}
+        rows[f"{variant}, mean"] |= keys
     rows["majority class 'road'"] = {"val accuracy (%)": 30.0}
     return pd.DataFrame(rows).T
 
@@ -184,7 +201,7 @@ def test_tables_print_empty_cells_as_a_dash():
     from seqseg_lib.plotting import to_markdown
 
     text = to_markdown(table1(80.0, 78.0, 0.6))
-    assert "nan" not in text and text.count("–") == 4
+    assert "nan" not in text and text.count("–") == 7  # 4 empty cells and 3 of the ratio row
 
 
 def test_summarize_writes_every_table_with_its_provenance(tmp_path):
@@ -460,10 +477,7 @@ def test_a_one_seed_verdict_is_judged_against_the_spread_its_kind_measured(tmp_p
     )
     meta = {"profile": "cpu", "dataset": "camvid", "seed": "0, 1, 2"}
     save_table(seeded, "table_skip_ablation_camvid_cpu", tmp_path, meta)
-    one = pd.DataFrame(
-        {"val accuracy (%)": [66.5, 61.9, 65.0, 28.4]},
-        index=["with", "own", "fast", "majority class 'road'"],
-    )
+    one = skip_table({"with": 66.5, "own": 61.9, "fast": 65.0})
     save_table(one, "table_skip_ablation_camvid_paper", tmp_path, meta | {"profile": "paper"})
     text = claims.summarize(tmp_path).read_text()
     assert "connection (Sec. 2.2-2.3, Table 1's third column): 2.00 points (camvid, cpu" in text
