@@ -478,7 +478,7 @@ TRANSFORMER_EPOCHS = {
     "paper": {"hungarian-unet": 30, "seq2seg-panoptic": 30, "eomt": 30},
 }
 TRANSFORMER_LABELS = {
-    "hungarian-unet": "Hungarian U-Net (Sec. 4)",
+    "hungarian-unet": "Hungarian U-Net (Sec. 4's model, on these crops)",
     "seq2seg-panoptic": "ours: Seq2Seg with object queries, dot-product masks",
     "eomt": "EoMT (transformers' EomtForUniversalSegmentation)",
 }
