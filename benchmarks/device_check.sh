@@ -76,7 +76,7 @@ import importlib
 
 modules = ["torch", "transformers", "scipy", "pandas", "tabulate", "matplotlib", "seaborn",
            "papermill", "nbformat", "ipykernel", "ipywidgets", "cityscapesscripts", "mlxtend",
-           "pycocotools"]
+           "pycocotools", "submitit"]
 missing = []
 for name in modules:
     try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch into .whl/ the wheels a GPU machine without internet needs to run device_check.sh:
-# the notebook and data packages of requirements.txt that a PyTorch GPU image seldom has,
+# the notebook, data and job-launching packages of requirements.txt that a PyTorch GPU image seldom has,
 # with their dependencies, for its Python (default 3.12, x86-64 Linux). Packages such an
 # image already holds (the scientific stack; --have adds names) are left out to keep the
 # folder small (about 20 MB). device_check.sh installs whatever .whl/ holds.
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 wanted=()
-for name in papermill ipykernel ipywidgets nbformat cityscapesscripts mlxtend pycocotools; do
+for name in papermill ipykernel ipywidgets nbformat cityscapesscripts mlxtend pycocotools submitit; do
   wanted+=("$(grep -i "^$name==" requirements.txt)")
 done
 rm -rf .whl && mkdir .whl
