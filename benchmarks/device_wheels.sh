@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fetch into .whl/ the wheels a GPU machine without internet needs to run device_check.sh:
-# the notebook, data and job-launching packages of requirements.txt that a PyTorch GPU image seldom has,
-# with their dependencies, for its Python (default 3.12, x86-64 Linux). Packages such an
-# image already holds (the scientific stack; --have adds names) are left out to keep the
-# folder small (about 20 MB). device_check.sh installs whatever .whl/ holds.
+# the notebook, data and job-launching packages of requirements.txt that a PyTorch GPU image
+# seldom has, with their dependencies, for its Python (default 3.12, x86-64 Linux). Packages
+# such an image already holds (the scientific stack; --have adds names) are left out to keep
+# the folder small (about 20 MB). device_check.sh installs whatever .whl/ holds.
 #
 #   benchmarks/device_wheels.sh [--python-version 3.12] [--have NAME]...
 set -euo pipefail
