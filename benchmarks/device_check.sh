@@ -71,8 +71,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ "$device" = cpu ] && export CUDA_VISIBLE_DEVICES=""
 
 # -- what is missing, said at once ------------------------------------------------------------
+# (the packages the notebooks and the library import when they run, then every module of the
+# library itself, which names whatever else it imports at its top)
 missing="$("$SEQSEG_PYTHON" - <<'EOF'
 import importlib
+import pkgutil
 
 modules = ["torch", "transformers", "scipy", "pandas", "tabulate", "matplotlib", "seaborn",
            "papermill", "nbformat", "ipykernel", "ipywidgets", "cityscapesscripts", "mlxtend",
@@ -83,6 +86,15 @@ for name in modules:
         importlib.import_module(name)
     except ImportError:
         missing.append(name)
+if "torch" not in missing:
+    import seqseg_lib
+
+    for module in pkgutil.walk_packages(seqseg_lib.__path__, "seqseg_lib."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError as error:  # also a name that the installed version lacks
+            name = error.name or module.name
+            missing += [name] if name not in missing else []
 print(" ".join(missing))
 EOF
 )"

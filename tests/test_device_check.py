@@ -32,6 +32,17 @@ def test_missing_packages_are_named_at_once_with_the_way_to_get_them(tmp_path):
     assert "benchmarks/device_wheels.sh" in said
 
 
+def test_a_package_only_the_library_imports_is_named_too(tmp_path):
+    """tqdm is in no list of the check: importing the library's modules finds it missing."""
+    hidden = tmp_path / "hidden" / "tqdm"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError('hidden', name='tqdm')\n")
+    result = run(["--out", str(tmp_path / "out")], tmp_path, PYTHONPATH=str(hidden.parent))
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = (result.stdout + result.stderr).split("missing Python packages:")[1].splitlines()[0]
+    assert "tqdm" in said.split()
+
+
 def test_a_failing_stage_is_reported_and_the_summary_still_printed(tmp_path):
     """The second stage at an unknown benchmark profile fails; the check says so, prints its
     seconds and archives what it has under --out."""
