@@ -23,9 +23,9 @@
 # Missing Python packages are named at once: on a machine with internet run
 # benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
 # On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
-# --out DIR runs every line of this path (add --skip or --second for the others; on 2 busy
-# cores about 10 minutes for notebooks 01 and 02, 3 of them for the skip stage; 4 for the
-# second, its optimizations.py compiling four models).
+# --out DIR runs every line of this path (add --skip or --second for the others; on 2 cores
+# about 2 minutes for the main stage, 3 for the skip stage, 2 for the second, its
+# optimizations.py compiling four models).
 # Python: $SEQSEG_PYTHON, else .venv/bin/python, else python3 (a GPU image's own PyTorch).
 # A copy without .git: SEQSEG_COMMIT=<commit> names the code in the tables' provenance.
 set -uo pipefail
