@@ -21,11 +21,16 @@ def run(args, tmp_path, **env):
     )
 
 
-def test_missing_packages_are_named_at_once_with_the_way_to_get_them(tmp_path):
-    hidden = tmp_path / "hidden" / "papermill"
+def run_without(package: str, error: str, tmp_path):
+    """The check with ``package`` hidden: a package of that name that raises ``error``."""
+    hidden = tmp_path / "hidden" / package
     hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text("raise ImportError('not on this machine')\n")
-    result = run(["--out", str(tmp_path / "out")], tmp_path, PYTHONPATH=str(hidden.parent))
+    (hidden / "__init__.py").write_text(f"raise {error}\n")
+    return run(["--out", str(tmp_path / "out")], tmp_path, PYTHONPATH=str(hidden.parent))
+
+
+def test_missing_packages_are_named_at_once_with_the_way_to_get_them(tmp_path):
+    result = run_without("papermill", "ImportError('not on this machine')", tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     said = result.stdout + result.stderr  # (the check's log takes both)
     assert "missing Python packages: papermill" in said
@@ -34,10 +39,7 @@ def test_missing_packages_are_named_at_once_with_the_way_to_get_them(tmp_path):
 
 def test_a_package_only_the_library_imports_is_named_too(tmp_path):
     """tqdm is in no list of the check: importing the library's modules finds it missing."""
-    hidden = tmp_path / "hidden" / "tqdm"
-    hidden.mkdir(parents=True)
-    (hidden / "__init__.py").write_text("raise ModuleNotFoundError('hidden', name='tqdm')\n")
-    result = run(["--out", str(tmp_path / "out")], tmp_path, PYTHONPATH=str(hidden.parent))
+    result = run_without("tqdm", "ModuleNotFoundError('hidden', name='tqdm')", tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     said = (result.stdout + result.stderr).split("missing Python packages:")[1].splitlines()[0]
     assert "tqdm" in said.split()
