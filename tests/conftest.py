@@ -13,9 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("SEQSEG_PROGRESS", "none")
-# The cache of resized real-dataset files goes to a scratch folder, not the user's.
-os.environ.setdefault("SEQSEG_CACHE", tempfile.mkdtemp(prefix="seqseg-test-cache-"))
-atexit.register(shutil.rmtree, os.environ["SEQSEG_CACHE"], ignore_errors=True)
+# The data caches (rendered synthetic scenes, resized real-dataset files) go to a scratch
+# folder, not the user's. Only the process that made it removes it, at its exit: under
+# pytest-xdist the controller, whose workers inherit the variable and share the folder (a
+# worker that removed it when its own tests ended would pull it from under the others' runs).
+# A folder named by the caller is theirs and stays.
+if "SEQSEG_CACHE" not in os.environ:
+    os.environ["SEQSEG_CACHE"] = tempfile.mkdtemp(prefix="seqseg-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SEQSEG_CACHE"], ignore_errors=True)
 # The suite's models are tiny: one thread avoids threading overhead (and oversubscription when
 # the machine is shared). Subprocesses started by tests inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

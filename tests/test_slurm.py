@@ -205,7 +205,7 @@ def test_slurm_jobs_train_a_plan_and_a_requeued_job_resumes_its_run(tmp_path, cl
         alone = engine.load_or_train(config, tmp_path / "alone", "long")
     finally:
         launcher.join(timeout=600)
-    assert [(r.state, r.job_id) for r in results] == [("finished", job)], said
+    assert [(r.state, r.job_id) for r in results] == [("finished", job)], job_logs(said, runs, job)
     assert f"[1/1] resumed  {run_dir.name} (job {job})" in said
     assert step < 200, "the run ended before it could be signalled: make it longer"
     log = (runs / ".jobs" / f"{job}_0_log.out").read_text()
@@ -218,6 +218,14 @@ def test_slurm_jobs_train_a_plan_and_a_requeued_job_resumes_its_run(tmp_path, cl
     expected = load_checkpoint(alone / "checkpoint.pt")["model"]
     assert all(torch.equal(weights[key], expected[key]) for key in expected)
     assert untimed(engine.read_metrics(run_dir)) == untimed(engine.read_metrics(alone))
+
+
+def job_logs(said: list[str], runs: Path, job: str) -> str:
+    """What the launcher said, then the job's own logs: why a job failed, in the failure."""
+    parts = ["\n".join(said)]
+    for log in sorted((runs / ".jobs").glob(f"{job}_*_log.*")):
+        parts.append(f"--- {log.name} ---\n{log.read_text()[-4000:]}")
+    return "\n".join(parts)
 
 
 def checkpointed_step(run_dir: Path) -> int | None:
