@@ -5,11 +5,16 @@ per epoch: train and validation loss terms and metrics), ``checkpoint.pt`` (mode
 schedulers, RNG states, running metrics and position) and ``status.json`` (the checkpoint's
 position and the run's number of epochs, so that a run's state is read without loading its
 checkpoint). Files are written to a temporary file, then renamed: a crash while writing leaves
-the previous file intact.
+the previous file intact. A signal whose handler raises (Ctrl-C; the time-limit signal at which
+submitit requeues a job and exits) is handled once the file is written (``signals_held``).
 """
 
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +28,47 @@ METRICS = "metrics.jsonl"
 STATUS = "status.json"
 
 
+# Signals whose Python handler may raise: Ctrl-C, termination, and the signals at which Slurm
+# and submitit end or requeue a job (submitit's requeue exits with SystemExit).
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """The block with the Python handlers of ``HELD_SIGNALS`` held back: a signal that arrives
+    meanwhile is raised again when the block ends, its handler back in place. Raised in the
+    middle of a write, a handler's exception can come out as another one: inside ``torch.save``
+    submitit's ``SystemExit`` became a ``RuntimeError`` of the zip writer, and a job being
+    requeued was reported failed. Python handles signals in its main thread only: in another
+    thread the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {n: signal.getsignal(n) for n in HELD_SIGNALS}
+    handlers = {n: handler for n, handler in handlers.items() if callable(handler)}
+    arrived: dict[int, None] = {}  # in order of arrival, each once (as the kernel keeps them)
+    for number in handlers:
+        signal.signal(number, lambda signum, frame: arrived.setdefault(signum))
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for number in arrived:
+            signal.raise_signal(number)
+
+
 def write_atomically(path: Path, write) -> None:
     """``write(handle)`` into a temporary file in the same folder, flushed to disk, then
-    renamed over ``path``: a crash at any moment leaves either the old file or the new one."""
+    renamed over ``path``: a crash at any moment leaves either the old file or the new one,
+    and a signal is handled after the rename (``signals_held``)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with signals_held():
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Faults, through the command line in subprocesses: a run killed with SIGKILL resumes to
 bit-identical weights; a crash while a checkpoint or ``metrics.jsonl`` is written leaves the
-previous file."""
+previous file; a signal that arrives while a checkpoint is written is handled once it is."""
 
+import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,7 @@ import torch
 from conftest import REPO, untimed
 
 from seqseg_lib import __main__ as cli
-from seqseg_lib import engine
+from seqseg_lib import engine, runs
 from seqseg_lib.experiments import EXPERIMENTS
 
 # Runs the real command line, but SIGKILLs itself at the optimizer update of training step
@@ -139,3 +141,43 @@ def test_a_kill_while_metrics_are_rewritten_loses_no_history(tmp_path, straight)
     assert metrics.read_bytes() == history, "the history was lost or changed"
     assert train_here(*args) == 0
     assert_same_run(tmp_path, straight("unet"))
+
+
+def exit_as_submitit_requeues(signum, frame):
+    sys.exit(-1)  # submitit's handler of the time-limit signal, once the job is requeued
+
+
+@pytest.mark.parametrize(
+    ("signum", "handler", "raised"),
+    [
+        (signal.SIGUSR2, exit_as_submitit_requeues, SystemExit),
+        (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),  # Ctrl-C
+    ],
+)
+def test_a_signal_during_a_checkpoint_is_handled_once_it_is_written(
+    tmp_path, monkeypatch, signum, handler, raised
+):
+    """The signal arrives with half the checkpoint's bytes written: its handler's exception
+    comes after the rename, the checkpoint whole, the handler back in place."""
+    save = torch.save
+
+    def save_signalled_halfway(state, handle):
+        data = io.BytesIO()
+        save(state, data)
+        handle.write(data.getvalue()[: len(data.getvalue()) // 2])
+        os.kill(os.getpid(), signum)
+        handle.write(data.getvalue()[len(data.getvalue()) // 2 :])
+
+    monkeypatch.setattr(torch, "save", save_signalled_halfway)
+    previous = signal.signal(signum, handler)
+    try:
+        state = {"model": {"weight": torch.arange(6.0)}, "position": {"global_step": 3}}
+        with pytest.raises(raised):
+            runs.save_checkpoint(tmp_path / engine.CHECKPOINT, state)
+        assert signal.getsignal(signum) is handler
+    finally:
+        signal.signal(signum, previous)
+    loaded = engine.load_checkpoint(tmp_path / engine.CHECKPOINT)
+    assert torch.equal(loaded["model"]["weight"], state["model"]["weight"])
+    assert loaded["position"] == state["position"]
+    assert not (tmp_path / "checkpoint.pt.tmp").exists()
