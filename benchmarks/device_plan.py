@@ -1,7 +1,7 @@
 """How long each stage of ``device_check.sh`` takes on one H200, said before it runs.
 
     python benchmarks/device_plan.py [--stage main|skip|second] [--limit-minutes 9]
-                                     [--max-steps N]
+                                     [--max-steps N] [--repeats N]
 
 Every training run of a stage is at the ``paper`` profile on the synthetic scenes (the report's
 2,975 scenes, 123 steps per epoch, 45 and 30 epochs); its steps come from its config and its
@@ -11,8 +11,11 @@ times the steps, plus the rest of a run (process start, rendering the scenes, va
 checkpoints: its wall clock less its training). A stage that trains its runs ``jobs`` at a time
 on the one GPU is taken as ``SHARED_SLOWDOWN`` times its longest run, at most the sum of its
 runs: an assumption until measured (one Seq2Seg step uses 7% of the GPU's bfloat16 matrix
-rate, ``reports/benchmarks.md``). Prints one line per run, the stage's total against
-``--limit-minutes``, and exits 1 when the stage is estimated over it.
+rate, ``reports/benchmarks.md``). The second stage's benchmarks are taken at the rate of their
+one H200 call, per experiment and round (an upper bound: that call's start is in it), and
+``optimizations.py`` at an assumed ``OPTIMIZATIONS_S`` per experiment (unmeasured). Prints one
+line per run, the stage's total against ``--limit-minutes``, and exits 1 when the stage is
+estimated over it.
 """
 
 import argparse
@@ -21,7 +24,7 @@ import os
 import sys
 
 from seqseg_lib.claims.semantic_scale import steps_per_epoch
-from seqseg_lib.experiments import build_config
+from seqseg_lib.experiments import EXPERIMENTS, build_config
 
 # (seconds per training step, seconds of the rest of the run), measured on one H200: Seq2Seg
 # 162.0 s for 5,535 steps in 3.5 minutes, U-Net 68.3 s for 3,690 in 1.8, no skip 139.2 s for
@@ -46,10 +49,13 @@ STAGES = {
         ],
         3,
     ),
-    "second": ([], 1),  # benchmarks/run.py and optimizations.py: their own timing
+    "second": ([], 1),  # benchmarks/run.py and optimizations.py: see second_stage_seconds
 }
 NOTEBOOK_S = 45  # a notebook's own work (kernel start, baseline, step timing, figures): 34 s for 01
-BENCHMARK_ESTIMATE_S = 240  # run.py at paper: six experiments, interleaved rounds, memory
+# benchmarks/run.py at paper on one H200: 62 s for the call with two experiments at 2 rounds
+RUN_PY_S_PER_EXPERIMENT_ROUND = 62 / (2 * 2)
+OPTIMIZATIONS_EXPERIMENTS = 4  # device_check.sh: seq2seg unet mnist-easy hungarian-unet
+OPTIMIZATIONS_S = 45  # per experiment: eager, fused Adam and a torch.compile (assumed)
 
 
 def stage_seconds(runs, jobs: int, max_steps: int | None) -> float:
@@ -82,17 +88,33 @@ def stage_seconds(runs, jobs: int, max_steps: int | None) -> float:
     return training + NOTEBOOK_S * notebooks
 
 
+def second_stage_seconds(repeats: int) -> float:
+    """Seconds of the second stage: run.py over every experiment, then optimizations.py."""
+    benchmarks = RUN_PY_S_PER_EXPERIMENT_ROUND * len(EXPERIMENTS) * repeats
+    print(
+        f"   run.py: {len(EXPERIMENTS)} experiments x {repeats} rounds x "
+        f"{RUN_PY_S_PER_EXPERIMENT_ROUND:.1f} s (measured rate, call's start included): "
+        f"{benchmarks:.0f} s"
+    )
+    optimizations = OPTIMIZATIONS_S * OPTIMIZATIONS_EXPERIMENTS
+    print(
+        f"   optimizations.py: {OPTIMIZATIONS_EXPERIMENTS} experiments x {OPTIMIZATIONS_S} s "
+        f"(assumed, not measured): {optimizations} s"
+    )
+    return benchmarks + optimizations
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stage", choices=tuple(STAGES), default="main")
     parser.add_argument("--limit-minutes", type=float, default=9.0)
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=2, help="the second stage's rounds")
     args = parser.parse_args()
     runs, jobs = STAGES[args.stage]
     print(f"== estimate of stage {args.stage} on one H200, limit {args.limit_minutes:g} min")
-    if not runs:
-        total = BENCHMARK_ESTIMATE_S
-        print(f"   benchmarks at paper: {total:.0f} s (their earlier runs' time)")
+    if args.stage == "second":
+        total = second_stage_seconds(args.repeats)
     else:
         total = stage_seconds(runs, jobs, args.max_steps)
     fits = total <= 60 * args.limit_minutes

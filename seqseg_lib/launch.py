@@ -16,7 +16,8 @@ trains the runs one after the other in this process, with the same lines (for de
   one's) submitit calls ``TrainJob.checkpoint``, which requeues the job as it was; the job
   calls ``load_or_train`` again, which resumes from the run's last checkpoint. The engine
   writes one every ``Config.checkpoint_every`` steps and every ``checkpoint_epochs`` epochs:
-  the steps after it are trained again, to the same weights.
+  the steps after it are trained again, to the same weights. A signal that arrives while a
+  checkpoint is written is handled once it is (``runs.signals_held``).
 - A run directory is trained by one process at a time (``seqseg_lib.runlock``): a job asking
   for a run that another process trains waits for it, then finds it done.
 
