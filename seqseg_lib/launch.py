@@ -18,6 +18,9 @@ trains the runs one after the other in this process, with the same lines (for de
   writes one every ``Config.checkpoint_every`` steps and every ``checkpoint_epochs`` epochs:
   the steps after it are trained again, to the same weights. A signal that arrives while a
   checkpoint is written is handled once it is (``runs.signals_held``).
+- Preemption: a job that the cluster requeues runs again from its run's last checkpoint. A
+  Slurm job has ended when the queue says so (``has_ended``), not when an attempt has left a
+  result: one ended by the requeue can leave an error.
 - A run directory is trained by one process at a time (``seqseg_lib.runlock``): a job asking
   for a run that another process trains waits for it, then finds it done.
 
@@ -411,7 +414,7 @@ def _run_jobs(
             time.sleep(poll_seconds)
             for item in list(running):
                 _watch(item, say)
-                if item.job.done():
+                if has_ended(item.job):
                     results[item.task.number] = _ended(item, say)
                     running.remove(item)
                     free.append(item.slot)
@@ -424,6 +427,17 @@ def _run_jobs(
             say(f"interrupted; Slurm jobs {jobs} go on (scancel {jobs} stops them)")
         raise
     return results
+
+
+def has_ended(job: submitit.Job) -> bool:
+    """Whether ``job`` runs no more. A local job: once its result file is written (submitit's
+    ``done``). A Slurm job: once the queue says so (``ENDED``), whatever result file an attempt
+    left: one that the cluster requeues can end in an error (preempted, its DataLoader workers
+    terminated, the process raises) and write it, and the job then runs again from its run's
+    last checkpoint."""
+    if isinstance(job, submitit.SlurmJob):
+        return job.state in ENDED
+    return job.done()
 
 
 def _submit(

@@ -233,3 +233,43 @@ def checkpointed_step(run_dir: Path) -> int | None:
     status = read_status(run_dir) if (run_dir / "status.json").exists() else None
     step = status["position"]["global_step"] if status else 0
     return step or None
+
+
+@pytest.mark.slow
+def test_a_preempted_job_runs_again_and_a_failing_one_is_reported(tmp_path, cluster):
+    """Requeued by the cluster (``scontrol requeue``, as at a preemption), a job's processes
+    get SIGTERM: its DataLoader worker ends, the run's process raises and its attempt leaves an
+    error result. The launcher follows the queue, not that result: the job runs again from the
+    run's last checkpoint and is reported finished. A run that fails is reported failed."""
+    runs = tmp_path / "runs"
+    preempted = build_config(
+        "seq2seg", "smoke", epochs=100, checkpoint_every=4, num_workers=1, progress=False
+    )
+    failing = build_config("unet", "smoke", "cityscapes", data_root=str(tmp_path / "nowhere"))
+    run_dir = runs / "seq2seg-preempted-synthetic-smoke-seed0"
+    said, results = [], []
+    options = JobOptions(cpus=1, time_minutes=10)
+    plan = [(preempted, "preempted"), (failing, None)]
+    launcher = threading.Thread(
+        target=lambda: results.extend(
+            train_runs(plan, runs, None, "slurm", options, 0.5, said.append)
+        )
+    )
+    launcher.start()
+    try:
+        wait_for(lambda: checkpointed_step(run_dir), 240, "a first checkpoint")
+        job = slurm("squeue", "--noheader", f"--name={run_dir.name}", "--format=%i").strip()
+        slurm("scontrol", "requeue", job)
+        requeued = f"[1/2] requeued {run_dir.name} (job {job})"
+        wait_for(lambda: requeued in said or results, 240, "the launcher to see the job requeued")
+        slurm("scontrol", "update", f"JobId={job}", "StartTime=now")  # held two minutes else
+    finally:
+        launcher.join(timeout=600)
+    assert [r.state for r in results] == ["finished", "failed"], job_logs(said, runs, job)
+    assert f"[1/2] resumed  {run_dir.name} (job {job})" in said
+    log = (runs / ".jobs" / f"{job}_0_log.err").read_text()
+    assert "DataLoader worker" in log  # the first attempt's error, which did not end the job
+    assert results[1].error == (
+        f"ValueError: Cityscapes root '{tmp_path / 'nowhere'}' does not exist or is not a folder"
+    )
+    assert engine.is_finished(run_dir)
