@@ -2,7 +2,7 @@
 and ``munge``) started in a temporary folder and torn down after the test. The runs of a smoke
 plan finish; a run signalled mid-training, as Slurm signals a job near its time limit or when
 preempting it, is requeued and resumes from its last checkpoint to the weights of an
-uninterrupted run.
+uninterrupted run; a job that the cluster requeues itself runs again and is reported finished.
 
 Slurm and munge are installed with apt-get where they are missing and this is root; otherwise
 the test is skipped, saying why, and ``SEQSEG_REQUIRE_SLURM=1`` (CI) makes that a failure.
