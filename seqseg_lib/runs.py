@@ -6,7 +6,8 @@ schedulers, RNG states, running metrics and position) and ``status.json`` (the c
 position and the run's number of epochs, so that a run's state is read without loading its
 checkpoint). Files are written to a temporary file, then renamed: a crash while writing leaves
 the previous file intact. A signal whose handler raises (Ctrl-C; the time-limit signal at which
-submitit requeues a job and exits) is handled once the file is written (``signals_held``).
+submitit requeues a job and exits; a DataLoader worker's end) is handled once the file is
+written (``signals_held``).
 """
 
 import contextlib
@@ -28,9 +29,10 @@ METRICS = "metrics.jsonl"
 STATUS = "status.json"
 
 
-# Signals whose Python handler may raise: Ctrl-C, termination, and the signals at which Slurm
-# and submitit end or requeue a job (submitit's requeue exits with SystemExit).
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# Signals whose Python handler may raise: Ctrl-C, termination, the signals at which Slurm and
+# submitit end or requeue a job (submitit's requeue exits with SystemExit), and a child's end
+# (the DataLoader's handler raises when one of its workers dies).
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
 
 
 @contextlib.contextmanager

@@ -147,11 +147,16 @@ def exit_as_submitit_requeues(signum, frame):
     sys.exit(-1)  # submitit's handler of the time-limit signal, once the job is requeued
 
 
+def a_dataloader_worker_died(signum, frame):
+    raise RuntimeError("DataLoader worker is killed by signal")  # the DataLoader's SIGCHLD
+
+
 @pytest.mark.parametrize(
     ("signum", "handler", "raised"),
     [
         (signal.SIGUSR2, exit_as_submitit_requeues, SystemExit),
         (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),  # Ctrl-C
+        (signal.SIGCHLD, a_dataloader_worker_died, RuntimeError),
     ],
 )
 def test_a_signal_during_a_checkpoint_is_handled_once_it_is_written(
