@@ -47,15 +47,16 @@ def signals_held() -> Iterator[None]:
         yield
         return
     handlers = {n: signal.getsignal(n) for n in HELD_SIGNALS}
-    handlers = {n: handler for n, handler in handlers.items() if callable(handler)}
     arrived: dict[int, None] = {}  # in order of arrival, each once (as the kernel keeps them)
-    for number in handlers:
-        signal.signal(number, lambda signum, frame: arrived.setdefault(signum))
     try:
-        yield
+        # every handler is put back, even when one that is back already raises meanwhile
+        with contextlib.ExitStack() as restore:
+            for number, handler in handlers.items():
+                if callable(handler):
+                    restore.callback(signal.signal, number, handler)
+                    signal.signal(number, lambda signum, frame: arrived.setdefault(signum))
+            yield
     finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
         for number in arrived:
             signal.raise_signal(number)
 
