@@ -23,8 +23,8 @@ import dataclasses
 import os
 import sys
 
-from seqseg_lib.claims.semantic_scale import steps_per_epoch
 from seqseg_lib.experiments import EXPERIMENTS, build_config
+from seqseg_lib.plan import planned_steps
 
 # (seconds per training step, seconds of the rest of the run), measured on one H200: Seq2Seg
 # 162.0 s for 5,535 steps in 3.5 minutes, U-Net 68.3 s for 3,690 in 1.8, no skip 139.2 s for
@@ -36,9 +36,10 @@ MEASURED = {
 }
 SHARED_SLOWDOWN = 1.5  # each of several runs sharing the GPU, against alone (assumed)
 
-# What each stage trains: (notebook, experiment, the experiment whose learning-rate schedule it
-# takes, None for its own), and how many runs at a time. Notebook 02 trains Seq2Seg again (a
-# fresh machine has no notebook 01 run), and no skip at its own schedule and at Seq2Seg's.
+# What each training stage trains: (notebook, experiment, the experiment whose learning-rate
+# schedule it takes, None for its own), and how many runs at a time. Notebook 02 trains Seq2Seg
+# again (a fresh machine has no notebook 01 run), and no skip at its own schedule and at
+# Seq2Seg's. The second stage trains nothing (``second_stage_seconds``).
 STAGES = {
     "main": ([("01", "seq2seg", None), ("01", "unet", None)], 1),
     "skip": (
@@ -49,7 +50,6 @@ STAGES = {
         ],
         3,
     ),
-    "second": ([], 1),  # benchmarks/run.py and optimizations.py: see second_stage_seconds
 }
 NOTEBOOK_S = 45  # a notebook's own work (kernel start, baseline, step timing, figures): 34 s for 01
 # benchmarks/run.py at paper on one H200: 62 s for the call with two experiments at 2 rounds
@@ -67,9 +67,7 @@ def stage_seconds(runs, jobs: int, max_steps: int | None) -> float:
             config = dataclasses.replace(
                 config, lr=build_config(schedule_of, "paper", "synthetic").lr
             )
-        steps = config.epochs * steps_per_epoch(config)
-        if config.max_steps is not None:
-            steps = min(steps, config.max_steps)
+        steps = planned_steps(config)
         per_step, rest = MEASURED[experiment]
         seconds.append(steps * per_step + rest)
         print(
@@ -106,17 +104,16 @@ def second_stage_seconds(repeats: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=tuple(STAGES), default="main")
+    parser.add_argument("--stage", choices=(*STAGES, "second"), default="main")
     parser.add_argument("--limit-minutes", type=float, default=9.0)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="the second stage's rounds")
     args = parser.parse_args()
-    runs, jobs = STAGES[args.stage]
     print(f"== estimate of stage {args.stage} on one H200, limit {args.limit_minutes:g} min")
     if args.stage == "second":
         total = second_stage_seconds(args.repeats)
     else:
-        total = stage_seconds(runs, jobs, args.max_steps)
+        total = stage_seconds(*STAGES[args.stage], args.max_steps)
     fits = total <= 60 * args.limit_minutes
     print(
         f"== stage {args.stage}: about {total / 60:.1f} min estimated "
