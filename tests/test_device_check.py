@@ -8,6 +8,8 @@ import sys
 
 from conftest import REPO
 
+from seqseg_lib.experiments import EXPERIMENTS
+
 SCRIPT = REPO / "benchmarks" / "device_check.sh"
 
 
@@ -85,3 +87,11 @@ def test_the_plan_estimates_every_run_of_each_stage_from_the_measured_times():
     runs = [line for line in skip.stdout.splitlines() if line.strip().startswith("notebook 02")]
     assert len(runs) == 3 and "(lr 5e-05)" in runs[1] and "(lr 0.0001)" in runs[2]
     assert "3 at a time on the GPU" in skip.stdout and "(assumed; one at a time" in skip.stdout
+
+
+def test_the_second_stage_is_estimated_at_its_rounds_with_its_assumption_said():
+    result = plan("second")
+    said = result.stdout
+    assert f"{len(EXPERIMENTS)} experiments x 2 rounds x 15.5 s" in said
+    assert "optimizations.py: 4 experiments x 45 s (assumed, not measured)" in said
+    assert said.splitlines()[-1].endswith("(within 9 min)") and result.returncode == 0
