@@ -3,8 +3,8 @@
     python -m seqseg_lib train {seq2seg,seq2seg-noskip,unet,...} --profile cpu \
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
-        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile] [--[no-]wait]
-        [--threads N]
+        [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile [MODE]] [--[no-]graphs]
+        [--[no-]wait] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib runs [runs]
     python -m seqseg_lib runs plan [NOTEBOOK...] [--profile cpu] [--dataset D] [--seeds N]
@@ -100,8 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--compile",
-        action="store_true",
-        help="run the model through torch.compile (compiles for a minute or more first)",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="MODE",
+        help="run the model through torch.compile, in its default mode or MODE "
+        "(reduce-overhead, max-autotune); compiles for a minute or more first",
+    )
+    train.add_argument(
+        "--graphs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="replay the whole training step as one CUDA graph (default: where "
+        "reports/benchmarks.csv measured it faster; never on CPU)",
     )
     train.add_argument(
         "--wait",
@@ -425,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
             overrides["deterministic"] = args.deterministic
             overrides["fused_adam"], overrides["compile"] = args.fused_adam, args.compile
+            overrides["graphs"] = args.graphs
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
             if args.checkpoint_epochs is not None:

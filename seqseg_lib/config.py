@@ -44,6 +44,8 @@ RUN_CONTROL_FIELDS = (
     "deterministic",
     "fused_adam",
     "compile",
+    "graphs",
+    "check_every",
     "num_workers",
     "progress",
 )
@@ -87,7 +89,17 @@ class Config:
     # Adam's fused kernels; None: on CUDA, off on CPU, where the engine's step is measured
     # faster without them (``benchmarks/optimizations.py``)
     fused_adam: bool | None = None
-    compile: bool = False  # the model through ``torch.compile`` (same measurement)
+    # the model through ``torch.compile``: True (its default mode) or a mode's name
+    # ("reduce-overhead", "max-autotune"); False: eager (same measurement)
+    compile: bool | str = False
+    # the whole training step (forward, loss, backward, Adam) replayed as one CUDA graph
+    # (``seqseg_lib.graphs``); None: where ``reports/benchmarks.csv`` measured it faster
+    # (``paper`` on CUDA), never on CPU, where the same static step runs uncaptured
+    graphs: bool | None = None
+    # steps between the host's reads of the device-side non-finite-loss flag (each read is a
+    # synchronisation); also read at every epoch's end and before every checkpoint.
+    # None: every step on CPU (free there), every 50 on CUDA
+    check_every: int | None = None
     num_workers: int = 0
     progress: bool = True
 

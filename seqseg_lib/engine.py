@@ -199,11 +199,18 @@ class Trainer:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device, memory_format=self.memory_format)
         if self.world == 1:
-            return model, torch.compile(model) if self.config.compile else model
+            return model, self._compiled(model)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         # static_graph: the same parameters take part in every step (BERT's pooler in none)
         wrapped = DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
-        return model, torch.compile(wrapped) if self.config.compile else wrapped
+        return model, self._compiled(wrapped)
+
+    def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` through ``torch.compile`` in ``config.compile``'s mode, or itself."""
+        compile = self.config.compile
+        if not compile:
+            return model
+        return torch.compile(model, mode=None if compile is True else compile)
 
     # -- state -------------------------------------------------------------------------
     def _new_running(self) -> dict[str, Any]:
