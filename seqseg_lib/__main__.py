@@ -4,7 +4,7 @@
         --dataset synthetic --out runs/unet [--data-root PATH] [--max-steps N] \
         [--checkpoint-every N] [--validate-every N] [--seed S] [--device auto|cpu|cuda] \
         [--[no-]amp] [--[no-]deterministic] [--[no-]fused-adam] [--compile [MODE]] [--[no-]graphs]
-        [--[no-]wait] [--threads N]
+        [--check-every N] [--[no-]wait] [--threads N]
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib runs [runs]
     python -m seqseg_lib runs plan [NOTEBOOK...] [--profile cpu] [--dataset D] [--seeds N]
@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="replay the whole training step as one CUDA graph (default: where "
         "reports/benchmarks.csv measured it faster; never on CPU)",
+    )
+    train.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="steps between checks that the loss is finite (default: 1 on CPU, 50 on CUDA, "
+        "where each check waits for the GPU)",
     )
     train.add_argument(
         "--wait",
@@ -436,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {"seed": args.seed, "device": args.device, "amp": args.amp}
             overrides["deterministic"] = args.deterministic
             overrides["fused_adam"], overrides["compile"] = args.fused_adam, args.compile
-            overrides["graphs"] = args.graphs
+            overrides["graphs"], overrides["check_every"] = args.graphs, args.check_every
             if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
             if args.checkpoint_epochs is not None:

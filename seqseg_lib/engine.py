@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
 from torch.utils.data import DataLoader, Dataset
 
-from seqseg_lib import distributed
+from seqseg_lib import distributed, measured
 from seqseg_lib.config import Config
 from seqseg_lib.devices import (
     configure_device,
@@ -41,6 +41,7 @@ from seqseg_lib.devices import (
     set_rng_state,
 )
 from seqseg_lib.evaluation import (
+    autocast,
     evaluate_model,
     forward,
     memory_format,
@@ -54,6 +55,13 @@ from seqseg_lib.experiments import (
     get_experiment,
     load_config,
     prepare_run_dir,
+)
+from seqseg_lib.graphs import (
+    WholeStep,
+    float_learning_rates,
+    graph_model,
+    learning_rate,
+    tensor_learning_rates,
 )
 from seqseg_lib.loading import (
     EpochItems,
@@ -158,6 +166,10 @@ class Trainer:
         set_determinism(self.device, deterministic(config, self.device))
         configure_device(self.device)
         self.experiment = get_experiment(config.experiment)
+        given = config  # as config.json says it; run control resolved for this process:
+        self.config = config = dataclasses.replace(
+            config, graphs=self._uses_graphs(config), check_every=self._check_every(config)
+        )
         self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
         self.model, self.train_model = self._build_model()
@@ -177,18 +189,63 @@ class Trainer:
         # written once the model and the data are known to load: a refused or failed start
         # leaves no run directory behind to refuse the corrected command
         if distributed.is_main():
-            prepare_run_dir(config, self.run_dir)
+            prepare_run_dir(given, self.run_dir)
         distributed.barrier()
         self.criterion = self.experiment.build_criterion(config).to(self.device)
         fused = config.fused_adam
         fused = self.device.type == "cuda" if fused is None else fused
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
+        # the whole step in one CUDA graph: Adam's state and learning rate on the device
+        self.captures_step = (
+            config.graphs and self.experiment.graphs == "whole" and self.device.type == "cuda"
+        )
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, fused=fused, capturable=self.captures_step
+        )
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
         self._train_loader: DataLoader | None = None  # built once: ``loader``
         self._eval_loaders: dict[int, DataLoader] = {}  # per dataset: ``validate``
+        # non-finite losses since the host last looked (``check_finite``), and the first one's
+        # step (-1: none): read every ``check_every`` steps, not every step
+        self.non_finite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.first_non_finite = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._restore()
+        if self.captures_step:
+            tensor_learning_rates(self.optimizer)  # (a checkpoint may have brought floats)
+        else:
+            float_learning_rates(self.optimizer)  # (or a captured run's tensors)
+        self.step = WholeStep(self._step, self.device) if config.graphs else self._step
+        self.model_graph_seconds: float | None = None  # ``graph_model``'s, once captured
+
+    def _uses_graphs(self, config: Config) -> bool:
+        """``config.graphs``, or where it is None, whether ``reports/benchmarks.csv`` measured
+        the captured step faster than the others for this experiment, profile and precision
+        on this kind of device (never on a CPU: nothing to capture there)."""
+        graphs, name = config.graphs, config.experiment
+        if graphs is None:
+            if self.device.type != "cuda" or self.world > 1 or config.compile:
+                return False
+            precision = "bfloat16" if config.amp else "float32"
+            rows = measured.read(measured.BENCHMARKS_CSV)
+            fastest = measured.fastest_mode(rows, name, config.profile, "cuda", precision)
+            return fastest == "graphs" and self.experiment.graphs is not None
+        if graphs and self.experiment.graphs is None:
+            raise ValueError(f"--graphs: {name}'s training step cannot be captured; drop it")
+        if graphs and (self.world > 1 or config.compile):
+            raise ValueError(
+                "--graphs takes one process and no --compile: drop one of them"
+                if config.compile
+                else "--graphs: a step is captured only in one process; drop it under torchrun"
+            )
+        return graphs
+
+    def _check_every(self, config: Config) -> int:
+        """Steps between reads of the non-finite flag: every step on a CPU (a read costs
+        nothing there), every 50 on a GPU (each read waits for the GPU)."""
+        if config.check_every is not None:
+            return config.check_every
+        return 1 if self.device.type == "cpu" else 50
 
     def _build_model(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The model, and what trains it: itself, or under several processes its
@@ -247,7 +304,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write the checkpoint (rank 0; every process must call it: it gathers their states)."""
+        """Write the checkpoint (rank 0; every process must call it: it gathers their states),
+        never of weights that a non-finite loss has touched (``check_finite`` raises first)."""
+        self.check_finite()
         state = self.state_dict()
         if distributed.is_main():
             save_checkpoint(self.run_dir / CHECKPOINT, state)
@@ -356,37 +415,79 @@ class Trainer:
                 self.save()
 
     def train_step(self, images, targets) -> None:
+        """One optimiser step on a batch: ``self.step`` (eager, or replayed from a CUDA graph),
+        then its losses flagged if not finite and added to the running sums on the device."""
         timer = self.timer
         with timer("data"):
             images, targets = to_device(images, self.device), to_device(targets, self.device)
             images = images.contiguous(memory_format=self.memory_format)
+        if self.config.graphs and self.experiment.graphs == "model":
+            self._graph_model(images)
+        outputs, losses, total = self.step(images, targets)
+        with timer("optimizer"):
+            if self.step_scheduler is not None:
+                self.step_scheduler.step()  # constant once the warm-up is over
+        with timer("metrics"):
+            self._flag_non_finite(total)
+            accumulate(self.running, losses, total, batch_size(images))
+            if self.running["evaluator"] is not None:
+                self.running["evaluator"].update(detach(outputs), targets)
+        if (self.position["global_step"] + 1) % self.config.check_every == 0:
+            self.check_finite()
+        timer.end_step()
+
+    def _step(self, images, targets) -> tuple[Any, dict, torch.Tensor]:
+        """Forward, loss, backward and Adam: the step that ``graphs.WholeStep`` captures, so
+        nothing in it may wait for the host (``tests/test_gpu_path.py`` counts)."""
+        timer = self.timer
         with distributed.global_normalization():
             outputs, losses, total = forward(
                 self.train_model, self.criterion, images, targets, self.config, timer
-            )
-        # one host synchronisation, on every process: a non-finite loss on any process stops all
-        # of them here, before the backward pass's all-reduce would wait for the one that raised
-        if not distributed.all_true(torch.isfinite(total.detach())):
-            values = {k: float(v) for k, v in losses.items()}
-            raise FloatingPointError(
-                f"non-finite loss at step {self.position['global_step'] + 1} (epoch "
-                f"{self.position['epoch']}, batch {self.position['step_in_epoch']}) on "
-                f"{'this process' if self.world == 1 else 'at least one process'}: this "
-                f"process's terms {values}; the last checkpoint in {str(self.run_dir)!r} is "
-                "left as it was"
             )
         with timer("backward"):
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
         with timer("optimizer"):
             self.optimizer.step()
-            if self.step_scheduler is not None:
-                self.step_scheduler.step()  # constant once the warm-up is over
-        with timer("metrics"):
-            accumulate(self.running, losses, total, batch_size(images))
-            if self.running["evaluator"] is not None:
-                self.running["evaluator"].update(detach(outputs), targets)
-        timer.end_step()
+        return outputs, losses, total
+
+    def _graph_model(self, images: torch.Tensor) -> None:
+        """On the first step on CUDA, the model's forward and backward captured as graphs on
+        this batch's shape (``graphs.graph_model``), under the run's autocast."""
+        if self.model_graph_seconds is not None or self.device.type != "cuda":
+            return
+        with autocast(self.config, self.device.type):
+            self.model_graph_seconds = graph_model(self.model, images)
+
+    def _flag_non_finite(self, total: torch.Tensor) -> None:
+        """Remember, on the device, whether this step's loss was not finite and the first such
+        step: no synchronisation (``check_finite`` reads it)."""
+        bad = ~torch.isfinite(total.detach())
+        first = self.first_non_finite
+        step = self.position["global_step"] + 1
+        self.first_non_finite = torch.where(bad & (first < 0), step, first)
+        self.non_finite = self.non_finite | bad
+
+    def check_finite(self) -> None:
+        """Raise ``FloatingPointError`` if a loss since the last check was not finite, on any
+        process (one host synchronisation, on every process at the same step: a non-finite loss
+        on one stops them all). The weights it updated are never checkpointed: ``save`` checks
+        first, and the run directory keeps its last checkpoint."""
+        if distributed.all_true(~self.non_finite):
+            return
+        step = int(self.first_non_finite)  # -1: on another process only
+        epoch, sums = self.position["epoch"], host_values(self.running["loss_sums"])
+        where = (
+            f"at step {step} (epoch {epoch}) on this process"
+            if step > 0
+            else f"on another process, in the {self.config.check_every} step(s) to step "
+            f"{self.position['global_step'] + 1} (epoch {epoch})"
+        )
+        raise FloatingPointError(
+            f"non-finite loss {where}; this process's running loss sums {sums}; the last "
+            f"checkpoint in {str(self.run_dir)!r} is left as it was: lower the learning rate "
+            "or resume from it with --check-every 1 to find the step"
+        )
 
     def _write_record(self, partial: bool = False) -> dict[str, Any]:
         """Append the current epoch's record to ``metrics.jsonl``: training losses and metrics
@@ -404,7 +505,7 @@ class Trainer:
         record = {
             "epoch": self.position["epoch"],
             "global_step": self.position["global_step"],
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": learning_rate(self.optimizer),
             "train_seconds": round(time.monotonic() - self.epoch_start, 2),
             "train": train,
         }
@@ -434,6 +535,7 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "processes": self.world,
             "precision": "bfloat16 autocast" if self.config.amp else "float32",
+            "step": "CUDA graphs" if self.config.graphs and self.device.type == "cuda" else "eager",
             "tf32": self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
             "torch": torch.__version__,
         }
@@ -442,6 +544,7 @@ class Trainer:
         """The epoch's record, then the next epoch's position and schedule; a checkpoint every
         ``checkpoint_epochs`` epochs and after the last (resuming from an earlier one trains
         the epochs between again, to the same weights, and rewrites their records)."""
+        self.check_finite()
         record = self._write_record()
         with warnings.catch_warnings():
             # resumed at an epoch's end, this process steps the schedule before its first

@@ -75,13 +75,22 @@ def forward(
     ``weight_dict``-weighted total."""
     timer = timer or PhaseTimer()
     device_type = images.device.type if isinstance(images, torch.Tensor) else "cpu"
-    precision = torch.autocast(device_type, dtype=torch.bfloat16) if config.amp else nullcontext()
+    precision = autocast(config, device_type)
     with timer("forward"), precision:
         outputs = model(images)
     with timer("loss"):
         losses = criterion(to_float(outputs), targets)
         total = weighted_total(losses, criterion.weight_dict)
     return outputs, losses, total
+
+
+def autocast(config: Config, device_type: str):
+    """bfloat16 autocast when ``config.amp``, else nothing. Its cache of weights cast to
+    bfloat16 is off where the step is captured (``Config.graphs``): a CUDA graph must not
+    outlive tensors that the cache frees (PyTorch's notes on graphs and autocast)."""
+    if not config.amp:
+        return nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=not config.graphs)
 
 
 def weighted_total(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

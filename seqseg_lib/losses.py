@@ -228,7 +228,8 @@ class SetCriterion(nn.Module):
     def _num_masks(targets, device: torch.device) -> torch.Tensor:
         """Target masks in the batch (over all processes: ``distributed.global_count``), at
         least 1."""
-        count = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
+        # a fill, not a tensor made from host data: that would be a copy the host waits for
+        count = torch.full((), float(sum(len(t["labels"]) for t in targets)), device=device)
         return global_count(count).clamp(min=1)
 
 

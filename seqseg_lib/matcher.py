@@ -11,6 +11,7 @@ weights serve as matching weights. As in DETR the class cost is the negative pro
 not the log-probability, and the Dice has a smoothing of 1.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -92,28 +93,19 @@ class HungarianMatcher(nn.Module):
         batch, num_queries = logits.shape[:2]
         sizes = [len(t["labels"]) for t in targets]
         if sum(sizes) == 0:
-            empty = torch.empty(0, dtype=torch.int64, device=logits.device)
-            return [(empty, empty.clone()) for _ in range(batch)]
+            empty = [np.empty(0, dtype=np.int64)] * batch
+            return Indices.from_host(empty, empty, sizes, logits.device)
         cost = self.cost_matrix(outputs, targets)  # (B, Q, max T_b)
-        # Image b's (Q, T_b) block, gathered on the device and copied to the CPU in one
-        # transfer.
-        blocks = torch.cat([cost[b, :, :size].flatten() for b, size in enumerate(sizes)])
-        blocks = torch.nan_to_num(
-            blocks.cpu(), nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
-        )
+        # the padded costs copied to the CPU in one transfer; image b's (Q, T_b) block there
+        cost = torch.nan_to_num(
+            cost.cpu(), nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
+        ).numpy()
         rows, cols = [], []
-        for block, size in zip(blocks.split([num_queries * s for s in sizes]), sizes):
-            src, tgt = linear_sum_assignment(block.view(num_queries, size).numpy())
-            rows.append(torch.from_numpy(src))
-            cols.append(torch.from_numpy(tgt))
-        # every image's indices back to the device in one copy, from pinned memory on CUDA
-        counts = [len(r) for r in rows]
-        flat = torch.cat([torch.cat(rows), torch.cat(cols)]).to(torch.int64)
-        if logits.device.type == "cuda":
-            flat = flat.pin_memory()
-        flat = flat.to(logits.device, non_blocking=True)
-        src, tgt = flat.split(sum(counts))
-        return list(zip(src.split(counts), tgt.split(counts)))
+        for b, size in enumerate(sizes):
+            src, tgt = linear_sum_assignment(cost[b, :, :size])
+            rows.append(src)
+            cols.append(tgt)
+        return Indices.from_host(rows, cols, sizes, logits.device)
 
     def cost_matrix(
         self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
@@ -147,12 +139,44 @@ class HungarianMatcher(nn.Module):
         return self.cost_class * class_cost + self.cost_dice * mask_cost
 
 
+class Indices(list):
+    """The matcher's ``[(src_idx, tgt_idx), ...]``, one pair per image as DETR's, with the same
+    matches flat over the batch, int64 [M] on the device: ``batch_idx`` (the image),
+    ``src_idx`` (the query), ``target_idx`` (the target in the batch's targets concatenated).
+    The flat ones gather every image's matches in one operation, not one per image."""
+
+    batch_idx: torch.Tensor
+    src_idx: torch.Tensor
+    target_idx: torch.Tensor
+
+    @classmethod
+    def from_host(cls, rows: list, cols: list, sizes: list[int], device) -> "Indices":
+        """From each image's assignment (host arrays of query and target indices, ``sizes``
+        targets per image): every index reaches the device in one copy, from pinned memory on
+        CUDA (no wait)."""
+        counts = [len(r) for r in rows]
+        offsets = np.cumsum([0, *sizes[:-1]])
+        images = np.repeat(np.arange(len(rows)), counts)
+        src, tgt = np.concatenate(rows), np.concatenate(cols)
+        flat = torch.from_numpy(
+            np.stack([images, src, tgt, tgt + offsets[images]]).astype(np.int64)
+        )
+        if torch.device(device).type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(device, non_blocking=True)  # (4, M)
+        indices = cls(zip(flat[1].split(counts), flat[2].split(counts)))
+        indices.batch_idx, indices.src_idx, indices.target_idx = flat[0], flat[1], flat[3]
+        return indices
+
+
 def matched_queries(
     indices: list[tuple[torch.Tensor, torch.Tensor]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(image index, query index) int64 [M] of every matched query, concatenated over the
     batch in the matcher's order: ``pred[batch_idx, src_idx]`` gathers the matched predictions
     of any ``[B, Q, ...]`` output."""
+    if isinstance(indices, Indices):
+        return indices.batch_idx, indices.src_idx
     batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
     return batch_idx, torch.cat([src for src, _ in indices])
 
@@ -164,4 +188,7 @@ def matched_targets(
 ) -> torch.Tensor:
     """``targets[b][key]`` of every matched target [M, ...], in the order of
     ``matched_queries``: row ``m`` of one is the ground truth of row ``m`` of the other."""
+    if isinstance(indices, Indices):
+        every = torch.cat([target[key] for target in targets])  # (T, ...)
+        return every[indices.target_idx.to(every.device)]
     return torch.cat([target[key][tgt] for target, (_, tgt) in zip(targets, indices)])

@@ -99,3 +99,33 @@ def latest(rows: Iterable[dict[str, Any]], **match: Any) -> list[dict[str, Any]]
             kept.pop(key, None)  # re-insert at the end: the order stays the measurement order
             kept[key] = row
     return list(kept.values())
+
+
+# The repository's measurements (absent from an installed copy without ``reports/``: no rows).
+BENCHMARKS_CSV = Path(__file__).resolve().parents[1] / "reports" / "benchmarks.csv"
+
+
+def fastest_mode(
+    rows: Iterable[dict[str, Any]],
+    experiment: str,
+    profile: str,
+    device_type: str,
+    precision: str,
+) -> str | None:
+    """The ``mode`` whose latest seconds per step, alone on the device, is the least for this
+    experiment, profile, device type and precision: the engine's loop (``train_step_s``) where
+    it was measured in two modes or more, else the dummy batches (``step_s``); None when fewer
+    than two modes were measured (nothing to choose between)."""
+    rows = latest(
+        rows,
+        experiment=experiment,
+        profile=profile,
+        device_type=device_type,
+        precision=precision,
+        concurrent=1,
+    )
+    for quantity in ("train_step_s", "step_s"):
+        seconds = {row["mode"]: row["value"] for row in rows if row["quantity"] == quantity}
+        if len(seconds) >= 2:
+            return min(seconds, key=seconds.get)
+    return None

@@ -16,6 +16,13 @@ shapes, boolean indexing) and ``Tensor`` methods that leave the device (``TorchF
 ``cpu``, ``tolist``, which on a CPU tensor dispatch nothing). A copy to the host
 that the caller asked to be non-blocking (``.to("cpu", non_blocking=True)`` into pinned
 memory) is not a synchronisation and is not counted.
+
+The other way too: a tensor made from host data on a device (``torch.tensor(x, device=d)``,
+``torch.as_tensor``) is a copy from pageable memory, which CUDA makes the host wait for
+behind every kernel queued before it; it is counted whatever ``d`` is, a CPU included, so that
+such code is found without a GPU (``torch.full`` fills on the device and is not counted). So
+is ``.to(device)`` of a host tensor that is not pinned or not non-blocking, onto another
+device.
 """
 
 from collections import Counter
@@ -41,6 +48,8 @@ _INDEXING = {_aten.index.Tensor, _aten.index_put.default, _aten.index_put_.defau
 # ``Tensor`` methods that copy to host memory (``numpy`` is not one: it refuses a CUDA tensor,
 # so the copy it reads was counted where it was made).
 _LEAVING_METHODS = {"cpu", "tolist"}
+# Factories that copy host data (Python numbers, lists, arrays) into a new tensor.
+_FROM_HOST = {torch.tensor, torch.as_tensor, torch.asarray}
 
 
 class _DispatchCounter(TorchDispatchMode):
@@ -65,10 +74,32 @@ class _FunctionCounter(TorchFunctionMode):
         self.counts = counts
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name in _LEAVING_METHODS and args and isinstance(args[0], torch.Tensor):
             self.counts[f".{name}()"] += 1
-        return func(*args, **(kwargs or {}))
+        elif func in _FROM_HOST and kwargs.get("device") is not None:
+            if not (args and isinstance(args[0], torch.Tensor)):
+                self.counts["host data to device"] += 1
+        elif name in ("to", "cuda") and args and _copies_to_device(name, args, kwargs):
+            self.counts["host-to-device copy"] += 1
+        return func(*args, **kwargs)
+
+
+def _copies_to_device(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``tensor.to(...)`` / ``tensor.cuda(...)`` copies a host tensor to another device
+    in a way the host waits for: from pageable memory, or without ``non_blocking``."""
+    tensor = args[0]
+    if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu":
+        return False
+    target = kwargs.get("device", "cuda" if name == "cuda" else None)
+    for arg in args[1:]:
+        if isinstance(arg, str | torch.device | int):
+            target = f"cuda:{arg}" if isinstance(arg, int) else arg
+    if target is None or torch.device(target).type == "cpu":
+        return False
+    non_blocking = kwargs.get("non_blocking", False)
+    return not (non_blocking and tensor.is_pinned())
 
 
 def _has_boolean_index(args: tuple[Any, ...]) -> bool:

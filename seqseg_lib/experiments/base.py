@@ -39,6 +39,10 @@ class Experiment:
       synchronisation per image and query on a GPU); their training records hold the loss's
       terms, ``class_accuracy`` from the loss's own matching included, and their metrics are
       the validation set's.
+    - ``graphs``: how ``Config.graphs`` captures its training step (``seqseg_lib.graphs``):
+      ``"whole"`` (forward, loss, backward and Adam as one CUDA graph: a step that never
+      waits for the host), ``"model"`` (the model's forward and backward as two graphs, the
+      Hungarian matching and the loss between them on the host), or ``None`` (never).
     """
 
     datasets: tuple[str, ...]
@@ -53,6 +57,7 @@ class Experiment:
     dummy_items: Callable[[Config, int, torch.Generator], list[dict]]
     channels_last: bool = False
     evaluates_training_set: bool = True
+    graphs: str | None = "whole"
 
     def dummy_batch(self, config: Config, batch_size: int, seed: int = 0) -> tuple[Any, Any]:
         """``(images, targets)`` of ``batch_size`` random items, as ``collate_fn`` makes them."""

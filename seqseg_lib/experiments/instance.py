@@ -123,6 +123,7 @@ def instance_experiment(mode: str) -> Experiment:
         collate_fn=collate_instances,
         dummy_items=dummy_instance_items,
         evaluates_training_set=False,
+        graphs="model",  # its matching copies the costs to the host
     )
 
 

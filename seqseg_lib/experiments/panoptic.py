@@ -147,6 +147,7 @@ HUNGARIAN_UNET = Experiment(
     dummy_items=dummy_panoptic_items,
     channels_last=True,
     evaluates_training_set=False,
+    graphs="model",  # its matching copies the costs to the host
 )
 
 
@@ -255,4 +256,5 @@ EOMT = replace(
     build_model=lambda config: EomtSegmenter(config.model),
     build_criterion=lambda config: EomtCriterion(config.model, config.loss),
     channels_last=False,
+    graphs=None,  # transformers' loss and model, as the field ships them
 )
