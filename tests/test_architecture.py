@@ -15,6 +15,7 @@ LAYERS = [
         "seqseg_lib.devices",
         "seqseg_lib.distributed",
         "seqseg_lib.paper",
+        "seqseg_lib.measured",
     ],
     [
         "seqseg_lib.syncs",
