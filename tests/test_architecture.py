@@ -18,6 +18,7 @@ LAYERS = [
         "seqseg_lib.measured",
     ],
     [
+        "seqseg_lib.packing",
         "seqseg_lib.syncs",
         "seqseg_lib.memory",
         "seqseg_lib.verdicts",
