@@ -31,7 +31,9 @@
 # --seeds N trains the runs of notebooks 02, 05, 09 and 10 with N seeds (default 1), judged by the
 # noise rule.
 # --jobs N first trains the runs the notebooks need that are not done (python -m seqseg_lib runs
-# plan), N at a time in processes of their own (runs train; default: one per core, or per GPU);
+# plan), N at a time in processes of their own (runs train; default: one per core, or per GPU;
+# paper on GPUs: GPUs x the runs per GPU reports/benchmarks.csv measured fastest, else 2), longest
+# first, several on a GPU when N exceeds the GPUs (under CUDA MPS where the machine has it);
 # --jobs 0 leaves every run to its notebook, one after the other.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 to 09 (04 and
 # 08 need instances, so they are skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);

@@ -30,7 +30,7 @@ import math
 import sys
 from typing import Any
 
-from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES
+from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES, Config
 from seqseg_lib.runlock import RunLockedError, run_lock
 
 # torch, the experiments and the engine are imported when a command needs them, so that
@@ -194,7 +194,9 @@ def build_runs_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="runs at a time (default: here one per GPU, else one per core; Slurm: all)",
+        help="runs at a time; more than GPUs here share them, CUDA MPS where there is one "
+        "(default: here one per GPU, paper GPUs x the runs per GPU measured fastest in "
+        "reports/benchmarks.csv, else 2; without GPUs one per core; Slurm: all)",
     )
     train.add_argument("--executor", choices=("local", "slurm"), default="local")
     train.add_argument("--partition", default=None, metavar="P", help="Slurm partition")
@@ -374,8 +376,20 @@ def train_runs_command(args: argparse.Namespace) -> int:
         partition=args.partition,
         sbatch=tuple(args.sbatch),
     )
-    results = train_runs(runs, args.runs_dir, args.jobs, args.executor, options, args.poll_seconds)
+    results = train_runs(
+        runs, args.runs_dir, args.jobs, args.executor, options, args.poll_seconds, None, length
+    )
     return 1 if any(result.state == "failed" for result in results) else 0
+
+
+def length(config: Config) -> tuple[int | None, float | None]:
+    """A run's steps and seconds per step by the plan (``plan.planned_steps`` and the step
+    times ``plan.benchmark_seconds`` reads), what ``runs train`` orders its runs by."""
+    from seqseg_lib import plan
+    from seqseg_lib.packing import BENCHMARKS_CSV
+
+    seconds = plan.benchmark_seconds(BENCHMARKS_CSV.with_name("benchmarks.md"), config.profile)
+    return plan.planned_steps(config), seconds.get(config.experiment)
 
 
 def valid_names(kind: str, experiment: str | None = None) -> list[str]:

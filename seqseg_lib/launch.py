@@ -10,6 +10,14 @@ trains the runs one after the other in this process, with the same lines (for de
 - Threads and devices: on CPU each local job trains on ``cores // jobs`` threads; each local
   GPU job sees its own ``gpus`` devices (``CUDA_VISIBLE_DEVICES``); a Slurm job uses what Slurm
   allocated it (``cpus`` threads).
+- Several runs per GPU (``seqseg_lib.packing``): more local jobs than GPUs share them, each
+  GPU holding at most ``ceil(jobs / GPUs)``; a job that ends frees its place on its GPU for the
+  next run, which goes to the least loaded GPU with a free place. Runs are submitted longest
+  first (``longest_first``), so that the last to end is not a long run started last. Each
+  local job's DataLoader workers are its share of the cores (``packing.data_workers``). Where
+  runs share a GPU and ``nvidia-cuda-mps-control`` is on PATH, CUDA MPS runs around the jobs
+  (``packing.mps_daemon``). The ``paper`` profile's default on GPUs is ``GPUs x
+  packing.runs_per_gpu`` jobs, the concurrency ``reports/benchmarks.csv`` measured fastest.
 - Several GPUs per job: the job starts ``torchrun --standalone --nproc-per-node N -m
   seqseg_lib.launch RUN`` (``seqseg_lib.distributed``), RUN being the run as JSON.
 - Time limits: at the limit's signal (USR2, 90 s before a Slurm job's end, 30 s before a local
@@ -27,6 +35,7 @@ trains the runs one after the other in this process, with the same lines (for de
 Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``.
 """
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -47,7 +56,7 @@ from submitit.core.job_environment import JobEnvironment
 from submitit.helpers import DelayedSubmission
 from submitit.slurm.slurm import SlurmJobEnvironment
 
-from seqseg_lib import distributed, engine
+from seqseg_lib import distributed, engine, measured, packing
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import config_from_dict
 from seqseg_lib.runs import is_finished, read_status, run_name, stopped_at
@@ -125,7 +134,8 @@ class _Submitted:
 class TrainJob(submitit.helpers.Checkpointable):
     """One run's job: ``engine.load_or_train`` in this process, or under torchrun when
     ``processes > 1``. ``devices``: the ``CUDA_VISIBLE_DEVICES`` it sets (local GPU jobs;
-    None leaves the allocation's). ``threads``: None takes the job's CPUs."""
+    None leaves the allocation's). ``threads``: None takes the job's CPUs. ``environment``:
+    further variables it sets (``(name, value)`` pairs: CUDA MPS's)."""
 
     config: Config
     runs_dir: str
@@ -133,12 +143,14 @@ class TrainJob(submitit.helpers.Checkpointable):
     threads: int | None = None
     devices: str | None = None
     processes: int = 1
+    environment: tuple[tuple[str, str], ...] = ()
 
     def __call__(self) -> str:
         if "SUBMITIT_EXECUTOR" in os.environ:  # a submitit job (not ``inline``)
             plain_signals_in_forks()
             requeue_outlives_its_teardown()
-        if self.devices is not None:  # before anything initialises CUDA in this process
+        os.environ.update(self.environment)  # before anything initialises CUDA in this process
+        if self.devices is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = self.devices
         run_dir = Path(self.runs_dir) / run_name(self.config, self.variant)
         status = read_status(run_dir)
@@ -273,13 +285,17 @@ def train_runs(
     options: JobOptions = JobOptions(),
     poll_seconds: float | None = None,
     say: Callable[[str], None] | None = None,
+    length: Callable[[Config], tuple[int | None, float | None]] | None = None,
 ) -> list[RunResult]:
     """Train the runs not done yet in ``runs_dir`` (finished, or stopped at their
     ``max_steps``), ``jobs`` at a time (default: locally one per GPU, or one per core and at
     most one per run; on Slurm every run at once, the cluster's scheduler deciding). Returns
     one ``RunResult`` per run, in order; a run that fails does not stop the others. ``say``
     prints the progress lines (default: ``print``). ``poll_seconds``: how often the jobs'
-    states are read (default ``POLL_SECONDS``)."""
+    states are read (default ``POLL_SECONDS``). ``length(config)``: a run's steps and seconds
+    per step (None where unknown), by which runs are submitted longest first
+    (``longest_first``); without it, in the order asked. ``paper`` runs default locally on
+    GPUs to ``packed_jobs``; jobs beyond the runs left are not made."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if jobs is not None and jobs < 1:
@@ -297,21 +313,20 @@ def train_runs(
         say(f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, one at a time, here")
         results |= _run_inline(todo, say)
     elif todo:
+        todo = longest_first(todo, length) if length else todo
+        jobs = jobs or packed_jobs(executor, options, [task.config for task in todo], say)
         slots = _slots(executor, options, jobs, len(todo))
         threads = _threads(executor, options, len(slots))
         say(
             f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, {len(slots)} at a time "
             f"as {executor} jobs" + (f" of {threads} thread(s)" if threads else "")
         )
-        submitter = _executor(executor, Path(runs_dir).resolve() / JOBS_FOLDER, options)
-        processes = options.processes or max(1, options.gpus or 1)
-
-        def job(task: _Task, slot: str | None) -> TrainJob:
-            runs_dir = str(task.run_dir.parent)
-            return TrainJob(task.config, runs_dir, task.variant, threads, slot, processes)
-
+        folder = Path(runs_dir).resolve() / JOBS_FOLDER
+        submitter = submitit_executor(executor, folder, options)
         poll = POLL_SECONDS[executor] if poll_seconds is None else poll_seconds
-        results |= _run_jobs(submitter, job, todo, slots, poll, say)
+        with _mps_if_shared(executor, slots, folder, say) as environment:
+            make = _job_maker(executor, options, threads, len(slots), environment)
+            results |= _run_jobs(submitter, make, todo, slots, poll, say)
     ordered = [results[task.number] for task in tasks]
     say(totals(ordered, (time.monotonic() - start) / 60))
     return ordered
@@ -345,19 +360,136 @@ def _done_before(task: _Task) -> RunResult:
     return RunResult(task.run_dir, state, 0.0, trained=False)
 
 
+def longest_first(
+    tasks: list[_Task], length: Callable[[Config], tuple[int | None, float | None]]
+) -> list[_Task]:
+    """``tasks`` by their estimated training left, longest first, so that the last run to end
+    is not a long one started last: the steps left (``length(config)``'s steps less those
+    done) times its seconds per step where every task's are known, else steps alone. A task
+    of unknown steps (a dataset's full size) goes first, as likely the longest; ties keep
+    their order."""
+    lengths = [length(task.config) for task in tasks]
+    known = all(seconds is not None for _, seconds in lengths)
+
+    def left(index: int) -> float:
+        steps, seconds = lengths[index]
+        if steps is None:
+            return float("inf")
+        status = read_status(tasks[index].run_dir)
+        done = 0 if status is None else status["position"]["global_step"]
+        return max(0, steps - done) * (seconds if known else 1.0)
+
+    return [tasks[k] for k in sorted(range(len(tasks)), key=left, reverse=True)]
+
+
+def packed_jobs(
+    executor: str,
+    options: JobOptions,
+    configs: list[Config],
+    say: Callable[[str], None],
+    benchmarks: Path = packing.BENCHMARKS_CSV,
+) -> int | None:
+    """The default number of jobs for ``paper`` runs of one GPU each on this machine's GPUs:
+    ``GPUs x packing.runs_per_gpu`` of ``benchmarks``' rows for the runs' experiments, or
+    ``packing.ASSUMED_RUNS_PER_GPU`` without them (said in a line). None elsewhere: the
+    default of one job per GPU, or per core."""
+    gpus = len(visible_gpus())
+    if executor != "local" or options.gpus not in (None, 1) or not gpus or not configs:
+        return None
+    if any(config.profile != "paper" for config in configs):
+        return None
+    experiments = {config.experiment for config in configs}
+    per_gpu = packing.runs_per_gpu(measured.read(benchmarks), experiments)
+    where = f"the fastest in {benchmarks.name}"
+    if per_gpu is None:
+        per_gpu = packing.ASSUMED_RUNS_PER_GPU
+        where = f"assumed: {benchmarks.name} has no measurement of runs sharing a GPU"
+    say(f"{per_gpu} runs per GPU on {gpus} GPU(s) ({where})")
+    return gpus * per_gpu
+
+
+def visible_gpus() -> list[str]:
+    """This process's GPUs, as the entries of its ``CUDA_VISIBLE_DEVICES`` where it has one
+    (indices or UUIDs of the machine's), else the machine's indices."""
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [str(k) for k in range(count)]
+    return [entry.strip() for entry in visible.split(",") if entry.strip()][:count]
+
+
 def _slots(executor: str, options: JobOptions, jobs: int | None, runs: int) -> list[str | None]:
-    """One entry per job running at once: locally on GPUs, the ``CUDA_VISIBLE_DEVICES`` of
-    the job in that slot (groups of ``gpus`` devices, in turn when jobs outnumber them)."""
+    """One entry per job running at once, at most one per run: locally on GPUs, the indices
+    (among ``visible_gpus``) of the devices of the job in that slot: groups of ``gpus``
+    devices, in turn when jobs outnumber them, so that a GPU holds ``ceil(jobs / groups)`` of
+    them at most."""
     if executor == "slurm":
-        return [None] * (jobs or runs)
-    gpus = torch.cuda.device_count()
+        return [None] * min(jobs or runs, runs)
+    gpus = len(visible_gpus())
     per_job = 1 if options.gpus is None else options.gpus
     if not gpus or not per_job:
-        return [None] * (jobs or min(available_cores(), runs))
+        return [None] * min(jobs or available_cores(), runs)
     if per_job > gpus:
         raise ValueError(f"{per_job} GPUs per job asked; this machine has {gpus}")
     groups = [range(k, k + per_job) for k in range(0, gpus - per_job + 1, per_job)]
-    return [",".join(map(str, groups[k % len(groups)])) for k in range(jobs or len(groups))]
+    count = min(jobs or len(groups), runs)
+    return [",".join(map(str, groups[k % len(groups)])) for k in range(count)]
+
+
+def job_devices(slot: str, mps: bool) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of a job in ``slot``: its ``visible_gpus`` entries, since
+    a job's variable names the machine's devices; under CUDA MPS the indices themselves, which
+    the MPS server maps onto its own devices, the launcher's (NVIDIA's MPS guide, 4.2.1)."""
+    if mps:
+        return slot
+    visible = visible_gpus()
+    return ",".join(visible[int(index)] for index in slot.split(","))
+
+
+def _job_maker(
+    executor: str,
+    options: JobOptions,
+    threads: int | None,
+    jobs: int,
+    environment: dict[str, str],
+) -> Callable[[_Task, str | None], TrainJob]:
+    """``make(task, slot)``: the job of ``task`` in ``slot``. A local job's DataLoader
+    workers are its share of the cores (``packing.data_workers``; run control, so the run is
+    the same run); ``environment``: CUDA MPS's, where it runs."""
+    processes = options.processes or max(1, options.gpus or 1)
+
+    def make(task: _Task, slot: str | None) -> TrainJob:
+        config = task.config
+        if executor == "local":
+            workers = packing.data_workers(config.num_workers, available_cores(), jobs)
+            config = dataclasses.replace(config, num_workers=workers)
+        devices = None if slot is None else job_devices(slot, bool(environment))
+        runs_dir, variant = str(task.run_dir.parent), task.variant
+        extra = tuple(environment.items())
+        return TrainJob(config, runs_dir, variant, threads, devices, processes, extra)
+
+    return make
+
+
+def _mps_if_shared(
+    executor: str, slots: list[str | None], folder: Path, say: Callable[[str], None]
+) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """``packing.mps_daemon`` where local jobs share a GPU, else nothing (``{}``)."""
+    devices = [index for slot in slots if slot is not None for index in slot.split(",")]
+    if executor != "local" or len(devices) == len(set(devices)):
+        return contextlib.nullcontext({})
+    return packing.mps_daemon(folder, say)
+
+
+def least_loaded(free: list[str | None], running: list[str | None]) -> int:
+    """The index in ``free`` of the slot whose devices hold the fewest running jobs (the
+    first of those on a tie)."""
+
+    def load(slot: str | None) -> int:
+        devices = set(slot.split(",")) if slot is not None else set()
+        return sum(bool(devices & set(other.split(","))) for other in running if other)
+
+    return min(range(len(free)), key=lambda index: load(free[index]))
 
 
 def _threads(executor: str, options: JobOptions, jobs: int) -> int | None:
@@ -367,7 +499,7 @@ def _threads(executor: str, options: JobOptions, jobs: int) -> int | None:
     return max(1, available_cores() // jobs)
 
 
-def _executor(cluster: str, folder: Path, options: JobOptions) -> submitit.AutoExecutor:
+def submitit_executor(cluster: str, folder: Path, options: JobOptions) -> submitit.AutoExecutor:
     """``AutoExecutor`` for ``local`` or ``slurm``, one job per run (one task, one node)."""
     executor = submitit.AutoExecutor(
         folder=folder,
@@ -404,7 +536,8 @@ def _run_jobs(
     try:
         while waiting or running:
             while waiting and free:
-                task, slot = waiting.pop(0), free.pop(0)
+                slot = free.pop(least_loaded(free, [item.slot for item in running]))
+                task = waiting.pop(0)
                 submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
                 if isinstance(submitted, RunResult):
                     results[task.number] = submitted

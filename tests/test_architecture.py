@@ -15,8 +15,10 @@ LAYERS = [
         "seqseg_lib.devices",
         "seqseg_lib.distributed",
         "seqseg_lib.paper",
+        "seqseg_lib.measured",
     ],
     [
+        "seqseg_lib.packing",
         "seqseg_lib.syncs",
         "seqseg_lib.memory",
         "seqseg_lib.verdicts",
