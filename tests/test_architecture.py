@@ -20,6 +20,7 @@ LAYERS = [
     [
         "seqseg_lib.packing",
         "seqseg_lib.syncs",
+        "seqseg_lib.graphs",
         "seqseg_lib.memory",
         "seqseg_lib.verdicts",
         "seqseg_lib.runlock",
