@@ -19,11 +19,16 @@ For each experiment, at the profile's model, crop and batch size:
 - inference images per second at batch 1 and 24, and the peak memory of a training step.
 
 Prints the tables and writes them into OUT/benchmarks.md under a heading for the profile and
-device (the sections of other profiles and devices are kept).
+device (the sections of other profiles and devices are kept), and appends the measurements to
+OUT/benchmarks.csv (``seqseg_lib.measured``), what code reads: ``step_s`` per precision (the
+median of the rounds), ``train_step_s`` (the real step, in the profile's precision, on the
+experiment's own data: the file has no dataset column) and ``peak_mib`` per precision, in eager
+mode, one run alone on the device.
 """
 
 import argparse
 import dataclasses
+import datetime
 import os
 import platform
 import statistics
@@ -33,11 +38,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from seqseg_lib import measured
 from seqseg_lib.config import PROFILES
 from seqseg_lib.data.cache import CACHE_ENV
 from seqseg_lib.devices import configure_device, describe_device, resolve_device
 from seqseg_lib.engine import Trainer, deterministic, set_determinism
 from seqseg_lib.experiments import EXPERIMENTS, build_config
+from seqseg_lib.plotting import code_version
 from seqseg_lib.speed import (
     TrainingStep,
     inference_images_per_second,
@@ -52,6 +59,8 @@ PHASES = ("data", "forward", "loss", "backward", "optimizer", "metrics")
 # 1.4 ms on an H200 in bfloat16 (2048^3 would take 20 us, less than launching and timing it).
 PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}
 COMPUTE = ("forward", "backward", "optimizer")
+REAL_STEPS = 8  # the real step's phases: medians over this many steps of a second epoch
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 
 
 def machine(device: torch.device) -> str:
@@ -82,7 +91,9 @@ def step_times(config, device, repeats: int, slow_bf16: bool) -> dict[str, list[
     return times | time_interleaved({"bfloat16": steps["bfloat16"].seconds}, 1, warmup=0)
 
 
-def real_step_phases(config, device, steps: int = 8, cached: bool = True) -> dict[str, float]:
+def real_step_phases(
+    config, device, steps: int = REAL_STEPS, cached: bool = True
+) -> dict[str, float]:
     """Median seconds per phase over the steps of a second epoch through the engine;
     ``cached=False`` turns the cache of resized real-dataset files off."""
     config = dataclasses.replace(
@@ -144,16 +155,52 @@ def benchmark(
         uncached = real_step_phases(config, device, cached=False)
         share = uncached["data"] / (total - phases["data"] + uncached["data"])
         real["data, no file cache (%)"] = round(100 * share, 1)
-    other = {"experiment": name}
+    other, memory = {"experiment": name}, {}
     for precision, amp in (("fp32", False), ("bf16", True)):
         variant = dataclasses.replace(config, amp=amp)
         for size in (1, 24):
             rounds = 1 if amp and slow_bf16 else repeats
             rate = inference_images_per_second(variant, size, str(device), rounds)
             other[f"infer img/s b{size} {precision}"] = round(rate, 1)
-        memory = peak_step_memory(variant, batch, str(device))
-        other[f"step memory {precision} (MiB)"] = round(memory / 2**20, 1)
-    return {"step": row, "real": real, "other": other}
+        memory[precision] = peak_step_memory(variant, batch, str(device)) / 2**20
+        other[f"step memory {precision} (MiB)"] = round(memory[precision], 1)
+    own_data = config.dataset == EXPERIMENTS[name].datasets[0]
+    rows = csv_rows(config, times, total if own_data else None, memory)
+    return {"step": row, "real": real, "other": other, "csv": rows}
+
+
+def csv_rows(config, times: dict, real_step_s: float | None, memory_mib: dict) -> list[dict]:
+    """The rows of ``benchmarks.csv`` for one experiment: ``step_s`` (the median of
+    ``times``' rounds) and ``peak_mib`` per precision, and ``train_step_s`` in the profile's
+    precision (unless None: a real step on another dataset than the experiment's own)."""
+    device = resolve_device(config.device)
+    common = {
+        "device_type": device.type,
+        "device": describe_device(device),
+        "profile": config.profile,
+        "experiment": config.experiment,
+        "mode": "eager",
+        "concurrent": 1,
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "commit": code_version(),
+    }
+    rows = []
+    for short, precision in PRECISIONS.items():
+        rounds = len(times[precision])
+        value = statistics.median(times[precision])
+        rows.append(common | quantity("step_s", value, rounds) | {"precision": precision})
+        peak = quantity("peak_mib", memory_mib[short], 1)
+        rows.append(common | peak | {"precision": precision})
+    if real_step_s is not None:
+        precision = "bfloat16" if config.amp else "float32"
+        real = quantity("train_step_s", real_step_s, REAL_STEPS)
+        rows.append(common | real | {"precision": precision})
+    return rows
+
+
+def quantity(name: str, value: float, rounds: int) -> dict:
+    return {"quantity": name, "value": value, "rounds": rounds}
 
 
 TITLE = "# Benchmarks\n\nWritten by `benchmarks/run.py`; a section per profile and device.\n"
@@ -174,7 +221,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="reports", help="folder of benchmarks.md")
+    parser.add_argument("--out", default="reports", help="folder of benchmarks.md and .csv")
     parser.add_argument(
         "--dataset", default=None, help="a real dataset for the experiments that read it"
     )
@@ -195,11 +242,13 @@ def main() -> None:
         "bf16": matmul_flops_per_second(torch.bfloat16, str(device), size),
     }
     rows = {"step": [], "real": [], "other": []}
+    out = Path(args.out)
     for name in args.experiments:
         print(f"== {name}", flush=True)
         data = (args.dataset, args.data_root)
-        measured = benchmark(name, args.profile, device, args.repeats, throughput, data)
-        for key, row in measured.items():
+        found = benchmark(name, args.profile, device, args.repeats, throughput, data)
+        measured.append(out / "benchmarks.csv", found.pop("csv"))  # each as soon as measured
+        for key, row in found.items():
             rows[key].append(row)
             print("   " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "experiment"))
     tables = {key: pd.DataFrame(value).set_index("experiment") for key, value in rows.items()}
@@ -234,7 +283,6 @@ def main() -> None:
     heading = f"{args.profile} profile, {device.type}" + (
         f", {args.dataset} where it applies" if args.dataset else ""
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_section(out / "benchmarks.md", heading, body + "\n")
     print(f"\n## {heading}\n\n{body}")

@@ -8,6 +8,7 @@
     python -m seqseg_lib evaluate runs/unet [--split val|train] [--device auto|cpu|cuda]
     python -m seqseg_lib runs [runs]
     python -m seqseg_lib runs plan [NOTEBOOK...] [--profile cpu] [--dataset D] [--seeds N]
+        [--benchmarks reports/benchmarks.csv] [--device-type cpu|cuda]
     python -m seqseg_lib runs train [NOTEBOOK...] [--experiment unet ...] --profile cpu \
         [--dataset D] [--seeds N] [--runs-dir runs] [--jobs N] [--executor local|slurm] \
         [--partition P] [--time-minutes M] [--gpus-per-job G] [--cpus-per-job C] [--max-steps N]
@@ -17,7 +18,8 @@
 Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
 ``torchrun --nproc_per_node=N -m seqseg_lib train ...`` trains on N processes (GPUs), the
 profile's batch shared among them (``seqseg_lib.distributed``).
-``runs plan`` lists the runs notebooks need (``seqseg_lib.plan``) with their state; ``runs
+``runs plan`` lists the runs notebooks need (``seqseg_lib.plan``) with their state and their
+minutes as measured in ``reports/benchmarks.csv`` (``--profile paper``: on a GPU); ``runs
 train`` trains those and each experiment's runs (one per seed) that are not done, N at a time,
 as local processes or Slurm jobs (``seqseg_lib.launch``), and exits with 1 if one failed.
 ``evaluate`` writes nothing and prints JSON (``null`` for an undefined value). ``names``
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="validate every N epochs (and after the last); default 1",
+        help="validate every N epochs (and after the last); default 1, paper: 5",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
@@ -288,12 +290,19 @@ def add_plan_parser(commands) -> None:
         help="list the runs notebooks need, without training: directory, steps, state",
         description="Every training run the NOTEBOOKs (default: all) need at these "
         "parameters, from the declarations the notebooks train from: its directory, "
-        "experiment, steps, estimated minutes (from the step times of BENCHMARKS where the "
-        "run has its experiment's preset sizes) and state (missing, partial, finished).",
+        "experiment, steps, estimated minutes (from the measurements of BENCHMARKS on "
+        "DEVICE_TYPE where the run has its experiment's preset sizes) and state (missing, "
+        "partial, finished); then the minutes of each notebook and in all.",
     )
     add_notebooks(plan)
     add_plan_options(plan)
-    plan.add_argument("--benchmarks", default="reports/benchmarks.md", metavar="BENCHMARKS")
+    plan.add_argument("--benchmarks", default="reports/benchmarks.csv", metavar="BENCHMARKS")
+    plan.add_argument(
+        "--device-type",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="what the runs train on (default: cuda for --profile paper, else this machine's)",
+    )
 
 
 def planned_runs(args: argparse.Namespace, **run) -> list:
@@ -321,28 +330,70 @@ def planned_runs(args: argparse.Namespace, **run) -> list:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    """``runs plan``: a line per run, then the totals."""
+    """``runs plan``: a line per run, the minutes of each notebook, the experiments without a
+    measurement, then the totals."""
     from seqseg_lib import plan
+    from seqseg_lib.devices import resolve_device
 
-    seconds = plan.benchmark_seconds(args.benchmarks, args.profile)
-    rows = plan.describe(planned_runs(args), args.runs_dir, seconds)
+    device_type = args.device_type or (
+        "cuda" if args.profile == "paper" else resolve_device("auto").type
+    )
+    speeds = plan.measured_speeds(args.benchmarks, args.profile, device_type)
+    rows = plan.describe(planned_runs(args), args.runs_dir, speeds)
     for row in rows:
-        minutes = "?" if row["minutes (est.)"] is None else f"{row['minutes (est.)']:g}"
         steps = "?" if row["steps"] is None else str(row["steps"])
         print(
-            f"{row['notebook']}  {row['state']:8s} {steps:>6} steps {minutes:>6} min  "
-            f"{row['experiment']:16s} {row['run directory']}"
+            f"{row['notebook']}  {row['state']:8s} {steps:>6} steps "
+            f"{minutes_text(row['minutes (est.)']):>6} min  {row['experiment']:16s} "
+            f"{row['run directory']}"
+        )
+    for notebook in [plan.notebook_key(n) for n in args.notebooks or plan.NOTEBOOKS]:
+        own = [r for r in rows if r["notebook"] == notebook]
+        print(
+            f"notebook {notebook}: {len(own)} runs, {minutes_summary(own)}"
+            if own
+            else f"notebook {notebook}: no runs besides those listed above"
+        )
+    used = dict.fromkeys(row["experiment"] for row in rows)
+    for experiment in (e for e in used if e in speeds):
+        speed = speeds[experiment]
+        besides = (
+            f"{speed.overhead_s:.0f} s per run besides"
+            if speed.overhead_s
+            else "the rest of a run not measured"
+        )
+        print(f"{experiment}: {speed.step_s * 1e3:.1f} ms per step, {besides} ({speed.source})")
+    resized = sum(r["experiment"] in speeds and r["minutes (est.)"] is None for r in rows)
+    if resized:
+        print(f"{resized} runs at other sizes than their experiment's preset: not measured")
+    missing = [e for e in used if e not in speeds]
+    if missing:
+        print(
+            f"no measurement in {args.benchmarks} of {', '.join(missing)} at {args.profile} on "
+            f"{device_type} ({plan.profile_precision(args.profile, device_type)}, one run alone)"
         )
     states = [row["state"] for row in rows]
-    known = [row["minutes (est.)"] for row in rows if row["state"] != "finished"]
-    estimate = sum(m for m in known if m is not None)
-    unknown = sum(m is None for m in known)
     print(
         f"{len(rows)} runs: {states.count('finished')} finished, {states.count('partial')} "
-        f"partial, {states.count('missing')} missing; about {estimate:g} minutes of training "
-        f"left" + (f" and {unknown} runs of unknown length" if unknown else "")
+        f"partial, {states.count('missing')} missing; {minutes_summary(rows)}, on {device_type}"
     )
     return 0
+
+
+def minutes_text(minutes: float | None) -> str:
+    return "?" if minutes is None else f"{minutes:.1f}"
+
+
+def minutes_summary(rows: list[dict]) -> str:
+    """``"about M min in all, L left"`` over ``plan.describe``'s ``rows``, and how many of them
+    have no estimate. (A run two notebooks share is a row of the first.)"""
+    known = [r for r in rows if r["minutes (est.)"] is not None]
+    total = sum(r["minutes (est.)"] for r in known)
+    left = sum(r["minutes left (est.)"] for r in known)
+    unknown = len(rows) - len(known)
+    return f"about {total:.1f} min in all, {left:.1f} left" + (
+        f", and {unknown} runs of unknown length" if unknown else ""
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -47,6 +47,15 @@ class EpochSampler(Sampler[int]):
         return len(self.order)
 
 
+def epoch_steps(size: int, batch_size: int, drop_last: bool, processes: int = 1) -> int:
+    """Optimiser steps in an epoch of ``size`` training items, as ``TrainOrder`` and the
+    engine's DataLoader batch them: the whole batches of ``batch_size``, and a last partial one
+    unless ``drop_last`` or, under several processes, it has fewer items than processes (each
+    needs one: ``distributed.shard_batches``)."""
+    whole, rest = divmod(size, batch_size)
+    return whole + int(rest > 0 and not drop_last and rest >= processes)
+
+
 class TrainOrder(Sampler[tuple[int, int]]):
     """``(epoch, index)`` pairs of the current epoch's ``EpochSampler``; ``set_position`` moves
     it to another epoch or start. One DataLoader then serves every epoch of a run, so that its

@@ -8,20 +8,29 @@ the studies' ``experiments.Variant`` lists of ``seqseg_lib.claims`` and the conf
 directory name, so a run trained from the plan (``python -m seqseg_lib runs train NOTEBOOK``)
 is a run the notebook loads.
 
-``describe(plan, runs_dir)``: each run's directory, experiment, steps, an estimate of its
-minutes (from the step times in ``reports/benchmarks.md`` where the run has its experiment's
-preset sizes) and its state (missing, partial, finished).
+``describe(plan, runs_dir, speeds)``: each run's directory, experiment, steps (the engine's:
+``planned_steps``), an estimate of its minutes and its state (missing, partial, finished). The
+estimate is steps x seconds per step, plus the rest of a run where that was measured, from the
+measurements of ``reports/benchmarks.csv`` (``measured_speeds``, ``seqseg_lib.measured``), for
+runs at their experiment's preset sizes.
 """
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqseg_lib import measured
 from seqseg_lib.claims import efficient, instance, panoptic, scaling, semantic, semantic_scale
 from seqseg_lib.config import Config
+from seqseg_lib.data import build_dataset
+from seqseg_lib.data.scattered_mnist import DEFAULT_SIZES
+from seqseg_lib.data.synthetic import DEFAULT_NUM_IMAGES
+from seqseg_lib.devices import fast_bfloat16
 from seqseg_lib.experiments import Variant, build_config, variant_config, variant_name
+from seqseg_lib.loading import epoch_steps
 from seqseg_lib.runs import read_status, run_name, run_state
 
 
@@ -154,48 +163,119 @@ def notebook_key(notebook: str) -> str:
 
 
 def unique(plan: list[PlannedRun], runs_dir: str | Path) -> list[PlannedRun]:
-    """The plan without repeats: notebooks share runs (01's in 04 and 06, say)."""
-    seen, kept = set(), []
+    """The plan without repeats: notebooks share runs (01's in 04 and 06, say). A shared run
+    validates at the most frequent cadence its notebooks ask (``validate_every``; every run
+    validates its last epoch, which the tables read): under ``paper``, notebook 09's curves
+    read notebook 01's two runs every 2 epochs, where 01 alone would validate every 5."""
+    kept: dict[Path, PlannedRun] = {}
     for planned in plan:
-        where = planned.run_dir(runs_dir)
-        if where not in seen:
-            seen.add(where)
-            kept.append(planned)
-    return kept
+        first = kept.setdefault(planned.run_dir(runs_dir), planned)
+        every = min(first.config.validate_every, planned.config.validate_every)
+        if every != first.config.validate_every:
+            config = dataclasses.replace(first.config, validate_every=every)
+            kept[planned.run_dir(runs_dir)] = dataclasses.replace(first, config=config)
+    return list(kept.values())
 
 
-def planned_steps(config: Config) -> int | None:
-    """Optimiser steps of a run: epochs x whole minibatches of its training scenes (None when
-    the dataset's size is not in the config)."""
-    if config.num_train is None:
+# The training split of a generated dataset when ``num_train`` is None: its default size.
+GENERATED_TRAIN_IMAGES = {"synthetic": DEFAULT_NUM_IMAGES["train"], "mnist": DEFAULT_SIZES["train"]}
+
+
+def train_images(config: Config) -> int | None:
+    """Training items of a run, none of them made: a generated dataset has ``num_train`` (or
+    its default size); a real one the first ``num_train`` files of its split (all of them for
+    None), counted in its folder, and is unknown (None) where that folder is not there."""
+    if config.dataset in GENERATED_TRAIN_IMAGES:
+        default = GENERATED_TRAIN_IMAGES[config.dataset]
+        return default if config.num_train is None else config.num_train
+    try:  # listing the files decodes none (no resize: no cache either)
+        split = build_dataset(
+            config.dataset,
+            config.data_root,
+            "train",
+            num_images=config.num_train,
+            resize=None,
+            crop=None,
+        )
+    except ValueError:  # no such folder here: the plan is made on another machine
         return None
-    per_epoch = config.num_train // config.batch_size
-    steps = config.epochs * per_epoch
+    return len(split)
+
+
+def planned_steps(config: Config, processes: int = 1) -> int | None:
+    """Optimiser steps the engine takes in a run of ``config`` on ``processes`` processes: its
+    epochs' batches (``loading.epoch_steps``: a last partial batch kept unless ``drop_last``),
+    at most ``max_steps``; None where the training split's size is unknown (``train_images``).
+    """
+    images = train_images(config)
+    if images is None:
+        return None
+    steps = config.epochs * epoch_steps(images, config.batch_size, config.drop_last, processes)
     return steps if config.max_steps is None else min(steps, config.max_steps)
 
 
-def benchmark_seconds(path: str | Path, profile: str) -> dict[str, float]:
-    """``{experiment: seconds per training step}`` of ``path``'s (``reports/benchmarks.md``)
-    section of ``profile`` on the CPU, float32 medians; empty when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    section = path.read_text().split(f"## {profile} profile, cpu\n")
-    if len(section) < 2:
-        return {}
-    seconds = {}
-    for line in section[1].split("\n## ")[0].splitlines():
-        match = re.match(r"\| (\S+)\s*\|\s*\d+\s*\| ([\d.]+) \[", line)
-        if match:
-            seconds[match.group(1)] = float(match.group(2))
-    return seconds
+@dataclass(frozen=True)
+class Speed:
+    """What a run's minutes are estimated from: seconds per training step (``step_s``) and of
+    the rest of a run (``overhead_s``: start, data, validation, a capture; 0 where unmeasured),
+    and the measurement they come from (``source``)."""
+
+    step_s: float
+    overhead_s: float
+    source: str
+
+
+def profile_precision(profile: str, device_type: str) -> str:
+    """What ``profile`` trains in on ``device_type``, as ``build_config`` decides: ``paper``
+    autocasts to bfloat16 on a GPU (and on this machine's CPU where it has fast bfloat16), the
+    other profiles stay in float32."""
+    if profile != "paper":
+        return "float32"
+    return "bfloat16" if device_type == "cuda" or fast_bfloat16("cpu") else "float32"
+
+
+def measured_speeds(path: str | Path, profile: str, device_type: str) -> dict[str, Speed]:
+    """``{experiment: Speed}`` from the benchmark rows of ``path`` (``reports/benchmarks.csv``,
+    the latest of each measurement: ``measured.latest``) of ``profile`` on ``device_type``, in
+    the profile's precision (``profile_precision``), one run alone on the device. Per
+    experiment: the engine's real step (``train_step_s``) where measured, else the step on
+    dummy batches (``step_s``), on the device measured last, in its fastest mode; plus that
+    mode's ``run_overhead_s`` (else eager's) and, for a compiled or captured step, its
+    ``capture_s``."""
+    precision = profile_precision(profile, device_type)
+    rows = measured.latest(
+        measured.read(path),
+        device_type=device_type,
+        profile=profile,
+        precision=precision,
+        concurrent=1,
+    )
+    speeds = {}
+    for experiment in dict.fromkeys(row["experiment"] for row in rows):
+        own = [row for row in rows if row["experiment"] == experiment]
+        steps = [r for r in own if r["quantity"] == "train_step_s"]
+        steps = steps or [r for r in own if r["quantity"] == "step_s"]
+        if not steps:
+            continue
+        device = steps[-1]["device"]
+        step = min((r for r in steps if r["device"] == device), key=lambda r: r["value"])
+        on_device = {(r["quantity"], r["mode"]): r["value"] for r in own if r["device"] == device}
+        overhead = on_device.get(("run_overhead_s", step["mode"]))
+        if overhead is None:
+            overhead = on_device.get(("run_overhead_s", "eager"), 0.0)
+        if step["mode"] != "eager":
+            overhead += on_device.get(("capture_s", step["mode"]), 0.0)
+        source = f"{step['quantity']}, {precision}, {step['mode']}, {device}, {step['date']}"
+        speeds[experiment] = Speed(step["value"], overhead, source)
+    return speeds
 
 
 def describe(
-    plan: list[PlannedRun], runs_dir: str | Path, step_seconds: dict[str, float]
+    plan: list[PlannedRun], runs_dir: str | Path, speeds: dict[str, Speed]
 ) -> list[dict[str, Any]]:
-    """One row per run: notebook, label, directory, experiment, steps, estimated minutes and
-    state. Minutes come from ``step_seconds`` (``benchmark_seconds``) for runs at their
+    """One row per run: notebook, label, directory, experiment, steps, estimated minutes (of
+    the whole run, and left: none for a finished run, the steps not taken yet for a partial
+    one) and state. Minutes come from ``speeds`` (``measured_speeds``) for runs at their
     experiment's preset sizes (crop, batch, model), else are unknown (None)."""
     rows = []
     for planned in plan:
@@ -207,9 +287,15 @@ def describe(
             preset.batch_size,
             preset.model,
         )
-        seconds = step_seconds.get(config.experiment) if same_sizes else None
-        minutes = None if steps is None or seconds is None else round(steps * seconds / 60, 1)
+        speed = speeds.get(config.experiment) if same_sizes else None
         run_dir = planned.run_dir(runs_dir)
+        status = read_status(run_dir)
+        state = run_state(status)
+        minutes = left = None
+        if steps is not None and speed is not None:
+            minutes = (steps * speed.step_s + speed.overhead_s) / 60
+            done = 0 if status is None else min(status["position"]["global_step"], steps)
+            left = 0.0 if state == "finished" else minutes - done * speed.step_s / 60
         rows.append(
             {
                 "notebook": planned.notebook,
@@ -218,7 +304,8 @@ def describe(
                 "experiment": config.experiment,
                 "steps": steps,
                 "minutes (est.)": minutes,
-                "state": run_state(read_status(run_dir)),
+                "minutes left (est.)": left,
+                "state": state,
             }
         )
     return rows

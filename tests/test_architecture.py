@@ -14,6 +14,7 @@ LAYERS = [
         "seqseg_lib.config",
         "seqseg_lib.devices",
         "seqseg_lib.distributed",
+        "seqseg_lib.measured",
         "seqseg_lib.paper",
         "seqseg_lib.measured",
     ],

@@ -35,6 +35,7 @@ from seqseg_lib.experiments import (
     variant_config,
     variant_name,
 )
+from seqseg_lib.loading import epoch_steps
 from seqseg_lib.models import count_parameters
 from seqseg_lib.runs import final_metrics, read_metrics, training_minutes
 from seqseg_lib.verdicts import (
@@ -162,11 +163,8 @@ BUDGET_VALIDATE_STEPS = 200
 
 
 def steps_per_epoch(config: Config) -> int:
-    """Training steps in one epoch of ``config`` (whole minibatches: ``drop_last``)."""
-    images = len(build_datasets(config)[0])
-    return (
-        images // config.batch_size if config.drop_last else math.ceil(images / config.batch_size)
-    )
+    """Training steps in one epoch of ``config``, as the engine batches its training split."""
+    return epoch_steps(len(build_datasets(config)[0]), config.batch_size, config.drop_last)
 
 
 def report_budget_study(

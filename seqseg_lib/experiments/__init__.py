@@ -40,6 +40,11 @@ PAPER_WORKERS = 4
 # Seq2Seg with Adam's moments is 0.6 GB, written in about as long as a GPU takes for one of its
 # epochs (123 steps). A killed run then repeats at most this many epochs, to the same weights.
 PAPER_CHECKPOINT_EPOCHS = 5
+# ``paper`` validates every this many epochs (and after the last), as it checkpoints: the
+# tables read the last epoch's validation, and each one (500 scenes) is time not training. A
+# study whose curves need more (notebook 09's, every ``semantic_scale.BUDGET_VALIDATE_STEPS``
+# steps) sets its own ``validate_every``.
+PAPER_VALIDATE_EPOCHS = PAPER_CHECKPOINT_EPOCHS
 # A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of at most
 # DRY_RUN_BATCH training images and validates on DRY_RUN_ENV's number of images, so that a
 # profile's whole code path (``paper``'s included) executes on any machine, in its memory, in
@@ -88,7 +93,8 @@ def build_config(
     saved config says which), the other profiles train in float32. Unknown names, fields and
     settings are refused with a ``ValueError`` that lists the valid ones. ``paper`` loads its
     data with ``PAPER_WORKERS`` DataLoader workers unless ``num_workers`` is given, and
-    checkpoints every ``PAPER_CHECKPOINT_EPOCHS`` epochs unless ``checkpoint_epochs`` is.
+    checkpoints every ``PAPER_CHECKPOINT_EPOCHS`` and validates every ``PAPER_VALIDATE_EPOCHS``
+    epochs unless ``checkpoint_epochs`` and ``validate_every`` are.
     Under a dry run (``dry_run_images``), one step on a batch of at most ``DRY_RUN_BATCH``
     and a few validation images.
     """
@@ -112,7 +118,12 @@ def build_config(
         overrides["data_root"] = str(Path(overrides["data_root"]).resolve())
     if profile == "paper":  # a GPU's input pipeline (run control: results do not change)
         overrides.setdefault("num_workers", PAPER_WORKERS)
-        overrides.setdefault("checkpoint_epochs", PAPER_CHECKPOINT_EPOCHS)
+        for name, every in (
+            ("checkpoint_epochs", PAPER_CHECKPOINT_EPOCHS),
+            ("validate_every", PAPER_VALIDATE_EPOCHS),
+        ):
+            if overrides.get(name) is None:
+                overrides[name] = every
     images = dry_run_images()
     if images is not None:  # one step on a batch of (at most) DRY_RUN_BATCH images
         batch = overrides.get("batch_size", values.get("batch_size", Config.batch_size))
