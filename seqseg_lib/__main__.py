@@ -435,12 +435,18 @@ def train_runs_command(args: argparse.Namespace) -> int:
 
 def length(config: Config) -> tuple[int | None, float | None]:
     """A run's steps and seconds per step by the plan (``plan.planned_steps`` and the step
-    times ``plan.benchmark_seconds`` reads), what ``runs train`` orders its runs by."""
-    from seqseg_lib import plan
-    from seqseg_lib.packing import BENCHMARKS_CSV
+    times ``plan.measured_speeds`` reads on this machine's kind of device), what ``runs
+    train`` orders its runs by."""
+    import torch
 
-    seconds = plan.benchmark_seconds(BENCHMARKS_CSV.with_name("benchmarks.md"), config.profile)
-    return plan.planned_steps(config), seconds.get(config.experiment)
+    from seqseg_lib import plan
+    from seqseg_lib.measured import BENCHMARKS_CSV
+
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    speed = plan.measured_speeds(BENCHMARKS_CSV, config.profile, device_type).get(
+        config.experiment
+    )
+    return plan.planned_steps(config), None if speed is None else speed.step_s
 
 
 def valid_names(kind: str, experiment: str | None = None) -> list[str]:

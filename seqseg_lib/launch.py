@@ -387,7 +387,7 @@ def packed_jobs(
     options: JobOptions,
     configs: list[Config],
     say: Callable[[str], None],
-    benchmarks: Path = packing.BENCHMARKS_CSV,
+    benchmarks: Path = measured.BENCHMARKS_CSV,
 ) -> int | None:
     """The default number of jobs for ``paper`` runs of one GPU each on this machine's GPUs:
     ``GPUs x packing.runs_per_gpu`` of ``benchmarks``' rows for the runs' experiments, or

@@ -22,9 +22,8 @@ from typing import Any
 
 from seqseg_lib import measured
 
-BENCHMARKS_CSV = Path(__file__).resolve().parents[1] / "reports" / "benchmarks.csv"
-# Ours, an assumption and not a measurement: runs per GPU for ``paper`` where
-# ``BENCHMARKS_CSV`` has no ``train_step_s`` rows at several concurrencies. Two runs of a few
+# Ours, an assumption and not a measurement: runs per GPU for ``paper`` where the CSV
+# has no ``train_step_s`` rows at several concurrencies. Two runs of a few
 # GiB each fit any GPU that trains ``paper`` and overlap one run's data loading, validation
 # and checkpoints with the other's steps.
 ASSUMED_RUNS_PER_GPU = 2
