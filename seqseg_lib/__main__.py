@@ -443,9 +443,7 @@ def length(config: Config) -> tuple[int | None, float | None]:
     from seqseg_lib.measured import BENCHMARKS_CSV
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    speed = plan.measured_speeds(BENCHMARKS_CSV, config.profile, device_type).get(
-        config.experiment
-    )
+    speed = plan.measured_speeds(BENCHMARKS_CSV, config.profile, device_type).get(config.experiment)
     return plan.planned_steps(config), None if speed is None else speed.step_s
 
 

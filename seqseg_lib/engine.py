@@ -168,7 +168,7 @@ class Trainer:
         self.experiment = get_experiment(config.experiment)
         given = config  # as config.json says it; run control resolved for this process:
         self.config = config = dataclasses.replace(
-            config, graphs=self._uses_graphs(config), check_every=self._check_every(config)
+            config, **self._step_mode(config), check_every=self._check_every(config)
         )
         self.memory_format = memory_format(self.experiment, self.device)
         torch.manual_seed(config.seed)
@@ -218,18 +218,23 @@ class Trainer:
         self.step = WholeStep(self._step, self.device) if config.graphs else self._step
         self.model_graph_seconds: float | None = None  # ``graph_model``'s, once captured
 
-    def _uses_graphs(self, config: Config) -> bool:
-        """``config.graphs``, or where it is None, whether ``reports/benchmarks.csv`` measured
-        the captured step faster than the others for this experiment, profile and precision
-        on this kind of device (never on a CPU: nothing to capture there)."""
+    def _step_mode(self, config: Config) -> dict[str, Any]:
+        """``graphs`` and ``compile`` as this run uses them. Where ``graphs`` is None (and no
+        ``compile`` is asked): on CUDA in one process, the mode that ``reports/benchmarks.csv``
+        measured fastest for this experiment, profile and precision (``measured.fastest_mode``:
+        ``graphs``, a ``compile:MODE`` or ``eager``); eager where it has no comparison, and
+        always on a CPU (nothing to capture there, and compiling is measured slower)."""
         graphs, name = config.graphs, config.experiment
         if graphs is None:
             if self.device.type != "cuda" or self.world > 1 or config.compile:
-                return False
+                return {"graphs": False}
             precision = "bfloat16" if config.amp else "float32"
             rows = measured.read(measured.BENCHMARKS_CSV)
-            fastest = measured.fastest_mode(rows, name, config.profile, "cuda", precision)
-            return fastest == "graphs" and self.experiment.graphs is not None
+            fastest = measured.fastest_mode(rows, name, config.profile, "cuda", precision) or ""
+            if fastest.startswith("compile"):
+                _, _, mode = fastest.partition(":")
+                return {"graphs": False, "compile": mode or True}
+            return {"graphs": fastest == "graphs" and self.experiment.graphs is not None}
         if graphs and self.experiment.graphs is None:
             raise ValueError(f"--graphs: {name}'s training step cannot be captured; drop it")
         if graphs and (self.world > 1 or config.compile):
@@ -238,7 +243,7 @@ class Trainer:
                 if config.compile
                 else "--graphs: a step is captured only in one process; drop it under torchrun"
             )
-        return graphs
+        return {"graphs": graphs}
 
     def _check_every(self, config: Config) -> int:
         """Steps between reads of the non-finite flag: every step on a CPU (a read costs
@@ -355,7 +360,8 @@ class Trainer:
             environment = self.environment()
             progress.note(
                 f"{parameters:,} parameters, {environment['device']}, "
-                f"{environment['precision']}, run directory {self.run_dir}"
+                f"{environment['precision']}, {environment['step']} step, "
+                f"run directory {self.run_dir}"
             )
             while self.position["epoch"] < config.epochs:
                 if not self._train_epoch(progress):
@@ -528,6 +534,21 @@ class Trainer:
         stops = config.max_steps is not None and self.position["global_step"] >= config.max_steps
         return (epoch + 1) % config.validate_every == 0 or epoch + 1 == config.epochs or stops
 
+    def step_mode(self) -> str:
+        """How the training step runs (``Config.graphs``, ``Config.compile``), with the seconds
+        its capture took once it has."""
+        config = self.config
+        if config.graphs and self.device.type == "cuda":
+            seconds = self.model_graph_seconds
+            if isinstance(self.step, WholeStep):
+                seconds = self.step.capture_seconds
+            what = "whole step" if isinstance(self.step, WholeStep) else "model forward/backward"
+            captured = "" if seconds is None else f", captured in {seconds:.1f} s"
+            return f"CUDA graphs ({what}{captured})"
+        if config.compile:
+            return f"torch.compile ({'default' if config.compile is True else config.compile})"
+        return "eager"
+
     def environment(self) -> dict[str, Any]:
         """Device (model and threads), processes, precision and torch version."""
         return {
@@ -535,7 +556,7 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "processes": self.world,
             "precision": "bfloat16 autocast" if self.config.amp else "float32",
-            "step": "CUDA graphs" if self.config.graphs and self.device.type == "cuda" else "eager",
+            "step": self.step_mode(),
             "tf32": self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
             "torch": torch.__version__,
         }
