@@ -169,5 +169,6 @@ class PhaseTimer:
             self.current = {}
 
     def _synchronize(self) -> None:
-        if self.cuda:
+        # (not while a CUDA graph records the step: a replay's phases are not timed apart)
+        if self.cuda and not torch.cuda.is_current_stream_capturing():
             torch.cuda.synchronize()
