@@ -334,9 +334,10 @@ def plan_command(args: argparse.Namespace) -> int:
     measurement, then the totals."""
     from seqseg_lib import plan
     from seqseg_lib.devices import resolve_device
+    from seqseg_lib.experiments import sized_for_gpu
 
     device_type = args.device_type or (
-        "cuda" if args.profile == "paper" else resolve_device("auto").type
+        "cuda" if sized_for_gpu(args.profile) else resolve_device("auto").type
     )
     speeds = plan.measured_speeds(args.benchmarks, args.profile, device_type)
     rows = plan.describe(planned_runs(args), args.runs_dir, speeds)

@@ -58,7 +58,7 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 
 from seqseg_lib import distributed, engine, measured, packing
 from seqseg_lib.config import Config
-from seqseg_lib.experiments import config_from_dict
+from seqseg_lib.experiments import config_from_dict, sized_for_gpu
 from seqseg_lib.runs import is_finished, read_status, run_name, stopped_at
 
 EXECUTORS = ("local", "slurm", "inline")
@@ -396,7 +396,7 @@ def packed_jobs(
     gpus = len(visible_gpus())
     if executor != "local" or options.gpus not in (None, 1) or not gpus or not configs:
         return None
-    if any(config.profile != "paper" for config in configs):
+    if not all(sized_for_gpu(config.profile) for config in configs):
         return None
     experiments = {config.experiment for config in configs}
     per_gpu = packing.runs_per_gpu(measured.read(benchmarks), experiments)

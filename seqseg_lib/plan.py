@@ -29,7 +29,13 @@ from seqseg_lib.data import build_dataset
 from seqseg_lib.data.scattered_mnist import DEFAULT_SIZES
 from seqseg_lib.data.synthetic import DEFAULT_NUM_IMAGES
 from seqseg_lib.devices import fast_bfloat16
-from seqseg_lib.experiments import Variant, build_config, variant_config, variant_name
+from seqseg_lib.experiments import (
+    Variant,
+    build_config,
+    sized_for_gpu,
+    variant_config,
+    variant_name,
+)
 from seqseg_lib.loading import epoch_steps
 from seqseg_lib.runs import read_status, run_name, run_state
 
@@ -229,7 +235,7 @@ def profile_precision(profile: str, device_type: str) -> str:
     """What ``profile`` trains in on ``device_type``, as ``build_config`` decides: ``paper``
     autocasts to bfloat16 on a GPU (and on this machine's CPU where it has fast bfloat16), the
     other profiles stay in float32."""
-    if profile != "paper":
+    if not sized_for_gpu(profile):
         return "float32"
     return "bfloat16" if device_type == "cuda" or fast_bfloat16("cpu") else "float32"
 

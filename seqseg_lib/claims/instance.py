@@ -15,7 +15,7 @@ import torch
 from seqseg_lib import paper
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import Variant, build_config, build_model, load_config
-from seqseg_lib.experiments.instance import instance_preset
+from seqseg_lib.experiments.instance import PRESETS
 from seqseg_lib.models import count_parameters
 from seqseg_lib.plotting import (
     add_probability_bar,
@@ -248,10 +248,10 @@ def mnist_study(profile: str) -> list[Variant]:
     ]
     if profile == "paper":  # ``paper`` already trains the report's 11,256 steps
         return variants
-    preset = instance_preset(profile, "mnist")
+    preset = PRESETS["mnist-easy"][profile]
     training = {
-        "epochs": MNIST_LONGER * preset["epochs"],
-        "lr_milestones": tuple((MNIST_LONGER * e, lr) for e, lr in preset["lr_milestones"]),
+        "epochs": MNIST_LONGER * preset.epochs,
+        "lr_milestones": tuple((MNIST_LONGER * e, lr) for e, lr in preset.lr_milestones),
     }
     longer = []
     for index in MNIST_LONGER_HEADS:

@@ -489,14 +489,14 @@ def transformer_study(profile: str) -> list[Variant]:
     square_crops``), each for its ``TRANSFORMER_EPOCHS`` at its preset's learning rate, decayed
     after a third and two thirds of them; the Hungarian U-Net keeps its model and loss and
     matches, as ours, at a quarter of the crop's side."""
-    square = square_crops(profile, "synthetic")
+    square = square_crops(profile)
     variants = []
     for experiment, label in TRANSFORMER_LABELS.items():
         epochs = TRANSFORMER_EPOCHS[profile][experiment]
         lr = build_config(experiment, profile).lr
-        training = {"resize": square["resize"], "crop": square["crop"], "epochs": epochs}
+        training = {"resize": square.resize, "crop": square.crop, "epochs": epochs}
         training["lr_milestones"] = third_decays(epochs, lr)
-        loss = {} if experiment == "eomt" else {"match_size": square["loss"].match_size}
+        loss = {} if experiment == "eomt" else {"match_size": square.loss.match_size}
         variants.append(Variant(label, experiment, loss=loss, short=False, training=training))
     return variants
 

@@ -32,19 +32,11 @@ from seqseg_lib.config import (
 )
 from seqseg_lib.devices import fast_bfloat16
 from seqseg_lib.experiments import instance, panoptic, semantic
-from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.experiments.base import (
+    Experiment,
+)
 from seqseg_lib.runs import CONFIG
 
-PAPER_WORKERS = 4
-# ``paper`` writes a checkpoint every this many epochs (and after the last): the report's
-# Seq2Seg with Adam's moments is 0.6 GB, written in about as long as a GPU takes for one of its
-# epochs (123 steps). A killed run then repeats at most this many epochs, to the same weights.
-PAPER_CHECKPOINT_EPOCHS = 5
-# ``paper`` validates every this many epochs (and after the last), as it checkpoints: the
-# tables read the last epoch's validation, and each one (500 scenes) is time not training. A
-# study whose curves need more (notebook 09's, every ``semantic_scale.BUDGET_VALIDATE_STEPS``
-# steps) sets its own ``validate_every``.
-PAPER_VALIDATE_EPOCHS = PAPER_CHECKPOINT_EPOCHS
 # A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of at most
 # DRY_RUN_BATCH training images and validates on DRY_RUN_ENV's number of images, so that a
 # profile's whole code path (``paper``'s included) executes on any machine, in its memory, in
@@ -79,57 +71,57 @@ def get_experiment(name: str) -> Experiment:
     return EXPERIMENTS[check_choice("experiment", name, list(EXPERIMENTS))]
 
 
+def sized_for_gpu(profile: str) -> bool:
+    """Whether ``profile``'s presets are made for a GPU: they leave bfloat16 autocast to the
+    device (``amp=None``, ``paper``'s), where the others train in float32 everywhere."""
+    check_choice("profile", profile, PROFILES)
+    return all(spec.presets[profile].amp is None for spec in EXPERIMENTS.values())
+
+
 def build_config(
     experiment: str,
     profile: str = "cpu",
     dataset: str | None = None,
     **overrides: Any,
 ) -> Config:
-    """The named preset for ``experiment`` on ``dataset`` under ``profile``, then overrides.
+    """The preset of ``experiment`` and ``profile`` (``Experiment.presets``) on ``dataset``
+    (``Experiment.on_dataset``), then ``overrides``.
 
     ``dataset`` None takes the experiment's embedded default. ``model`` and ``loss`` overrides
-    are dicts of settings to change. Unless ``amp`` is given, the ``paper`` profile autocasts
-    to bfloat16 where the run's device has fast bfloat16 (``devices.fast_bfloat16``; the
-    saved config says which), the other profiles train in float32. Unknown names, fields and
-    settings are refused with a ``ValueError`` that lists the valid ones. ``paper`` loads its
-    data with ``PAPER_WORKERS`` DataLoader workers unless ``num_workers`` is given, and
-    checkpoints every ``PAPER_CHECKPOINT_EPOCHS`` and validates every ``PAPER_VALIDATE_EPOCHS``
-    epochs unless ``checkpoint_epochs`` and ``validate_every`` are.
-    Under a dry run (``dry_run_images``), one step on a batch of at most ``DRY_RUN_BATCH``
-    and a few validation images.
+    are dicts of settings to change. A preset's ``amp=None`` (``paper``'s) autocasts to
+    bfloat16 where the run's device has fast bfloat16 (``devices.fast_bfloat16``; the saved
+    config says which); ``amp``, ``validate_every``, ``checkpoint_epochs`` and ``num_workers``
+    given as None keep the preset's. Unknown names, fields
+    and settings are refused with a ``ValueError`` that lists the valid ones. Under a dry run
+    (``dry_run_images``), one step on a batch of at most ``DRY_RUN_BATCH`` and a few
+    validation images.
     """
     spec = get_experiment(experiment)
     check_choice("profile", profile, PROFILES)
     dataset = dataset or spec.datasets[0]
     check_choice(f"dataset for {experiment}", dataset, spec.datasets)
-    values = spec.preset(profile, dataset)
-    values["model"] = replace_settings(values["model"], overrides.pop("model", {}), "model")
-    values["loss"] = replace_settings(values["loss"], overrides.pop("loss", {}), "loss")
+    preset = spec.on_dataset(spec.presets[profile], dataset)
+    model = replace_settings(preset.model, overrides.pop("model", None) or {}, "model")
+    loss = replace_settings(preset.loss, overrides.pop("loss", None) or {}, "loss")
     valid = [f.name for f in dataclasses.fields(Config)]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; valid config fields: {valid}")
+    for name in ("validate_every", "checkpoint_epochs", "num_workers"):
+        if name in overrides and overrides[name] is None:
+            del overrides[name]  # the preset's
     for name in ("max_steps", "validate_every", "checkpoint_epochs"):
         if overrides.get(name) is not None:
             check_positive_int(name, overrides[name])
-    if overrides.get("amp") is None:
-        overrides["amp"] = profile == "paper" and fast_bfloat16(overrides.get("device", "auto"))
+    if overrides.get("amp", preset.amp) is None:
+        overrides["amp"] = fast_bfloat16(overrides.get("device", preset.device))
     if overrides.get("data_root") is not None:  # where the data is, wherever the run goes on
         overrides["data_root"] = str(Path(overrides["data_root"]).resolve())
-    if profile == "paper":  # a GPU's input pipeline (run control: results do not change)
-        overrides.setdefault("num_workers", PAPER_WORKERS)
-        for name, every in (
-            ("checkpoint_epochs", PAPER_CHECKPOINT_EPOCHS),
-            ("validate_every", PAPER_VALIDATE_EPOCHS),
-        ):
-            if overrides.get(name) is None:
-                overrides[name] = every
     images = dry_run_images()
     if images is not None:  # one step on a batch of (at most) DRY_RUN_BATCH images
-        batch = overrides.get("batch_size", values.get("batch_size", Config.batch_size))
-        batch = min(batch, DRY_RUN_BATCH)
+        batch = min(overrides.get("batch_size", preset.batch_size), DRY_RUN_BATCH)
         overrides |= {"batch_size": batch, "num_train": batch, "num_val": images, "max_steps": 1}
-    return Config(experiment, profile, dataset, **(values | overrides))
+    return dataclasses.replace(preset, model=model, loss=loss, **overrides)
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

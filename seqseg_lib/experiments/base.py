@@ -11,6 +11,17 @@ from torch.utils.data import Dataset
 
 from seqseg_lib.config import Config
 
+PAPER_WORKERS = 4
+# ``paper`` writes a checkpoint every this many epochs (and after the last): the report's
+# Seq2Seg with Adam's moments is 0.6 GB, written in about as long as a GPU takes for one of its
+# epochs (123 steps). A killed run then repeats at most this many epochs, to the same weights.
+PAPER_CHECKPOINT_EPOCHS = 5
+# ``paper`` validates every this many epochs (and after the last), as it checkpoints: the
+# tables read the last epoch's validation, and each one (500 scenes) is time not training. A
+# study whose curves need more (notebook 09's, every ``semantic_scale.BUDGET_VALIDATE_STEPS``
+# steps) sets its own ``validate_every``.
+PAPER_VALIDATE_EPOCHS = PAPER_CHECKPOINT_EPOCHS
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -19,8 +30,10 @@ class Experiment:
     - ``datasets``: the dataset names it runs on, its embedded default first;
     - ``model_config`` / ``loss_config``: the settings classes of ``Config.model`` and
       ``Config.loss``;
-    - ``preset(profile, dataset) -> dict`` of ``Config`` fields (``model`` and ``loss`` as
-      settings instances) for the ``paper``, ``cpu`` and ``smoke`` profiles;
+    - ``presets``: ``{profile: Config}`` on its embedded default dataset, ``paper`` written
+      out with the report's sections beside its values, ``cpu`` and ``smoke`` as
+      ``dataclasses.replace`` calls on it; ``on_dataset(preset, dataset) -> Config``: a preset
+      on another of its datasets (its geometry and classes there);
     - ``build_model(config)``: ``model(images) -> outputs``;
     - ``build_datasets(config) -> (train, val)``, whose items ``collate_fn(items) -> (images,
       targets)`` batches;
@@ -48,7 +61,8 @@ class Experiment:
     datasets: tuple[str, ...]
     model_config: type
     loss_config: type
-    preset: Callable[[str, str], dict[str, Any]]
+    presets: dict[str, Config]
+    on_dataset: Callable[[Config, str], Config]
     build_model: Callable[[Config], nn.Module]
     build_datasets: Callable[[Config], tuple[Dataset, Dataset]]
     build_criterion: Callable[[Config], nn.Module]

@@ -16,16 +16,20 @@ semantic map made from the panoptic one, redundancy).
 """
 
 from dataclasses import replace
-from typing import Any
 
 import torch
 
 from seqseg_lib import paper
 from seqseg_lib.config import Config
-from seqseg_lib.data import PAPER_SYNTHETIC_SIZES, build_street_datasets
+from seqseg_lib.data import build_street_datasets
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
-from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.experiments.base import (
+    PAPER_CHECKPOINT_EPOCHS,
+    PAPER_VALIDATE_EPOCHS,
+    PAPER_WORKERS,
+    Experiment,
+)
 from seqseg_lib.losses import EomtCriterion, EomtLossConfig, SetCriterion, SetLossConfig
 from seqseg_lib.models.eomt import EomtSegmenter, EomtSegmenterConfig
 from seqseg_lib.models.hungarian_unet import HungarianUNet, HungarianUNetConfig
@@ -49,70 +53,83 @@ def build_panoptic_criterion(config: Config) -> SetCriterion:
     return criterion
 
 
-def panoptic_preset(profile: str, dataset: str) -> dict[str, Any]:
-    """The ``paper``, ``cpu`` and ``smoke`` profiles of ``hungarian-unet``."""
-    values = {"paper": paper_preset, "cpu": cpu_preset, "smoke": smoke_preset}[profile]()
-    if (profile, dataset) == ("paper", "synthetic"):
-        values |= PAPER_SYNTHETIC_SIZES
-    return values
+# -- presets: ``paper`` written out; ``cpu`` and ``smoke`` as its changes -----------------------
+# Sec. 4: 30 epochs, Adam 1e-3 -> 5e-4 -> 1e-4 after 10 and 20 epochs, N_obj = 100, matching at
+# 32x64; Sec. 3.3's loss; Sec. 2.2's batch of 24 and 140x280 resize with 128x256 crops (Sec. 4
+# gives neither; these are the U-Net's). On the synthetic scenes at Cityscapes' sizes.
+HUNGARIAN_UNET_PAPER = Config(
+    experiment="hungarian-unet",
+    profile="paper",
+    dataset="synthetic",
+    model=HungarianUNetConfig(num_queries=100, num_classes=NUM_CLASSES, base_width=32),
+    loss=SetLossConfig(
+        no_object_weight=0.5,  # Sec. 3.3
+        class_weight=0.1,  # Sec. 3.3
+        mask_weight=1.0,  # Sec. 3.3
+        mask_loss="dice",  # Sec. 3.3, 4
+        match_size=paper.PANOPTIC_MATCH_SIZE,  # 32x64 (Sec. 4)
+    ),
+    epochs=paper.PANOPTIC_EPOCHS,  # 30 (Sec. 4)
+    batch_size=paper.BATCH_SIZE,  # Sec. 2.2's
+    lr=paper.PANOPTIC_LR,  # 1e-3, then 5e-4 and 1e-4 after 10 and 20 epochs (Sec. 4)
+    lr_milestones=paper.PANOPTIC_LR_MILESTONES,
+    drop_last=True,
+    resize=paper.RESIZE,  # Sec. 2.2's
+    crop=paper.CROP,
+    num_train=paper.CITYSCAPES_TRAIN_IMAGES,  # Cityscapes fine's split sizes
+    num_val=paper.CITYSCAPES_VAL_IMAGES,
+    amp=None,  # bfloat16 autocast where the device has it in hardware (``build_config``)
+    # a GPU's run control (results do not change), as the semantic experiments'
+    num_workers=PAPER_WORKERS,
+    checkpoint_epochs=PAPER_CHECKPOINT_EPOCHS,
+    validate_every=PAPER_VALIDATE_EPOCHS,
+)
+# ``cpu``: 2 CPU cores, about 18 minutes: half-resolution crops (64x128), the U-Net at half
+# width (2.46M parameters), 600 synthetic training and 150 validation scenes, batch 16, the
+# report's 30 epochs and schedule; float32 and bit-identical kernels, no workers, checkpoints
+# and validations every epoch. Matching stays at 32x64, half the crop's resolution rather than
+# a quarter, so that small cars survive it. Where it stands (PQ, cars found, duplicates) and
+# what the ablation of notebook 04 changes: ``reports/README.md``, written from the runs.
+RUN_CONTROL_CPU = {"amp": False, "deterministic": True, "num_workers": 0}
+RUN_CONTROL_CPU |= {"checkpoint_epochs": 1, "validate_every": 1}
+HUNGARIAN_UNET_CPU = replace(
+    HUNGARIAN_UNET_PAPER,
+    profile="cpu",
+    model=replace(HUNGARIAN_UNET_PAPER.model, base_width=16),
+    batch_size=16,
+    resize=(70, 140),
+    crop=(64, 128),
+    num_train=600,
+    num_val=150,
+    **RUN_CONTROL_CPU,
+)
+# ``smoke``: seconds, 10 queries, a 4-wide U-Net, 32x64 crops, 8 training and 4 validation
+# images.
+HUNGARIAN_UNET_SMOKE = replace(
+    HUNGARIAN_UNET_PAPER,
+    profile="smoke",
+    model=HungarianUNetConfig(num_queries=10, num_classes=NUM_CLASSES, base_width=4),
+    loss=replace(HUNGARIAN_UNET_PAPER.loss, match_size=(16, 32)),
+    epochs=2,
+    batch_size=4,
+    lr_milestones=((1, 1e-3),),
+    resize=(36, 72),
+    crop=(32, 64),
+    num_train=8,
+    num_val=4,
+    **RUN_CONTROL_CPU,
+)
 
 
-def paper_preset() -> dict[str, Any]:
-    """Sec. 4: 30 epochs of Cityscapes fine, Adam 1e-3 -> 5e-4 -> 1e-4 after 10 and 20
-    epochs, N_obj = 100, matching at 32x64; Sec. 3.3's loss; Sec. 2.2's batch of 24 and
-    140x280 resize with 128x256 crops (Sec. 4 gives neither; these are the U-Net's)."""
-    return {
-        "model": HungarianUNetConfig(num_queries=100, num_classes=NUM_CLASSES, base_width=32),
-        "loss": SetLossConfig(
-            no_object_weight=0.5,  # Sec. 3.3
-            class_weight=0.1,  # Sec. 3.3
-            mask_weight=1.0,  # Sec. 3.3
-            mask_loss="dice",  # Sec. 3.3, 4
-            match_size=paper.PANOPTIC_MATCH_SIZE,
-        ),
-        "epochs": paper.PANOPTIC_EPOCHS,
-        "batch_size": paper.BATCH_SIZE,  # Sec. 2.2's
-        "lr": paper.PANOPTIC_LR,
-        "lr_milestones": paper.PANOPTIC_LR_MILESTONES,
-        "resize": paper.RESIZE,  # Sec. 2.2's
-        "crop": paper.CROP,
-    }
-
-
-def cpu_preset() -> dict[str, Any]:
-    """2 CPU cores, under 20 minutes: half-resolution crops (64x128), the U-Net at half
-    width (2.46M parameters), 600 synthetic training and 150 validation scenes, batch 16,
-    the report's 30 epochs and schedule. Matching stays at 32x64, half the crop's
-    resolution rather than a quarter, so that small cars survive it.
-
-    About 18 minutes on 2 cores. Where it stands (PQ, cars found, duplicates) and what the
-    ablation of notebook 04 changes: ``reports/README.md``, written from the runs.
-    """
-    paper = paper_preset()
-    return paper | {
-        "model": replace(paper["model"], base_width=16),
-        "batch_size": 16,
-        "resize": (70, 140),
-        "crop": (64, 128),
-        "num_train": 600,
-        "num_val": 150,
-    }
-
-
-def smoke_preset() -> dict[str, Any]:
-    """Seconds: 10 queries, a 4-wide U-Net, 32x64 crops, 8 training and 4 validation images."""
-    paper = paper_preset()
-    return paper | {
-        "model": HungarianUNetConfig(num_queries=10, num_classes=NUM_CLASSES, base_width=4),
-        "loss": replace(paper["loss"], match_size=(16, 32)),
-        "epochs": 2,
-        "batch_size": 4,
-        "lr_milestones": ((1, 1e-3),),
-        "resize": (36, 72),
-        "crop": (32, 64),
-        "num_train": 8,
-        "num_val": 4,
-    }
+def on_dataset(preset: Config, dataset: str) -> Config:
+    """``preset`` (on the synthetic scenes) on ``dataset``: on Cityscapes, its whole splits
+    where the preset has Cityscapes' split sizes (``paper``), the geometry unchanged."""
+    if dataset == "synthetic":
+        return preset
+    config = replace(preset, dataset=dataset)
+    if preset.num_train == paper.CITYSCAPES_TRAIN_IMAGES:
+        config = replace(config, num_train=None, num_val=None)
+    return config
 
 
 def dummy_panoptic_items(config: Config, count: int, generator: torch.Generator) -> list[dict]:
@@ -138,7 +155,12 @@ HUNGARIAN_UNET = Experiment(
     datasets=("synthetic", "cityscapes"),
     model_config=HungarianUNetConfig,
     loss_config=SetLossConfig,
-    preset=panoptic_preset,
+    presets={
+        "paper": HUNGARIAN_UNET_PAPER,
+        "cpu": HUNGARIAN_UNET_CPU,
+        "smoke": HUNGARIAN_UNET_SMOKE,
+    },
+    on_dataset=on_dataset,
     build_model=lambda config: HungarianUNet(config.model),
     build_datasets=build_street_datasets,
     build_criterion=build_panoptic_criterion,
@@ -163,26 +185,27 @@ TRANSFORMER_SIZES = {
 SQUARE_RESIZE = {"smoke": (36, 72), "cpu": (140, 280), "paper": (280, 560)}
 # The layers the queries join at the end (EoMT's ``num_blocks``; ours with ``query_layers``).
 QUERY_LAYERS = 2
+HUNGARIAN_UNET_PRESETS = HUNGARIAN_UNET.presets
 
 
-def square_crops(profile: str, dataset: str) -> dict[str, Any]:
+SQUARE_LR = {"smoke": 1e-3, "cpu": 5e-4, "paper": paper.SEQ2SEG_LR}
+
+
+def square_crops(profile: str) -> Config:
     """The data and schedule both transformers (and notebook 08's Hungarian U-Net) train with:
     the Hungarian U-Net's preset of the profile, on square crops, with Seq2Seg's learning rate
     of the profile (5e-4 at ``cpu``, 1e-4 at ``paper``: the report's) and the same decays at a
-    third and two thirds of training."""
-    side = TRANSFORMER_SIZES[profile]["image"]
-    values = panoptic_preset(profile, dataset)
-    lr = {"smoke": 1e-3, "cpu": 5e-4, "paper": paper.SEQ2SEG_LR}[profile]
-    epochs = values["epochs"]
-    values |= {
-        "resize": SQUARE_RESIZE[profile],
-        "crop": (side, side),
-        "lr": lr,
-        "lr_milestones": third_decays(epochs, lr),
-        "loss": replace(values["loss"], match_size=(side // 4, side // 4)),  # Sec. 4: a quarter
-    }
-    values.pop("model")
-    return values
+    third and two thirds of training, matching at a quarter of the crop's side (Sec. 4)."""
+    preset = HUNGARIAN_UNET_PRESETS[profile]
+    side, lr = TRANSFORMER_SIZES[profile]["image"], SQUARE_LR[profile]
+    return replace(
+        preset,
+        resize=SQUARE_RESIZE[profile],
+        crop=(side, side),
+        lr=lr,
+        lr_milestones=third_decays(preset.epochs, lr),
+        loss=replace(preset.loss, match_size=(side // 4, side // 4)),
+    )
 
 
 def eomt_mask_side(profile: str) -> int:
@@ -199,15 +222,16 @@ def third_decays(epochs: int, lr: float) -> tuple[tuple[int, float], ...]:
     return ((epochs // 3, lr / 2), (2 * epochs // 3, lr / 10))
 
 
-def seq2seg_panoptic_preset(profile: str, dataset: str) -> dict[str, Any]:
-    """Ours: ``Seq2SegInstance`` with 100 queries (Sec. 4's), Sec. 3.5's dot-product masks at
-    4x the patch grid (EoMT's mask size: 64x64 at ``cpu``), the queries in the last
-    ``QUERY_LAYERS`` layers only, as EoMT's; Sec. 3.3's loss as the Hungarian U-Net's."""
+def seq2seg_panoptic(profile: str) -> Config:
+    """Ours: ``Seq2SegInstance`` with Sec. 4's 100 queries (10 at ``smoke``), Sec. 3.5's
+    dot-product masks at 4x the patch grid (EoMT's mask size: 64x64 at ``cpu``), the queries
+    in the last ``QUERY_LAYERS`` layers only, as EoMT's; Sec. 3.3's loss as the Hungarian
+    U-Net's, on ``square_crops``."""
     sizes = TRANSFORMER_SIZES[profile]
-    queries = 10 if profile == "smoke" else 100
+    square = square_crops(profile)
     model = Seq2SegInstanceConfig(
         num_classes=NUM_CLASSES,
-        num_queries=queries,
+        num_queries=square.model.num_queries,
         hidden_dim=sizes["hidden_dim"],
         num_layers=sizes["num_layers"],
         num_heads=sizes["num_heads"],
@@ -219,17 +243,18 @@ def seq2seg_panoptic_preset(profile: str, dataset: str) -> dict[str, Any]:
         image_size=sizes["image"],
         query_layers=min(QUERY_LAYERS, sizes["num_layers"]),
     )
-    return square_crops(profile, dataset) | {"model": model}
+    return replace(square, experiment="seq2seg-panoptic", model=model)
 
 
-def eomt_preset(profile: str, dataset: str) -> dict[str, Any]:
+def eomt(profile: str) -> Config:
     """The field's: HF's EoMT at our transformer's width, depth, heads and patch, 100 queries
-    in its last ``QUERY_LAYERS`` blocks, trained with its own loss (``EomtLossConfig``) on the
-    same data and schedule as ours."""
+    (10 at ``smoke``) in its last ``QUERY_LAYERS`` blocks, trained with its own loss
+    (``EomtLossConfig``) on the same data and schedule as ours (``square_crops``)."""
     sizes = TRANSFORMER_SIZES[profile]
+    square = square_crops(profile)
     model = EomtSegmenterConfig(
         num_classes=NUM_CLASSES,
-        num_queries=10 if profile == "smoke" else 100,
+        num_queries=square.model.num_queries,
         hidden_dim=sizes["hidden_dim"],
         num_layers=sizes["num_layers"],
         num_heads=sizes["num_heads"],
@@ -238,13 +263,13 @@ def eomt_preset(profile: str, dataset: str) -> dict[str, Any]:
         num_blocks=min(QUERY_LAYERS, sizes["num_layers"]),
     )
     loss = EomtLossConfig(train_num_points=eomt_mask_side(profile) ** 2)  # a mask's pixels
-    return square_crops(profile, dataset) | {"model": model, "loss": loss}
+    return replace(square, experiment="eomt", model=model, loss=loss)
 
 
 SEQ2SEG_PANOPTIC = replace(
     HUNGARIAN_UNET,
     model_config=Seq2SegInstanceConfig,
-    preset=seq2seg_panoptic_preset,
+    presets={profile: seq2seg_panoptic(profile) for profile in TRANSFORMER_SIZES},
     build_model=lambda config: Seq2SegInstance(config.model),
     channels_last=False,
 )
@@ -252,7 +277,7 @@ EOMT = replace(
     HUNGARIAN_UNET,
     model_config=EomtSegmenterConfig,
     loss_config=EomtLossConfig,
-    preset=eomt_preset,
+    presets={profile: eomt(profile) for profile in TRANSFORMER_SIZES},
     build_model=lambda config: EomtSegmenter(config.model),
     build_criterion=lambda config: EomtCriterion(config.model, config.loss),
     channels_last=False,
