@@ -216,7 +216,8 @@ class Trainer:
             tensor_learning_rates(self.optimizer)  # (a checkpoint may have brought floats)
         else:
             float_learning_rates(self.optimizer)  # (or a captured run's tensors)
-        self.step = WholeStep(self._step, self.device) if config.graphs else self._step
+        whole = config.graphs and self.experiment.graphs == "whole"
+        self.step = WholeStep(self._step, self.device) if whole else self._step
         self.model_graph_seconds: float | None = None  # ``graph_model``'s, once captured
 
     def _step_mode(self, config: Config) -> dict[str, Any]:

@@ -208,3 +208,13 @@ def test_paper_on_a_gpu_takes_the_mode_measured_fastest(monkeypatch):
     assert mode("seq2seg", world=2) == {"graphs": False}  # torchrun: eager
     assert mode("seq2seg", graphs=False) == {"graphs": False}  # asked: as asked
     assert mode("seq2seg-noskip") == {"graphs": False}  # not measured: eager
+
+
+@pytest.mark.parametrize("experiment", CAPTURABLE)
+def test_only_a_whole_step_experiment_captures_its_whole_step(tmp_path, experiment):
+    """Set prediction matches on the host between its model's graphs: its step is never
+    recorded whole (a capture would fail at the matcher's copy)."""
+    config = build_config(experiment, "smoke", device="cpu", progress=False, graphs=True)
+    trainer = engine.Trainer(config, tmp_path)
+    whole = get_experiment(experiment).graphs == "whole"
+    assert isinstance(trainer.step, graphs.WholeStep) == whole
