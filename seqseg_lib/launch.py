@@ -37,6 +37,7 @@ Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*`
 
 import contextlib
 import dataclasses
+import functools
 import getpass
 import json
 import os
@@ -44,7 +45,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 from seqseg_lib import distributed, engine, measured, packing
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import config_from_dict
-from seqseg_lib.runs import is_finished, read_status, run_name, stopped_at
+from seqseg_lib.progress import StatusLine
+from seqseg_lib.runs import interrupted_line, is_finished, read_status, run_name, stopped_at
 
 EXECUTORS = ("local", "slurm", "inline")
 JOBS_FOLDER = ".jobs"
@@ -80,6 +82,15 @@ ENDED = {
     "OUT_OF_MEMORY",
     "TIMEOUT",
 }
+
+
+class Interrupted(KeyboardInterrupt):
+    """``train_runs`` stopped by Ctrl-C (SIGINT) or SIGTERM: its local jobs have ended (their
+    runs' last checkpoints intact, their locks released); ``str()`` is the line that says
+    what became of the runs and how to resume them."""
+
+    def __init__(self, run_dirs: Sequence[Path]) -> None:
+        super().__init__(interrupted_line(run_dirs))
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ class _Submitted:
     job: Any  # a submitit Job
     slot: str | None
     since: float  # time.monotonic() at submission, then at start
+    resumes: dict | None = None  # the run's ``read_status`` at submission: None, from the start
     started: bool = False  # seen running once
     running: bool = False  # seen running since it was last seen queued
 
@@ -304,11 +316,38 @@ def train_runs(
         raise ValueError(f"expected gpus >= 0 and processes >= 1 per job, got {options}")
     if options.gpus and options.processes not in (None, options.gpus):
         raise ValueError(f"one process per GPU: {options.gpus} GPUs per job, not {options}")
-    say = say or (lambda line: print(line, flush=True))
+    status = StatusLine() if say is None else None
+    say = say or status.say
     tasks = plan(runs, Path(runs_dir).resolve())
+    start = time.monotonic()
+    try:
+        results = _train_tasks(
+            tasks, runs_dir, jobs, executor, options, poll_seconds, say, length, status
+        )
+    except KeyboardInterrupt:
+        raise Interrupted([task.run_dir for task in tasks]) from None
+    finally:
+        if status is not None:
+            status.close()
+    ordered = [results[task.number] for task in tasks]
+    say(totals(ordered, (time.monotonic() - start) / 60))
+    return ordered
+
+
+def _train_tasks(
+    tasks: list["_Task"],
+    runs_dir: str | os.PathLike,
+    jobs: int | None,
+    executor: str,
+    options: JobOptions,
+    poll_seconds: float | None,
+    say: Callable[[str], None],
+    length: Callable[[Config], tuple[int | None, float | None]] | None,
+    status: StatusLine | None,
+) -> dict[int, RunResult]:
+    """``train_runs``' body: each task's result, by number."""
     results = {t.number: _done_before(t) for t in tasks if _is_done(t)}
     todo = [task for task in tasks if task.number not in results]
-    start = time.monotonic()
     if todo and executor == "inline":
         say(f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, one at a time, here")
         results |= _run_inline(todo, say)
@@ -317,6 +356,8 @@ def train_runs(
         jobs = jobs or packed_jobs(executor, options, [task.config for task in todo], say)
         slots = _slots(executor, options, jobs, len(todo))
         threads = _threads(executor, options, len(slots))
+        if jobs is not None and jobs > len(slots):  # (``_slots``: at most one job per run)
+            say(f"--jobs {jobs}: {len(todo)} run(s) to train, so {len(slots)} job(s) at a time")
         say(
             f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, {len(slots)} at a time "
             f"as {executor} jobs" + (f" of {threads} thread(s)" if threads else "")
@@ -324,12 +365,77 @@ def train_runs(
         folder = Path(runs_dir).resolve() / JOBS_FOLDER
         submitter = submitit_executor(executor, folder, options)
         poll = POLL_SECONDS[executor] if poll_seconds is None else poll_seconds
+        show = None
+        if status is not None:
+            remaining = time_left(tasks, length, parallel_runs(executor, slots))
+            show = functools.partial(status.update, _status_text, tasks, remaining)
         with _mps_if_shared(executor, slots, folder, say) as environment:
             make = _job_maker(executor, options, threads, len(slots), environment)
-            results |= _run_jobs(submitter, make, todo, slots, poll, say)
-    ordered = [results[task.number] for task in tasks]
-    say(totals(ordered, (time.monotonic() - start) / 60))
-    return ordered
+            with _controllers_apart(executor, folder):
+                results |= _run_jobs(submitter, make, todo, slots, poll, say, show)
+    return results
+
+
+def parallel_runs(executor: str, slots: list[str | None]) -> int:
+    """How many runs train at the speed of one alone, for the time left: on this machine's
+    CPU one (its jobs share the cores), on GPUs one per GPU in use, on Slurm one per job."""
+    if executor == "slurm":
+        return max(1, len(slots))
+    devices = {index for slot in slots if slot is not None for index in slot.split(",")}
+    return max(1, len(devices))
+
+
+def time_left(
+    tasks: list["_Task"],
+    length: Callable[[Config], tuple[int | None, float | None]] | None,
+    parallel: int,
+) -> Callable[[], float | None]:
+    """``remaining()``: seconds of training left by the plan, the steps each run has left
+    (its ``read_status``) times its seconds per step (``length``), over ``parallel`` runs at
+    once; None where a run's length is unknown (or without ``length``)."""
+    lengths = [length(task.config) if length else (None, None) for task in tasks]
+
+    def remaining() -> float | None:
+        seconds = 0.0
+        for task, (steps, step_s) in zip(tasks, lengths, strict=True):
+            status = read_status(task.run_dir)
+            if status is not None and status["position"]["epoch"] >= status["epochs"]:
+                continue
+            if steps is None or step_s is None:
+                return None
+            done = 0 if status is None else status["position"]["global_step"]
+            seconds += max(0, steps - done) * step_s
+        return seconds / parallel
+
+    return remaining
+
+
+def _status_text(
+    tasks: list["_Task"],
+    remaining: Callable[[], float | None],
+    running: list["_Submitted"],
+    elapsed: float,
+) -> str:
+    """``3/34 runs done | unet-...: epoch 2/6 step 130 | ... | 4.2 min, about 48 min left``:
+    each running run's position as its last checkpoint has it (``read_status``)."""
+    done = sum(_is_done(task) for task in tasks)
+    parts = [f"{done}/{len(tasks)} runs done"]
+    for item in running:
+        if not item.started:
+            continue
+        status = read_status(item.task.run_dir)
+        where = "starting"
+        if status is not None:
+            position = status["position"]
+            where = (
+                f"epoch {min(position['epoch'] + 1, status['epochs'])}/{status['epochs']} "
+                f"step {position['global_step']}"
+            )
+        parts.append(f"{item.task.run_dir.name}: {where}")
+    left = remaining()
+    tail = f"{elapsed / 60:.1f} min"
+    tail += ", time left unknown" if left is None else f", about {left / 60:.0f} min left"
+    return " | ".join([*parts, tail])
 
 
 def plan(runs: Sequence[tuple[Config, str | None]], runs_dir: Path) -> list[_Task]:
@@ -471,6 +577,72 @@ def _job_maker(
     return make
 
 
+@contextlib.contextmanager
+def _controllers_apart(executor: str, folder: Path) -> Iterator[None]:
+    """Local jobs' controllers (submitit's process around each job) start in a session of
+    their own, their output in ``folder/controllers.log``: a terminal's Ctrl-C reaches this
+    process alone, which then ends the jobs in order (``_stop_local``), and no controller
+    prints its own ``KeyboardInterrupt`` traceback on the terminal."""
+    if executor != "local":
+        yield
+        return
+    from submitit.local import local
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "controllers.log", "ab") as log:
+
+        class Subprocess:  # ``local.subprocess``, with the controller's own session
+            def __getattr__(self, name: str) -> Any:
+                return getattr(subprocess, name)
+
+            @staticmethod
+            def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802
+                kwargs |= {"start_new_session": True, "stdout": log, "stderr": subprocess.STDOUT}
+                return subprocess.Popen(*args, **kwargs)
+
+        original, local.subprocess = local.subprocess, Subprocess()
+        try:
+            yield
+        finally:
+            local.subprocess = original
+
+
+STOP_SECONDS = 8.0  # a local job's time to end after Ctrl-C before it is killed
+
+
+def _stop_local(running: list["_Submitted"]) -> None:
+    """End the local jobs of ``running``: SIGINT to each controller, which passes it to its
+    job (the run stops; a checkpoint being written is written first, ``signals_held``) and
+    kills it a second later; a controller still there after ``STOP_SECONDS`` is killed with
+    its session. Further Ctrl-Cs wait meanwhile (``signals_ignored``)."""
+    with signals_ignored():
+        for item in running:
+            item.job.cancel(check=False)
+        deadline = time.monotonic() + STOP_SECONDS
+        for item in running:
+            process = getattr(item.job, "_process", None)
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """The block with SIGINT and SIGTERM ignored (a second Ctrl-C while the jobs end)."""
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    handlers = {number: signal.signal(number, signal.SIG_IGN) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
 def _mps_if_shared(
     executor: str, slots: list[str | None], folder: Path, say: Callable[[str], None]
 ) -> contextlib.AbstractContextManager[dict[str, str]]:
@@ -528,9 +700,12 @@ def _run_jobs(
     slots: list[str | None],
     poll_seconds: float,
     say: Callable[[str], None],
+    show: Callable[[list[_Submitted], float], None] | None = None,
 ) -> dict[int, RunResult]:
-    """Submit a task whenever a slot is free, until every task has ended."""
+    """Submit a task whenever a slot is free, until every task has ended; after each look at
+    the jobs, ``show(running, seconds)`` (the status line)."""
     waiting, free, running, results = list(todo), list(slots), [], {}
+    start = time.monotonic()
     # one look at the queue for all the jobs (``squeue``: see QueueWatcher)
     watcher = QueueWatcher(delay_s=poll_seconds) if executor.cluster == "slurm" else None
     try:
@@ -551,10 +726,11 @@ def _run_jobs(
                     results[item.task.number] = _ended(item, say)
                     running.remove(item)
                     free.append(item.slot)
+            if show is not None:
+                show(running, time.monotonic() - start)
     except KeyboardInterrupt:
         if executor.cluster == "local":  # this machine's jobs end with the command
-            for item in running:
-                item.job.cancel(check=False)
+            _stop_local(running)
         else:
             jobs = " ".join(item.job.job_id for item in running)
             say(f"interrupted; Slurm jobs {jobs} go on (scancel {jobs} stops them)")
@@ -591,7 +767,7 @@ def _submit(
         return result
     if watcher is not None:
         submitted.watcher = watcher
-    return _Submitted(task, submitted, slot, time.monotonic())
+    return _Submitted(task, submitted, slot, time.monotonic(), read_status(task.run_dir))
 
 
 def _watch(item: _Submitted, say: Callable[[str], None]) -> None:
@@ -612,7 +788,11 @@ def _started(item: _Submitted, say: Callable[[str], None]) -> None:
     item.started = item.running = True
     item.since, task = time.monotonic(), item.task
     where = f" on GPU {item.slot}" if item.slot is not None else ""
-    say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (job {item.job.job_id}{where})")
+    how = "started "
+    if item.resumes is not None:
+        position = item.resumes["position"]
+        how = f"resumed at epoch {position['epoch'] + 1} step {position['global_step']}:"
+    say(f"[{task.number}/{task.total}] {how} {task.run_dir.name} (job {item.job.job_id}{where})")
 
 
 def _ended(item: _Submitted, say: Callable[[str], None]) -> RunResult:
@@ -642,7 +822,11 @@ def _run_inline(todo: list[_Task], say: Callable[[str], None]) -> dict[int, RunR
     """The tasks one after the other in this process, on its threads and devices."""
     results = {}
     for task in todo:
-        say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (in this process)")
+        status, how = read_status(task.run_dir), "started "
+        if status is not None:
+            position = status["position"]
+            how = f"resumed at epoch {position['epoch'] + 1} step {position['global_step']}:"
+        say(f"[{task.number}/{task.total}] {how} {task.run_dir.name} (in this process)")
         start = time.monotonic()
         job = TrainJob(task.config, str(task.run_dir.parent), task.variant, torch.get_num_threads())
         try:
