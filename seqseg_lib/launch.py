@@ -356,8 +356,9 @@ def _train_tasks(
         jobs = jobs or packed_jobs(executor, options, [task.config for task in todo], say)
         slots = _slots(executor, options, jobs, len(todo))
         threads = _threads(executor, options, len(slots))
-        if jobs is not None and jobs > len(slots):  # (``_slots``: at most one job per run)
-            say(f"--jobs {jobs}: {len(todo)} run(s) to train, so {len(slots)} job(s) at a time")
+        note = jobs_note(executor, jobs, len(slots), len(todo), available_cores())
+        if note:
+            say(note)
         say(
             f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, {len(slots)} at a time "
             f"as {executor} jobs" + (f" of {threads} thread(s)" if threads else "")
@@ -374,6 +375,23 @@ def _train_tasks(
             with _controllers_apart(executor, folder):
                 results |= _run_jobs(submitter, make, todo, slots, poll, say, show)
     return results
+
+
+def jobs_note(executor: str, jobs: int | None, slots: int, runs: int, cores: int) -> str | None:
+    """A line on ``jobs`` asked where they are not what runs: more than the runs to train (one
+    job per run at most), or, locally without GPUs, more than the cores (each job on one
+    thread, the jobs sharing the cores); None otherwise."""
+    if jobs is None:
+        return None
+    notes = []
+    if jobs > slots:
+        notes.append(f"{runs} run(s) to train, so {slots} job(s) at a time")
+    if executor == "local" and not visible_gpus() and slots > cores:
+        notes.append(
+            f"{slots} jobs on {cores} cores: one thread each, sharing the cores (no faster "
+            f"than --jobs {cores})"
+        )
+    return f"--jobs {jobs}: " + "; ".join(notes) if notes else None
 
 
 def parallel_runs(executor: str, slots: list[str | None]) -> int:
