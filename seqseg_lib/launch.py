@@ -434,10 +434,14 @@ def _status_text(
     running: list["_Submitted"],
     elapsed: float,
 ) -> str:
-    """``3/34 runs done | unet-...: epoch 2/6 step 130 | ... | 4.2 min, about 48 min left``:
-    each running run's position as its last checkpoint has it (``read_status``)."""
+    """``3/34 runs done, 4.2 min, about 48 min left | unet-...: epoch 2/6 step 130 | ...``:
+    each running run's position as its last checkpoint has it (``read_status``); the times
+    first, since a terminal's width cuts the end."""
     done = sum(_is_done(task) for task in tasks)
-    parts = [f"{done}/{len(tasks)} runs done"]
+    left = remaining()
+    head = f"{done}/{len(tasks)} runs done, {elapsed / 60:.1f} min"
+    head += ", time left unknown" if left is None else f", about {left / 60:.0f} min left"
+    parts = [head]
     for item in running:
         if not item.started:
             continue
@@ -450,10 +454,7 @@ def _status_text(
                 f"step {position['global_step']}"
             )
         parts.append(f"{item.task.run_dir.name}: {where}")
-    left = remaining()
-    tail = f"{elapsed / 60:.1f} min"
-    tail += ", time left unknown" if left is None else f", about {left / 60:.0f} min left"
-    return " | ".join([*parts, tail])
+    return " | ".join(parts)
 
 
 def plan(runs: Sequence[tuple[Config, str | None]], runs_dir: Path) -> list[_Task]:

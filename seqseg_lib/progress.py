@@ -169,8 +169,8 @@ class StatusLine:
             print(line, file=self.stream, flush=True)
             return
         width = shutil.get_terminal_size().columns - 1
-        self.shown = line if len(line) <= width else line[: max(width - 3, 0)] + "..."
         self._clear()
+        self.shown = line if len(line) <= width else line[: max(width - 3, 0)] + "..."
         self._write(self.shown)
 
     def _write(self, line: str) -> None:
