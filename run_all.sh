@@ -81,7 +81,8 @@ while [ $# -gt 0 ]; do
       folder="$(cd "$2" && pwd)"
       if [ "$1" = --data-root ]; then data_root="$folder"; else mnist_root="$folder"; fi
       shift 2 ;;
-    --runs-dir) need "$1" "a folder" "${@:2:1}"; mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --runs-dir)
+      need "$1" "a folder" "${@:2:1}"; mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --reports-dir)
       need "$1" "a folder" "${@:2:1}"; mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --amp) amp=True; shift ;;
@@ -200,6 +201,7 @@ waited() {
 }
 
 # -- the notebooks' runs, N at a time -----------------------------------------------------
+echo "== runs in $runs_dir, reports in $reports_dir (${#notebooks[@]} notebooks, profile $profile)"
 planned=()  # the numbered notebooks of notebooks/, whose runs the library declares
 for notebook in "${notebooks[@]}"; do
   [[ "$(basename "$notebook")" =~ ^(0[1-9]|10)_ ]] && planned+=("$notebook")

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -468,24 +469,28 @@ def print_plan(args: argparse.Namespace, runs: list[tuple[Config, str | None]]) 
     speeds = plan.measured_speeds(BENCHMARKS_CSV, args.profile, device_type)
     rows = plan.describe(plan.unique(planned, args.runs_dir), args.runs_dir, speeds)
     states = [row["state"] for row in rows]
-    known = any(row["minutes (est.)"] is not None for row in rows)
-    minutes = (
-        f"{minutes_summary(rows)} of one run at a time"
-        if known
-        else f"no estimate of their minutes ({BENCHMARKS_CSV.name} has no measurement of "
-        f"--profile {args.profile} on {device_type})"
-    )
+    known = [row for row in rows if row["minutes (est.)"] is not None]
     where = (
         f"{torch.cuda.device_count()} GPU(s)"
         if device_type == "cuda"
         else f"{available_cores()} CPU cores"
     )
+    if known:
+        left = sum(row["minutes left (est.)"] for row in known)
+        unknown = len(rows) - len(known)
+        minutes = (
+            f"about {left:.1f} min of training left, one run at a time on {where}, by "
+            f"{BENCHMARKS_CSV.name}" + (f" ({unknown} runs not measured)" if unknown else "")
+        )
+    else:
+        minutes = (
+            f"no estimate of their minutes: {BENCHMARKS_CSV.name} has no measurement of "
+            f"--profile {args.profile} on {device_type}"
+        )
     print(
         f"plan: {len(rows)} runs ({states.count('finished')} finished, "
-        f"{states.count('partial')} partial, {states.count('missing')} not started); "
-        f"{minutes}, on {where}"
-        + (f" (measured in {BENCHMARKS_CSV.name})" if known else "")
-        + f"; runs go to {args.runs_dir}",
+        f"{states.count('partial')} partial, {states.count('missing')} not started), "
+        f"{minutes}; runs go to {args.runs_dir}",
         flush=True,
     )
 
@@ -595,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
                 line = interrupted_line([Path(args.out)])
             else:
                 line = "interrupted"
-            print(line, file=sys.stderr, flush=True)
+            if os.environ.get("RANK", "0") == "0":  # (torchrun: rank 0 speaks for all)
+                print(line, file=sys.stderr, flush=True)
             return 130
 
 

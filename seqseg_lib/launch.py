@@ -61,7 +61,14 @@ from seqseg_lib import distributed, engine, measured, packing
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import config_from_dict
 from seqseg_lib.progress import StatusLine
-from seqseg_lib.runs import interrupted_line, is_finished, read_status, run_name, stopped_at
+from seqseg_lib.runs import (
+    interrupted_line,
+    is_finished,
+    read_status,
+    run_name,
+    signals_held,
+    stopped_at,
+)
 
 EXECUTORS = ("local", "slurm", "inline")
 JOBS_FOLDER = ".jobs"
@@ -732,12 +739,15 @@ def _run_jobs(
             while waiting and free:
                 slot = free.pop(least_loaded(free, [item.slot for item in running]))
                 task = waiting.pop(0)
-                submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
-                if isinstance(submitted, RunResult):
-                    results[task.number] = submitted
-                    free.append(slot)
-                else:
-                    running.append(submitted)
+                # a Ctrl-C meanwhile comes once the job is among those it stops (its
+                # controller is in a session of its own: the terminal's signal misses it)
+                with signals_held():
+                    submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
+                    if isinstance(submitted, RunResult):
+                        results[task.number] = submitted
+                        free.append(slot)
+                    else:
+                        running.append(submitted)
             time.sleep(poll_seconds)
             for item in list(running):
                 _watch(item, say)

@@ -57,7 +57,7 @@ def test_two_jobs_at_once_train_what_one_by_one_here_trains(tmp_path, capsys):
     )
     lines = capsys.readouterr().out.splitlines()
     threads = max(1, available_cores() // 2)
-    assert lines[0].startswith("plan: 2 runs (0 finished, 0 partial, 2 not started); ")
+    assert lines[0].startswith("plan: 2 runs (0 finished, 0 partial, 2 not started), ")
     assert lines[1].endswith(f"2 at a time as local jobs of {threads} thread(s)")
     for number, name in enumerate(SMOKE, start=1):
         run = f"{name}-synthetic-smoke-seed0"
@@ -273,13 +273,16 @@ def test_runs_train_first_says_the_plan_s_minutes_as_runs_plan_does(tmp_path, ca
     notebooks = ["01", "02", "03", "04", "05", "06"]
     common = [*notebooks, "--profile", "cpu", "--runs-dir", str(tmp_path)]
     assert main(["runs", "plan", *common]) == 0
-    minutes = capsys.readouterr().out.splitlines()[-1].split("; ")[1].rsplit(", on ", 1)[0]
-    assert minutes.startswith("about ") and " min in all, " in minutes
+    last = capsys.readouterr().out.splitlines()[-1]
+    left, unknown = re.search(r"([0-9.]+) left, and (\d+) runs of unknown length", last).groups()
     args = build_runs_parser().parse_args(["train", *common])
     print_plan(args, [(p.config, p.name) for p in planned_runs(args)])
     line = capsys.readouterr().out
-    assert line.startswith("plan: 34 runs (0 finished, 0 partial, 34 not started); ")
-    assert f"{minutes} of one run at a time, on {available_cores()} CPU cores" in line
+    assert line.startswith("plan: 34 runs (0 finished, 0 partial, 34 not started), ")
+    assert (
+        f"about {left} min of training left, one run at a time on {available_cores()} CPU "
+        f"cores, by benchmarks.csv ({unknown} runs not measured)"
+    ) in line
     assert line.rstrip().endswith(f"; runs go to {tmp_path}")
 
 
