@@ -32,7 +32,18 @@ trains the runs one after the other in this process, with the same lines (for de
 - A run directory is trained by one process at a time (``seqseg_lib.runlock``): a job asking
   for a run that another process trains waits for it, then finds it done.
 
-Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``.
+- What it says: a line per run as it starts (``started``, or ``resumed at epoch E step S``
+  from its checkpoint) and ends, and a status line (``progress.StatusLine``: runs done, each
+  running run's epoch and step as its ``status.json`` has them, the time elapsed and left by
+  the plan's step times, ``time_left``), in place on a terminal, every few seconds in a log.
+- Ctrl-C or SIGTERM: local jobs' controllers run in sessions of their own
+  (``_controllers_apart``), so that the signal reaches this process alone, which ends the
+  jobs (``_stop_local``: each run stops, a checkpoint being written is written first, its lock
+  is released) and raises ``Interrupted``, whose line says what became of the runs. Slurm
+  jobs go on.
+
+Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``; the local
+jobs' controllers write to ``RUNS_DIR/.jobs/controllers.log``.
 """
 
 import contextlib
@@ -360,10 +371,11 @@ def _train_tasks(
         results |= _run_inline(todo, say)
     elif todo:
         todo = longest_first(todo, length) if length else todo
+        asked = jobs
         jobs = jobs or packed_jobs(executor, options, [task.config for task in todo], say)
         slots = _slots(executor, options, jobs, len(todo))
         threads = _threads(executor, options, len(slots))
-        note = jobs_note(executor, jobs, len(slots), len(todo), available_cores())
+        note = jobs_note(executor, asked, len(slots), len(todo), available_cores())
         if note:
             say(note)
         say(
