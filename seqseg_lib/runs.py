@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from seqseg_lib.config import Config
+from seqseg_lib.runlock import is_held
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -223,8 +224,6 @@ def run_state(status: dict[str, Any] | None, run_dir: str | os.PathLike | None =
     ``run_dir``, ``training`` (a process holds its lock: ``runlock.is_held``) and
     ``unrecorded`` (every epoch done, the last one's record missing from ``metrics.jsonl``:
     training it again restores it), from a run's ``read_status``."""
-    from seqseg_lib.runlock import is_held
-
     finished = status is not None and status["position"]["epoch"] >= status["epochs"]
     if run_dir is not None and not finished and is_held(run_dir):
         return "training"
