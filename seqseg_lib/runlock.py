@@ -57,6 +57,29 @@ def describe(path: Path) -> str:
     return f"pid {who.get('pid')} on host {who.get('host')}{job} since {who.get('since')}"
 
 
+def is_held(run_dir: str | os.PathLike) -> bool:
+    """Whether a process holds ``run_dir``'s lock now (it is training the run), read without
+    taking the lock: a held lock file names its holder, a released one is empty. A holder on
+    this host is checked to be alive (a killed one leaves its name behind); one on another
+    host is taken at its word."""
+    path = lock_path(run_dir)
+    try:
+        who = json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not who:
+        return False
+    if who.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(who.get("pid", 0)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return who.get("pid", 0) > 0
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike, wait: bool = True) -> Iterator[None]:
     """Hold ``run_dir``'s lock for the block: at once if free, else after the holder ends

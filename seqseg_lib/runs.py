@@ -13,6 +13,7 @@ written (``signals_held``).
 import contextlib
 import json
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from seqseg_lib.config import Config
+from seqseg_lib.runlock import is_held
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -79,14 +81,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain values only, nothing executed."""
+    """Load with ``weights_only=True``: tensors and plain values only, nothing executed. A file
+    that does not load (damaged, truncated, or not seqseg's) is a ``ValueError`` of one line
+    that says what to do."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
         raise ValueError(
-            f"refusing to load checkpoint {str(path)!r}: it is not a checkpoint of tensors and "
-            f"plain values written by seqseg ({type(error).__name__}: {str(error)[:300]})"
+            f"cannot read checkpoint {str(path)!r}: it is damaged or is not a checkpoint of "
+            f"tensors and plain values written by seqseg ({type(error).__name__}: "
+            f"{first_line(error)}); restore it from a copy, or delete it to train the run "
+            "again from the start"
         ) from None
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's first sentence, without terminal escapes, at most ``limit`` characters (cut
+    at a word, with "...")."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    line = re.split(r"(?<=\.)\s", (text.splitlines() or [""])[0])[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -120,6 +136,26 @@ def keep_metrics_before(run_dir: Path, epoch: int) -> None:
         write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
+def restore_record(run_dir: Path, record: dict[str, Any] | None, epoch: int) -> str:
+    """Put back epoch ``epoch``'s ``record`` (the checkpoint's copy) into ``metrics.jsonl``,
+    which lacks it (``missing_record``), and say so in a line; without a copy (a checkpoint
+    written before they held one), a ``ValueError`` saying what to do."""
+    path = Path(run_dir) / METRICS
+    if record is None or record.get("epoch") != epoch:
+        raise ValueError(
+            f"{str(path)!r} lacks the record of epoch {epoch + 1} (its last line cut short or "
+            f"lost) and {CHECKPOINT} holds no copy of it (an older checkpoint); restore the "
+            "file, or delete the run directory to train the run again"
+        )
+    records = [r for r in read_metrics(run_dir) if r["epoch"] < epoch] + [record]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    write_atomically(path, lambda handle: handle.write(text.encode()))
+    return (
+        f"repaired {str(path)!r}: the record of epoch {epoch + 1} was missing (its line cut "
+        f"short); restored from {CHECKPOINT}"
+    )
+
+
 def run_name(config: Config, variant: str = "") -> str:
     """The run directory name under ``runs_dir`` for a config (and an optional variant)."""
     suffix = f"-{variant}" if variant else ""
@@ -139,15 +175,35 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     if not (run_dir / CHECKPOINT).exists():
         return None
     if (run_dir / STATUS).exists():
-        return json.loads((run_dir / STATUS).read_text())
+        try:
+            return json.loads((run_dir / STATUS).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{str(run_dir / STATUS)!r} is not JSON ({error}); delete it: the next "
+                f"command that reads the run reads {CHECKPOINT} instead"
+            ) from None
     state = load_checkpoint(run_dir / CHECKPOINT)
     return {"position": state["position"], "epochs": state["config"]["epochs"]}
 
 
 def is_finished(run_dir: str | os.PathLike) -> bool:
-    """True when the run directory's checkpoint has completed every epoch."""
+    """True when the run directory's checkpoint has completed every epoch and
+    ``metrics.jsonl`` holds the last one's record (``missing_record``)."""
     status = read_status(run_dir)
-    return status is not None and status["position"]["epoch"] >= status["epochs"]
+    finished = status is not None and status["position"]["epoch"] >= status["epochs"]
+    return finished and missing_record(run_dir, status) is None
+
+
+def missing_record(run_dir: str | os.PathLike, status: dict[str, Any] | None) -> int | None:
+    """The epoch whose record ``metrics.jsonl`` lacks although the checkpoint has completed
+    it (its line cut short or lost after the checkpoint was written; the engine restores it
+    from the checkpoint, ``engine.Trainer``), else None. Only the last completed epoch is
+    looked at: a checkpoint is written after its epoch's record."""
+    if status is None or status["position"]["step_in_epoch"] or not status["position"]["epoch"]:
+        return None
+    epoch = status["position"]["epoch"] - 1
+    records = read_metrics(run_dir)
+    return None if any(record["epoch"] == epoch for record in records) else epoch
 
 
 def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
@@ -163,34 +219,83 @@ def stopped_at(run_dir: str | os.PathLike, max_steps: int | None) -> bool:
     return position["global_step"] >= max_steps and recorded
 
 
-def run_state(status: dict[str, Any] | None) -> str:
-    """``missing`` (no checkpoint), ``partial`` or ``finished`` (every epoch done), from a run's
-    ``read_status``."""
+def run_state(status: dict[str, Any] | None, run_dir: str | os.PathLike | None = None) -> str:
+    """``missing`` (no checkpoint), ``partial``, ``finished`` (every epoch done) or, given its
+    ``run_dir``, ``training`` (a process holds its lock: ``runlock.is_held``) and
+    ``unrecorded`` (every epoch done, the last one's record missing from ``metrics.jsonl``:
+    training it again restores it), from a run's ``read_status``."""
+    finished = status is not None and status["position"]["epoch"] >= status["epochs"]
+    if run_dir is not None and not finished and is_held(run_dir):
+        return "training"
     if status is None:
         return "missing"
-    return "finished" if status["position"]["epoch"] >= status["epochs"] else "partial"
+    if not finished:
+        return "partial"
+    if run_dir is not None and missing_record(run_dir, status) is not None:
+        return "unrecorded"
+    return "finished"
 
 
 def run_states(runs_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every run directory under ``runs_dir`` (those with a ``config.json``), by name: its
-    experiment, profile, dataset and seed, its position and state (``missing`` a checkpoint,
-    ``partial``, ``finished``), read from ``status.json`` without loading a checkpoint where
-    the run has one."""
+    experiment, profile, dataset and seed, its position and state (``run_state``), read from
+    ``status.json`` without loading a checkpoint where the run has one. A run whose files do
+    not read is a row of state ``unreadable`` with the ``reason``; the others are listed as
+    usual. A ``runs_dir`` that is not a folder is a ``ValueError``."""
+    if not Path(runs_dir).is_dir():
+        raise ValueError(
+            f"runs directory {str(runs_dir)!r} is not a folder: name the folder of run "
+            "directories (default: runs)"
+        )
     states = []
     for run_dir in sorted(Path(runs_dir).glob(f"*/{CONFIG}")):
         run_dir = run_dir.parent
-        config = json.loads((run_dir / CONFIG).read_text())
-        status = read_status(run_dir)
-        row = {key: config.get(key) for key in ("experiment", "profile", "dataset", "seed")}
-        row |= {"run": run_dir.name, "epochs": config.get("epochs")}
+        row: dict[str, Any] = {"run": run_dir.name, "epoch": 0, "epochs": None, "step": 0}
+        try:
+            config = read_config_json(run_dir)
+            status = read_status(run_dir)
+            state = run_state(status, run_dir)
+        except ValueError as error:
+            states.append(row | {"state": "unreadable", "reason": str(error)})
+            continue
+        row |= {key: config.get(key) for key in ("experiment", "profile", "dataset", "seed")}
         position = status["position"] if status else {"epoch": 0, "global_step": 0}
-        row |= {
-            "state": run_state(status),
-            "epoch": position["epoch"],
-            "step": position["global_step"],
-        }
+        row |= {"epochs": config.get("epochs"), "epoch": position["epoch"]}
+        row |= {"step": position["global_step"], "state": state}
         states.append(row)
     return states
+
+
+def read_config_json(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The values of a run directory's ``config.json``; a file that is not a JSON object is a
+    ``ValueError`` naming it and saying what to do."""
+    path = Path(run_dir) / CONFIG
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        values = error
+    if not isinstance(values, dict):
+        reason = values if isinstance(values, Exception) else f"a {type(values).__name__}"
+        raise ValueError(
+            f"{str(path)!r} is not a config: expected a JSON object, got {reason}; restore it, "
+            "or delete its run directory to train the run again"
+        )
+    return values
+
+
+def interrupted_line(run_dirs: "list[Path] | tuple[Path, ...]") -> str:
+    """What an interrupted command says: ``interrupted: N finished, M partial; rerun the same
+    command to resume``, over ``run_dirs`` (partial: a checkpoint short of the last epoch)."""
+    states = []
+    for run_dir in run_dirs:
+        try:
+            states.append(run_state(read_status(run_dir)))
+        except ValueError:  # (a damaged file: the rerun says which)
+            states.append("unreadable")
+    return (
+        f"interrupted: {states.count('finished')} finished, {states.count('partial')} partial; "
+        "rerun the same command to resume"
+    )
 
 
 def final_metrics(

@@ -37,9 +37,12 @@ def camvid_root() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    root = SHARED_DATA / "mnist"
+    root = Path(os.environ.get("MNIST_ROOT", SHARED_DATA / "mnist"))
     if not any(root.glob("t10k-images-idx3-ubyte*")):
-        pytest.skip(f"MNIST IDX files not found in {root}")
+        pytest.skip(
+            f"MNIST IDX files (t10k-images-idx3-ubyte, ...) not found in {root} (set MNIST_ROOT "
+            "to their folder to run this test)"
+        )
     return root
 
 

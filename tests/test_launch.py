@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 
 from seqseg_lib import engine
-from seqseg_lib.__main__ import main
+from seqseg_lib.__main__ import build_runs_parser, main, planned_runs, print_plan
 from seqseg_lib.experiments import build_config
 from seqseg_lib.launch import (
     JobOptions,
@@ -22,6 +22,7 @@ from seqseg_lib.launch import (
     plan,
     train_runs,
 )
+from seqseg_lib.runlock import run_lock
 from seqseg_lib.runs import load_checkpoint
 
 SMOKE = ["unet", "seq2seg"]
@@ -56,7 +57,8 @@ def test_two_jobs_at_once_train_what_one_by_one_here_trains(tmp_path, capsys):
     )
     lines = capsys.readouterr().out.splitlines()
     threads = max(1, available_cores() // 2)
-    assert lines[0].endswith(f"2 at a time as local jobs of {threads} thread(s)")
+    assert lines[0].startswith("plan: 2 runs (0 finished, 0 partial, 2 not started), ")
+    assert lines[1].endswith(f"2 at a time as local jobs of {threads} thread(s)")
     for number, name in enumerate(SMOKE, start=1):
         run = f"{name}-synthetic-smoke-seed0"
         assert any(line.startswith(f"[{number}/2] started  {run} (job ") for line in lines)
@@ -263,3 +265,34 @@ def test_the_requeue_survives_the_sigterm_of_the_job_it_ends(tmp_path, monkeypat
     finally:
         signal.signal(signal.SIGTERM, handler)
     assert (tmp_path / "log").read_text() == "requeued requeue 7\n"
+
+
+def test_runs_train_first_says_the_plan_s_minutes_as_runs_plan_does(tmp_path, capsys):
+    """The first line of ``runs train`` (here of the default notebooks at ``cpu``) gives the
+    minutes ``runs plan`` estimates, on this machine's cores."""
+    notebooks = ["01", "02", "03", "04", "05", "06"]
+    common = [*notebooks, "--profile", "cpu", "--runs-dir", str(tmp_path)]
+    assert main(["runs", "plan", *common]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    left, unknown = re.search(r"([0-9.]+) left, and (\d+) runs of unknown length", last).groups()
+    args = build_runs_parser().parse_args(["train", *common])
+    print_plan(args, [(p.config, p.name) for p in planned_runs(args)])
+    line = capsys.readouterr().out
+    assert line.startswith("plan: 34 runs (0 finished, 0 partial, 34 not started), ")
+    assert (
+        f"about {left} min of training left, one run at a time on {available_cores()} CPU "
+        f"cores, by benchmarks.csv ({unknown} runs not measured)"
+    ) in line
+    assert line.rstrip().endswith(f"; runs go to {tmp_path}")
+
+
+def test_runs_plan_and_runs_list_a_run_being_trained_as_training(tmp_path, capsys):
+    run = tmp_path / "unet-synthetic-smoke-seed0"
+    with run_lock(run):  # as a process training it holds it
+        assert main(["runs", "plan", "01", "--profile", "smoke", "--runs-dir", str(tmp_path)]) == 0
+        held = capsys.readouterr().out
+    assert main(["runs", "plan", "01", "--profile", "smoke", "--runs-dir", str(tmp_path)]) == 0
+    released = capsys.readouterr().out
+    assert "01  training " in held
+    assert "1 missing, 1 training;" in held.splitlines()[-1]
+    assert " training " not in released and "2 missing;" in released.splitlines()[-1]

@@ -244,7 +244,17 @@ def summarize(reports_dir: str | Path) -> Path:
         f"name, with a margin of {COST_MARGIN:.0%} where they compare two costs.",
         "",
     ]
+    if not reports_dir.is_dir():
+        raise ValueError(
+            f"reports directory {str(reports_dir)!r} is not a folder: name the folder the "
+            "notebooks wrote (default: reports)"
+        )
     tables = _load_tables(reports_dir)
+    if not tables:  # a README without a table would read as results
+        raise ValueError(
+            f"{str(reports_dir / 'tables')!r} holds no table of the report: run the notebooks "
+            "first (./run_all.sh), or name the folder they wrote"
+        )
     spreads = measured_spreads(tables)
     if spreads:
         lines += ["Seed spreads measured here, used by the one-seed verdicts of that kind:", ""]

@@ -32,10 +32,8 @@ from seqseg_lib.config import (
 )
 from seqseg_lib.devices import fast_bfloat16
 from seqseg_lib.experiments import instance, panoptic, semantic
-from seqseg_lib.experiments.base import (
-    Experiment,
-)
-from seqseg_lib.runs import CONFIG
+from seqseg_lib.experiments.base import Experiment
+from seqseg_lib.runs import CHECKPOINT, CONFIG, read_config_json
 
 # A dry run (``./run_all.sh --dry-run``): every run trains one step on one batch of at most
 # DRY_RUN_BATCH training images and validates on DRY_RUN_ENV's number of images, so that a
@@ -158,7 +156,7 @@ def check_run_config(config: Config, run_dir: Path) -> None:
     """Raise ``ValueError`` listing the differing fields if ``run_dir`` holds another config."""
     saved_path = Path(run_dir) / CONFIG
     if saved_path.exists():
-        saved = config_from_dict(json.loads(saved_path.read_text()))
+        saved = load_config(run_dir)
         differences = saved.differences(config)
         if differences:
             hint = ""
@@ -170,12 +168,39 @@ def check_run_config(config: Config, run_dir: Path) -> None:
             )
 
 
+def check_checkpoint_config(state: dict[str, Any], config: Config, run_dir: Path) -> None:
+    """Refuse a checkpoint (``state``, loaded) made with another config than ``config``, the
+    run directory's: a ``ValueError`` naming both files and the differing fields, before any
+    weights are loaded into a model they do not fit."""
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        saved = config_from_dict(state["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        saved, reason = None, f"its config does not read: {error}"
+    if saved is not None:
+        differences = saved.differences(config)
+        reason = "; ".join(differences) if differences else None
+    if reason:
+        raise ValueError(
+            f"checkpoint {str(path)!r} and {str(Path(run_dir) / CONFIG)!r} disagree "
+            f"(checkpoint != config.json): {reason}; restore the config.json the checkpoint "
+            "was trained with, or delete the checkpoint to train the run again"
+        )
+
+
 def load_config(run_dir: str | os.PathLike) -> Config:
     """The ``Config`` saved in a run directory's ``config.json``."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise ValueError(f"{str(run_dir)!r} is not a run directory: no {CONFIG}")
-    return config_from_dict(json.loads(path.read_text()))
+    values = read_config_json(run_dir)
+    try:
+        return config_from_dict(values)
+    except (ValueError, TypeError) as error:  # another experiment's settings, a field's type
+        raise ValueError(
+            f"{str(path)!r} is not a config seqseg can run ({error}); restore it, or delete "
+            "its run directory to train the run again"
+        ) from None
 
 
 # -- studies as variants of the experiments ---------------------------------------------------
