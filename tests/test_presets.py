@@ -48,3 +48,11 @@ def test_a_preset_on_a_real_dataset_takes_its_geometry_and_classes():
     assert (camvid.crop, camvid.model.num_classes) == ((64, 80), 11)
     cityscapes = build_config("seq2seg", "paper", "cityscapes", device="cpu")
     assert (cityscapes.num_train, cityscapes.crop) == (None, paper.CROP)  # the whole split
+
+
+def test_amp_given_as_none_is_the_preset_s():
+    """The command line passes ``amp=None`` when neither --amp nor --no-amp is given."""
+    assert build_config("unet", "smoke", amp=None).amp is False
+    assert build_config("unet", "smoke", amp=True).amp is True
+    paper_amp = build_config("unet", "paper", device="cpu", amp=None).amp
+    assert paper_amp == build_config("unet", "paper", device="cpu").amp

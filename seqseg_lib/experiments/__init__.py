@@ -88,9 +88,10 @@ def build_config(
     ``dataset`` None takes the experiment's embedded default. ``model`` and ``loss`` overrides
     are dicts of settings to change. A preset's ``amp=None`` (``paper``'s) autocasts to
     bfloat16 where the run's device has fast bfloat16 (``devices.fast_bfloat16``; the saved
-    config says which); ``amp``, ``validate_every``, ``checkpoint_epochs`` and ``num_workers``
-    given as None keep the preset's. Unknown names, fields
-    and settings are refused with a ``ValueError`` that lists the valid ones. Under a dry run
+    config says which); ``amp``, ``deterministic``, ``validate_every``, ``checkpoint_epochs``
+    and ``num_workers`` given as None (the command line's "not given") keep the preset's.
+    Unknown names, fields and settings are refused with a ``ValueError`` that lists the valid
+    ones. Under a dry run
     (``dry_run_images``), one step on a batch of at most ``DRY_RUN_BATCH`` and a few
     validation images.
     """
@@ -105,14 +106,15 @@ def build_config(
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; valid config fields: {valid}")
-    for name in ("validate_every", "checkpoint_epochs", "num_workers"):
+    for name in ("validate_every", "checkpoint_epochs", "num_workers", "deterministic"):
         if name in overrides and overrides[name] is None:
             del overrides[name]  # the preset's
     for name in ("max_steps", "validate_every", "checkpoint_epochs"):
         if overrides.get(name) is not None:
             check_positive_int(name, overrides[name])
-    if overrides.get("amp", preset.amp) is None:
-        overrides["amp"] = fast_bfloat16(overrides.get("device", preset.device))
+    if overrides.get("amp") is None:
+        amp = preset.amp
+        overrides["amp"] = fast_bfloat16(overrides.get("device") or "auto") if amp is None else amp
     if overrides.get("data_root") is not None:  # where the data is, wherever the run goes on
         overrides["data_root"] = str(Path(overrides["data_root"]).resolve())
     images = dry_run_images()
