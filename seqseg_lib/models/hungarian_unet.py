@@ -2,7 +2,7 @@
 
     images [B, 3, H, W]
       -> (optional) + 2 channels of pixel coordinates                  (ours: CoordConv)
-      -> UNetEncoder                      features, the last (bottleneck) [B, 16w, H/16, W/16]
+      -> UNetEncoder (``models.unet``)    features, the last (bottleneck) [B, 16w, H/16, W/16]
       -> (optional) BERT layers over the bottleneck's H/16 x W/16 positions       (Sec. 5)
       -> UNetDecoder with Q channels      pred_masks  [B, Q, H, W]      one mask per query
       class head                          pred_logits [B, Q, C + 1]     class of each query
@@ -22,14 +22,8 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
-from seqseg_lib.models.blocks import (
-    MaskedClassHead,
-    UNetDecoder,
-    UNetEncoder,
-    build_bert_encoder,
-    check_divisible,
-    check_sequence_length,
-)
+from seqseg_lib.models.blocks import MaskedClassHead, check_divisible, check_sequence_length
+from seqseg_lib.models.unet import UNetDecoder, UNetEncoder
 
 CLASS_HEADS = ("pooled", "masked")
 
@@ -89,6 +83,8 @@ class BottleneckTransformer(nn.Module):
 
     def __init__(self, width: int, num_layers: int, num_heads: int) -> None:
         super().__init__()
+        from seqseg_lib.models.encoders import build_bert_encoder  # transformers: when built
+
         self.encoder = build_bert_encoder(
             width, num_layers, num_heads, 4 * width, dropout=0.0, pooler=False
         )
