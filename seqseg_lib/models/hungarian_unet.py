@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
+from seqseg_lib.memory import Footprint
 from seqseg_lib.models.blocks import MaskedClassHead, check_divisible, check_sequence_length
 from seqseg_lib.models.unet import UNetDecoder, UNetEncoder
 
@@ -55,6 +56,13 @@ class HungarianUNetConfig:
                 f"the bottleneck's width 16 * base_width = {16 * self.base_width} must be a "
                 f"multiple of bottleneck_heads={self.bottleneck_heads}"
             )
+
+    def memory_footprint(self) -> Footprint:
+        # the bottleneck's BERT layers are left out: their H/16 x W/16 tokens hold little
+        # beside the U-Net's full-resolution feature maps
+        return Footprint(
+            num_classes=self.num_classes, base_width=self.base_width, num_queries=self.num_queries
+        )
 
 
 def add_coordinates(images: torch.Tensor) -> torch.Tensor:

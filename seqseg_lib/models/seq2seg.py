@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
+from seqseg_lib.memory import EncoderFootprint, Footprint
 from seqseg_lib.models.blocks import patchify
 
 ATTENTIONS = ("sdpa", "eager", "performer")
@@ -70,6 +71,20 @@ class Seq2SegConfig:
             raise ValueError(
                 f"unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}"
             )
+
+    def memory_footprint(self) -> Footprint:
+        # every encoder counted as BERT's sizes and attention (an efficient one's own saving
+        # is left out: notebook 10 measures it)
+        encoder = EncoderFootprint(
+            self.num_layers,
+            self.num_heads,
+            self.hidden_dim,
+            self.ffn_dim,
+            self.patch_size,
+            attention=self.attention,
+            dropout=self.dropout,
+        )
+        return Footprint(num_classes=self.num_classes, encoder=encoder)
 
 
 def build_encoder(config: Seq2SegConfig) -> nn.Module:

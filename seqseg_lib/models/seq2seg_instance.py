@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
+from seqseg_lib.memory import EncoderFootprint, Footprint
 from seqseg_lib.models.blocks import MaskedClassHead, check_sequence_length, patchify
 
 
@@ -96,6 +97,23 @@ class Seq2SegInstanceConfig:
                 f'mask_head="dot" needs mask_size ({self.mask_size}) to be a multiple of the '
                 f"patch grid image_size / patch_size = {self.image_size}/{self.patch_size}"
             )
+
+    def memory_footprint(self) -> Footprint:
+        encoder = EncoderFootprint(
+            self.num_layers,
+            self.num_heads,
+            self.hidden_dim,
+            self.ffn_dim,
+            self.patch_size,
+            extra_tokens=self.num_queries,
+            dropout=self.dropout,
+        )
+        return Footprint(
+            num_classes=self.num_classes,
+            encoder=encoder,
+            num_queries=self.num_queries,
+            image_size=self.image_size,
+        )
 
 
 MASK_HEADS = ("linear", "dot")

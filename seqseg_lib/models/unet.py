@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seqseg_lib.memory import Footprint
 from seqseg_lib.models.blocks import check_divisible
 
 
@@ -27,6 +28,9 @@ class UNetConfig:
     num_classes: int = 34  # Cityscapes labelIds
     base_width: int = 32  # channels of the first level, doubled at each of the four below
     in_channels: int = 3
+
+    def memory_footprint(self) -> Footprint:
+        return Footprint(num_classes=self.num_classes, base_width=self.base_width)
 
 
 class DoubleConv(nn.Sequential):
