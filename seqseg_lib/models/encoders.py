@@ -34,6 +34,7 @@ their own module.
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 from transformers import (
@@ -51,28 +52,31 @@ from seqseg_lib.models import performer
 from seqseg_lib.models.blocks import check_sequence_length
 
 
-def bert_config(
-    hidden_dim: int,
-    num_layers: int,
-    num_heads: int,
-    ffn_dim: int,
-    max_positions: int = 512,
-    dropout: float = 0.1,
-    attention: str = "sdpa",
-) -> BertConfig:
+class Sizes(NamedTuple):
+    """The sizes an encoder is built at (Seq2Seg's: ``Seq2SegConfig``'s, BERT's by default)."""
+
+    hidden_dim: int
+    num_layers: int
+    num_heads: int
+    ffn_dim: int
+    max_positions: int
+    dropout: float
+
+
+def bert_config(sizes: Sizes, attention: str = "sdpa") -> BertConfig:
     """BERT's config: SDPA attention (or ``attention="eager"``, or ``"performer"``: FAVOR+,
     ``models.performer``, registered with ``transformers`` here)."""
     if attention == performer.NAME:
         performer.register()
     return BertConfig(
         vocab_size=1,
-        hidden_size=hidden_dim,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=ffn_dim,
-        max_position_embeddings=max_positions,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
+        hidden_size=sizes.hidden_dim,
+        num_hidden_layers=sizes.num_layers,
+        num_attention_heads=sizes.num_heads,
+        intermediate_size=sizes.ffn_dim,
+        max_position_embeddings=sizes.max_positions,
+        hidden_dropout_prob=sizes.dropout,
+        attention_probs_dropout_prob=sizes.dropout,
         attn_implementation=attention,
     )
 
@@ -100,10 +104,8 @@ def build_bert_encoder(
     ``BertModel``; it is unused and its 0.6M parameters count in Table 1's 50.8M;
     ``pooler=False`` leaves it out), ``performer_features`` random features per head under
     ``attention="performer"``."""
-    config = bert_config(
-        hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout, attention
-    )
-    model = BertModel(config, add_pooling_layer=pooler)
+    sizes = Sizes(hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout)
+    model = BertModel(bert_config(sizes, attention), add_pooling_layer=pooler)
     add_performer_features(model, attention, performer_features)
     return model
 
@@ -116,14 +118,14 @@ def read_hidden_states(hidden_states: tuple[torch.Tensor, ...], skip: bool) -> t
     return hidden_states[-1]  # (B, N, D): the last layer's
 
 
-def common_settings(hidden_dim: int, num_layers: int, num_heads: int, dropout: float) -> dict:
+def common_settings(sizes: Sizes) -> dict:
     """The settings the efficient Transformers' configs share."""
     return {
         "vocab_size": 1,  # inputs go in as ``inputs_embeds``
-        "hidden_size": hidden_dim,
-        "num_hidden_layers": num_layers,
-        "num_attention_heads": num_heads,
-        "hidden_dropout_prob": dropout,
+        "hidden_size": sizes.hidden_dim,
+        "num_hidden_layers": sizes.num_layers,
+        "num_attention_heads": sizes.num_heads,
+        "hidden_dropout_prob": sizes.dropout,
         "pad_token_id": 0,
         "bos_token_id": None,
         "eos_token_id": None,
@@ -143,10 +145,21 @@ class TransformersInit:
         return False
 
 
-class BertEncoder(TransformersInit, BertModel):
-    """Seq2Seg's BERT (Sec. 2.1, and the Performer under ``attention="performer"``):
-    ``forward(embedded [B, N, D]) -> [B, N, D]``, the pooler kept as ``build_bert_encoder``
-    keeps it."""
+class HiddenStatesEncoder(TransformersInit):
+    """``forward(embedded [B, N, D]) -> [B, N, D]``: the ``transformers`` model's hidden
+    states, read by ``read_hidden_states`` (``skip``, set by the class's constructor)."""
+
+    skip: bool
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        check_sequence_length(embedded.shape[1], self.config.max_position_embeddings)
+        out = super().forward(inputs_embeds=embedded, output_hidden_states=True)
+        return read_hidden_states(out.hidden_states, self.skip)  # (B, N, D)
+
+
+class BertEncoder(HiddenStatesEncoder, BertModel):
+    """Seq2Seg's BERT (Sec. 2.1, and the Performer under ``attention="performer"``), the
+    pooler kept as ``build_bert_encoder`` keeps it."""
 
     def __init__(self, config: BertConfig, skip: bool) -> None:
         super().__init__(config, add_pooling_layer=True)
@@ -154,111 +167,65 @@ class BertEncoder(TransformersInit, BertModel):
 
     @classmethod
     def build(
-        cls,
-        hidden_dim: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
-        max_positions: int,
-        dropout: float,
-        skip: bool,
-        attention: str,
-        performer_features: int,
+        cls, sizes: Sizes, skip: bool, attention: str, performer_features: int
     ) -> "BertEncoder":
-        config = bert_config(
-            hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout, attention
-        )
-        model = cls(config, skip)
+        model = cls(bert_config(sizes, attention), skip)
         add_performer_features(model, attention, performer_features)
         return model
 
-    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        check_sequence_length(embedded.shape[1], self.config.max_position_embeddings)
-        out = super().forward(inputs_embeds=embedded, output_hidden_states=True)
-        return read_hidden_states(out.hidden_states, self.skip)  # (B, N, D)
 
-
-class LongformerEncoder(TransformersInit, LongformerModel):
-    """The Longformer, attention in a window of ``window`` tokens: ``forward(embedded [B, N, D])
-    -> [B, N, D]``."""
+class LongformerEncoder(HiddenStatesEncoder, LongformerModel):
+    """The Longformer, each token attending to a window of ``window`` tokens."""
 
     def __init__(self, config: LongformerConfig, skip: bool) -> None:
         super().__init__(config, add_pooling_layer=False)
         self.skip = skip
 
     @classmethod
-    def build(
-        cls,
-        hidden_dim: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
-        max_positions: int,
-        dropout: float,
-        skip: bool,
-        window: int,
-    ) -> "LongformerEncoder":
+    def build(cls, sizes: Sizes, skip: bool, window: int) -> "LongformerEncoder":
         if window % 2:
             raise ValueError(f"the Longformer's window must be even, got window={window}")
-        padded = math.ceil(max_positions / window) * window
+        padded = math.ceil(sizes.max_positions / window) * window
         config = LongformerConfig(
-            **common_settings(hidden_dim, num_layers, num_heads, dropout),
-            intermediate_size=ffn_dim,
-            attention_probs_dropout_prob=dropout,
-            attention_window=[window] * num_layers,
+            **common_settings(sizes),
+            intermediate_size=sizes.ffn_dim,
+            attention_probs_dropout_prob=sizes.dropout,
+            attention_window=[window] * sizes.num_layers,
             max_position_embeddings=padded + 2,  # positions start after the padding index
         )
         return cls(config, skip)
 
-    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        check_sequence_length(embedded.shape[1], self.config.max_position_embeddings)
-        out = super().forward(inputs_embeds=embedded, output_hidden_states=True)
-        return read_hidden_states(out.hidden_states, self.skip)  # (B, N, D)
 
-
-class BigBirdEncoder(TransformersInit, BigBirdModel):
-    """BigBird, block-sparse attention in blocks of ``block_size`` tokens: ``forward(embedded
-    [B, N, D]) -> [B, N, D]``, in float32 even under autocast."""
+class BigBirdEncoder(HiddenStatesEncoder, BigBirdModel):
+    """BigBird, block-sparse attention in blocks of ``block_size`` tokens, in float32 even
+    under autocast."""
 
     def __init__(self, config: BigBirdConfig, skip: bool) -> None:
         super().__init__(config, add_pooling_layer=False)
         self.skip = skip
 
     @classmethod
-    def build(
-        cls,
-        hidden_dim: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
-        max_positions: int,
-        dropout: float,
-        skip: bool,
-        block_size: int,
-    ) -> "BigBirdEncoder":
+    def build(cls, sizes: Sizes, skip: bool, block_size: int) -> "BigBirdEncoder":
         config = BigBirdConfig(
-            **common_settings(hidden_dim, num_layers, num_heads, dropout),
-            intermediate_size=ffn_dim,
-            attention_probs_dropout_prob=dropout,
+            **common_settings(sizes),
+            intermediate_size=sizes.ffn_dim,
+            attention_probs_dropout_prob=sizes.dropout,
             attention_type="block_sparse",
             block_size=block_size,
             num_random_blocks=3,
-            max_position_embeddings=max_positions,
+            max_position_embeddings=sizes.max_positions,
         )
         return cls(config, skip)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
-        check_sequence_length(embedded.shape[1], self.config.max_position_embeddings)
         device = embedded.device.type
         if torch.is_autocast_enabled(device):
             # transformers' block-sparse attention scatters bfloat16 scores into a float32
             # buffer under autocast (5.24: "scatter(): Expected self.dtype to be equal to
             # src.dtype"): this encoder runs in float32
             with torch.autocast(device, enabled=False):
-                out = super().forward(inputs_embeds=embedded.float(), output_hidden_states=True)
-        else:
-            out = super().forward(inputs_embeds=embedded, output_hidden_states=True)
-        return read_hidden_states(out.hidden_states, self.skip)  # (B, N, D)
+                return super().forward(embedded.float())  # (B, N, D)
+        return super().forward(embedded)  # (B, N, D)
 
 
 def axial_shape(positions: int) -> tuple[int, int]:
@@ -274,16 +241,8 @@ class ReformerEncoder(TransformersInit, ReformerModel):
     reversible streams (it has no ``skip=False``: ``Seq2SegConfig`` refuses one)."""
 
     @classmethod
-    def build(
-        cls,
-        hidden_dim: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
-        max_positions: int,
-        dropout: float,
-        window: int,
-    ) -> "ReformerEncoder":
+    def build(cls, sizes: Sizes, window: int) -> "ReformerEncoder":
+        hidden_dim, num_layers, num_heads, ffn_dim, max_positions, dropout = sizes
         rows, cols = axial_shape(max_positions)
         if window <= 0 or max_positions % window:
             raise ValueError(
@@ -291,7 +250,7 @@ class ReformerEncoder(TransformersInit, ReformerModel):
                 f"length (max_positions={max_positions})"
             )
         config = ReformerConfig(
-            **common_settings(hidden_dim, num_layers, num_heads, dropout),
+            **common_settings(sizes),
             attention_head_size=hidden_dim // num_heads,
             feed_forward_size=ffn_dim,
             attn_layers=["lsh"] * num_layers,

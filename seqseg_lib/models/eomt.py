@@ -65,23 +65,14 @@ class EomtSegmenterConfig:
         return 4 * self.hidden_dim  # ViT's MLP ratio
 
     def memory_footprint(self) -> Footprint:
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        # its masked blocks build a float mask of every head's [N, N] scores: as many values
+        # as eager attention's scores
         encoder = EncoderFootprint(
-            self.num_layers,
-            self.num_heads,
-            self.hidden_dim,
-            self.ffn_dim,
-            self.patch_size,
-            extra_tokens=self.num_queries,
-            # its masked blocks build a float mask of every head's [N, N] scores: as many
-            # values as eager attention's scores
-            holds_attention_scores=True,
+            *sizes, extra_tokens=self.num_queries, holds_attention_scores=True
         )
-        return Footprint(
-            num_classes=self.num_classes,
-            encoder=encoder,
-            num_queries=self.num_queries,
-            image_size=self.image_size,
-        )
+        queries, size = self.num_queries, self.image_size
+        return Footprint(self.num_classes, encoder, num_queries=queries, image_size=size)
 
     def to_hf(self, **loss: float):
         """The ``transformers.EomtConfig`` of these settings, with the loss's (``loss``:

@@ -73,18 +73,11 @@ class Seq2SegConfig:
             )
 
     def memory_footprint(self) -> Footprint:
-        # every encoder counted as BERT's sizes and attention (an efficient one's own saving
-        # is left out: notebook 10 measures it)
-        encoder = EncoderFootprint(
-            self.num_layers,
-            self.num_heads,
-            self.hidden_dim,
-            self.ffn_dim,
-            self.patch_size,
-            attention=self.attention,
-            dropout=self.dropout,
-        )
-        return Footprint(num_classes=self.num_classes, encoder=encoder)
+        # every encoder counted at BERT's sizes, with its attention (an efficient Transformer's
+        # own saving is left out: notebook 10 measures it)
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        encoder = EncoderFootprint(*sizes, attention=self.attention, dropout=self.dropout)
+        return Footprint(self.num_classes, encoder)
 
 
 def build_encoder(config: Seq2SegConfig) -> nn.Module:
@@ -94,7 +87,7 @@ def build_encoder(config: Seq2SegConfig) -> nn.Module:
     length against its position embeddings."""
     from seqseg_lib.models import encoders  # transformers' models: imported when one is built
 
-    sizes = (
+    sizes = encoders.Sizes(
         config.hidden_dim,
         config.num_layers,
         config.num_heads,
@@ -104,14 +97,14 @@ def build_encoder(config: Seq2SegConfig) -> nn.Module:
     )
     if config.encoder == "bert":
         return encoders.BertEncoder.build(
-            *sizes, config.skip, config.attention, config.performer_features
+            sizes, config.skip, config.attention, config.performer_features
         )
     if config.encoder == "longformer":
-        return encoders.LongformerEncoder.build(*sizes, config.skip, config.window)
+        return encoders.LongformerEncoder.build(sizes, config.skip, config.window)
     if config.encoder == "bigbird":
-        return encoders.BigBirdEncoder.build(*sizes, config.skip, config.block_size)
+        return encoders.BigBirdEncoder.build(sizes, config.skip, config.block_size)
     assert config.encoder == "reformer", config.encoder  # ``Seq2SegConfig`` checked the name
-    return encoders.ReformerEncoder.build(*sizes, config.window)
+    return encoders.ReformerEncoder.build(sizes, config.window)
 
 
 class Seq2Seg(nn.Module):

@@ -99,21 +99,10 @@ class Seq2SegInstanceConfig:
             )
 
     def memory_footprint(self) -> Footprint:
-        encoder = EncoderFootprint(
-            self.num_layers,
-            self.num_heads,
-            self.hidden_dim,
-            self.ffn_dim,
-            self.patch_size,
-            extra_tokens=self.num_queries,
-            dropout=self.dropout,
-        )
-        return Footprint(
-            num_classes=self.num_classes,
-            encoder=encoder,
-            num_queries=self.num_queries,
-            image_size=self.image_size,
-        )
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        encoder = EncoderFootprint(*sizes, extra_tokens=self.num_queries, dropout=self.dropout)
+        queries, size = self.num_queries, self.image_size
+        return Footprint(self.num_classes, encoder, num_queries=queries, image_size=size)
 
 
 MASK_HEADS = ("linear", "dot")
