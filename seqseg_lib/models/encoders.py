@@ -6,11 +6,12 @@
   outputs themselves).
 - Seq2Seg's encoders (``seq2seg.build_encoder`` picks one by ``Seq2SegConfig.encoder``): BERT,
   or one of the efficient Transformers of Sec. 2.4, "the Longformer, the Reformer or the
-  Performer", at BERT's hidden size, depth, heads and feed-forward size. Each is the
-  ``transformers`` model itself (its weights, their names and their initialisation unchanged)
-  with one ``forward(embedded [B, N, D]) -> hidden [B, N, D]``: what Seq2Seg's head reads, the
-  sum of the hidden states or the last one (``read_hidden_states``). (The Performer is BERT
-  with FAVOR+ attention: ``models.performer``.)
+  Performer", at BERT's hidden size, depth, heads and feed-forward size (``Sizes``). Each
+  is a subclass of the ``transformers`` model that adds only a ``build`` and a
+  ``forward(embedded [B, N, D]) -> hidden [B, N, D]``: what Seq2Seg's head reads, the sum of
+  the hidden states or the last one (``read_hidden_states``). Its weights, their names (those
+  of the checkpoints) and their initialisation are the model's own (``TransformersInit``).
+  (The Performer is BERT with FAVOR+ attention: ``models.performer``.)
 
   - ``LongformerEncoder``: each token attends to a window of ``window`` tokens around it (no
     global tokens: there is no [CLS]); sequences are padded to a multiple of the window
