@@ -40,8 +40,8 @@ LAYERS = [
         "seqseg_lib.data.targets",
         "seqseg_lib.data",
     ],
-    ["seqseg_lib.models.performer", "seqseg_lib.models.encoders"],
-    ["seqseg_lib.models.blocks"],
+    ["seqseg_lib.models.performer", "seqseg_lib.models.blocks"],
+    ["seqseg_lib.models.encoders"],
     [
         "seqseg_lib.models.unet",
         "seqseg_lib.models.seq2seg",

@@ -283,6 +283,29 @@ def test_the_memory_estimate_is_near_the_measured_peak(experiment, crop, model):
     assert 0.6 < estimate / measured < 1.5, (estimate / 2**20, measured / 2**20)
 
 
+def test_the_estimate_reads_each_model_by_its_settings_type():
+    """Every experiment's settings class says what the estimate counts (``memory_footprint``):
+    a Transformer for the Seq2Segs and EoMT, a U-Net's feature maps, query masks for set
+    prediction. Settings without one cannot be estimated, and so are not refused."""
+    kinds = {}
+    for name in EXPERIMENTS:
+        config = build_config(name, "smoke")
+        assert isinstance(config.model, memory.HasFootprint), name
+        terms = memory.estimate_step_bytes(config, 2)
+        kinds[name] = (terms["tokens"] > 0, terms["features"] > 0)
+    assert kinds["unet"] == kinds["hungarian-unet"] == (False, True)
+    assert kinds["seq2seg"] == kinds["mnist-easy"] == kinds["eomt"] == (True, False)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unknown:
+        num_classes: int = 3
+
+    config = dataclasses.replace(build_config("unet", "smoke"), model=Unknown())
+    with pytest.raises(ValueError, match="Unknown has no memory_footprint"):
+        memory.estimate_step_bytes(config, 2)
+    assert memory.why_it_cannot_fit(config, 2, "cpu") is None
+
+
 def test_eager_attention_at_the_largest_paper_size_does_not_fit_an_h200(monkeypatch):
     """Notebook 05 at ``paper``: 8,192 tokens at batch 8 hold 8 * 12 * 8192^2 float32
     probabilities per layer (24 GiB) in eager attention; SDPA holds none."""

@@ -2,6 +2,7 @@ from unittest import mock
 
 import pytest
 import torch
+from transformers import BertModel
 
 from seqseg_lib.models import Seq2Seg, Seq2SegConfig, UNet, UNetConfig
 from seqseg_lib.models.blocks import patchify
@@ -53,7 +54,8 @@ def test_skip_sums_the_embedding_output_and_every_layer():
     images = torch.randn(1, 3, 16, 16)
     model(images)
     patches, _ = patchify(images, 8)  # (1, 4, 192)
-    out = model.encoder(inputs_embeds=model.patch_embed(patches), output_hidden_states=True)
+    embedded = model.patch_embed(patches)
+    out = BertModel.forward(model.encoder, inputs_embeds=embedded, output_hidden_states=True)
     assert len(out.hidden_states) == 3  # embeddings + 2 layers
     expected = sum(out.hidden_states).transpose(1, 2).reshape(1, 32, 2, 2)
     torch.testing.assert_close(seen[0], expected)
@@ -117,3 +119,53 @@ def test_unet_seeded_regression():
 
 SEQ2SEG_REFERENCE = torch.tensor([-0.002663, 0.539106, 0.740175])
 UNET_REFERENCE = torch.tensor([-0.094652, 0.290355, -0.317763])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"attention": "sdpa"},
+        {"attention": "performer", "performer_features": 8},
+        {"encoder": "longformer", "window": 8},
+        {"encoder": "bigbird", "block_size": 4},
+        {"encoder": "reformer", "max_positions": 16, "window": 8},
+    ],
+    ids=lambda settings: "-".join(str(value) for value in settings.values()),
+)
+def test_each_encoder_is_initialised_as_transformers_own_model(settings):
+    """Seq2Seg's encoders are ``transformers``' classes with their own ``forward``: under one
+    seed, their weights (names, values) and the generator's next draw are those of the
+    ``transformers`` class they extend, so the same seed gives the same initial weights."""
+    import transformers
+
+    from seqseg_lib.models.encoders import build_bert_encoder
+    from seqseg_lib.models.seq2seg import build_encoder
+
+    config = Seq2SegConfig(**({"hidden_dim": 16, "num_layers": 2, "num_heads": 2} | settings))
+    torch.manual_seed(0)
+    encoder = build_encoder(config)
+    after_ours = torch.rand(1)
+    torch.manual_seed(0)
+    if config.encoder == "bert":
+        sizes = (16, 2, 2, config.ffn_dim, config.max_positions, config.dropout)
+        plain = build_bert_encoder(*sizes, config.attention, True, config.performer_features)
+    else:
+        mro = type(encoder).__mro__
+        base = next(cls for cls in mro if cls.__module__.startswith("transformers."))
+        pooling = {} if config.encoder == "reformer" else {"add_pooling_layer": False}
+        plain = base(encoder.config, **pooling)
+    after_plain = torch.rand(1)
+    assert isinstance(encoder, transformers.PreTrainedModel)
+    assert list(encoder.state_dict()) == list(plain.state_dict())
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, plain.state_dict()[name]), name
+    assert torch.equal(after_ours, after_plain)
+
+
+def test_every_encoder_name_builds_and_returns_one_state_per_token():
+    from seqseg_lib.models.seq2seg import ENCODERS
+
+    for name in ENCODERS:
+        extra = {"max_positions": 4, "window": 4} if name == "reformer" else {}
+        model = small_seq2seg(encoder=name, **extra).eval()
+        assert model(torch.randn(1, 3, 16, 16)).shape == (1, 5, 16, 16), name

@@ -1,4 +1,6 @@
-"""The networks. Each file holds one model, its settings dataclass, and reads top to bottom."""
+"""The networks. Each file holds one model, its settings dataclass and its own parts, and reads
+top to bottom; ``blocks.py`` holds what several models share, ``encoders.py`` the Transformer
+encoders (``transformers``' models), ``performer.py`` FAVOR+ attention."""
 
 from seqseg_lib.models.blocks import count_parameters
 from seqseg_lib.models.eomt import EomtSegmenter, EomtSegmenterConfig

@@ -1,90 +1,13 @@
-"""The blocks the models share, so that no model file imports another: U-Net's encoder and
-decoder (and their convolution blocks), the BERT encoder built from a config, patchify, the
-checks on image sizes and sequence lengths, and the masked class head of the set-prediction
-models.
+"""The blocks that several models share: the checks on image sizes and sequence lengths,
+patchify (both Seq2Segs), the masked class head of the set-prediction models (the Hungarian
+U-Net and the instance Seq2Seg), and the parameter count. A model's own parts live in its
+file; the U-Net's encoder and decoder in ``unet.py``, the Transformer encoders in
+``encoders.py``.
 """
-
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from seqseg_lib.models import performer
-
-if TYPE_CHECKING:
-    from transformers import BertModel
-
-
-class DoubleConv(nn.Sequential):
-    """(3x3 conv => BN => ReLU) x 2."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-
-class Down(nn.Sequential):
-    """2x2 max pooling, then a double convolution."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(nn.MaxPool2d(2), DoubleConv(in_channels, out_channels))
-
-
-class Up(nn.Module):
-    """2x2 transposed convolution, concatenation with the skip, double convolution."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2)
-        self.conv = DoubleConv(in_channels, out_channels)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.up(x)  # (B, in_channels / 2, H, W): the skip's resolution and width
-        return self.conv(torch.cat([skip, x], dim=1))  # (B, out_channels, H, W)
-
-
-class UNetEncoder(nn.Module):
-    """The contracting path. Returns the features of every level, finest first."""
-
-    def __init__(self, in_channels: int, base_width: int) -> None:
-        super().__init__()
-        widths = [base_width * 2**i for i in range(5)]  # 32, 64, 128, 256, 512
-        self.inc = DoubleConv(in_channels, widths[0])
-        self.downs = nn.ModuleList(Down(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.out_channels = widths[-1]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = [self.inc(x)]
-        for down in self.downs:
-            features.append(down(features[-1]))
-        return features  # [(B, w, H, W), ..., (B, 16w, H/16, W/16)]
-
-
-class UNetDecoder(nn.Module):
-    """The expanding path, from the encoder's features to ``out_channels`` maps."""
-
-    def __init__(self, base_width: int, out_channels: int) -> None:
-        super().__init__()
-        widths = [base_width * 2**i for i in range(5)]
-        self.ups = nn.ModuleList(Up(widths[i + 1], widths[i]) for i in reversed(range(4)))
-        self.outc = nn.Conv2d(widths[0], out_channels, 1)
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.outc(self.expand(features))  # (B, out_channels, H, W)
-
-    def expand(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """The features of the last level, before the 1x1 output convolution: [B, w, H, W]."""
-        x = features[-1]
-        for up, skip in zip(self.ups, reversed(features[:-1])):
-            x = up(x, skip)
-        return x
 
 
 def check_divisible(images: torch.Tensor, factor: int) -> None:
@@ -96,48 +19,6 @@ def check_divisible(images: torch.Tensor, factor: int) -> None:
         raise ValueError(
             f"image height and width must be multiples of {factor}, got {height}x{width}"
         )
-
-
-def build_bert_encoder(
-    hidden_dim: int,
-    num_layers: int,
-    num_heads: int,
-    ffn_dim: int,
-    max_positions: int = 512,
-    dropout: float = 0.1,
-    attention: str = "sdpa",
-    pooler: bool = True,
-    performer_features: int = 256,
-) -> "BertModel":
-    """A Hugging Face BERT encoder fed through ``inputs_embeds``: a vocabulary of 1 (the word
-    table would be unused), SDPA attention (or ``attention="eager"``, or ``"performer"``:
-    FAVOR+ with ``performer_features`` random features per head, ``models.performer``), BERT's
-    pooler kept (as in the report's ``BertModel``; it is unused and its 0.6M parameters count
-    in Table 1's 50.8M; ``pooler=False`` leaves it out).
-
-    ``transformers`` is imported here, when a model is built, rather than with the module: its
-    import takes seconds that a command that builds no encoder (U-Net, ``names``) should not
-    pay."""
-    from transformers import BertConfig, BertModel
-
-    if attention == performer.NAME:
-        performer.register()
-    config = BertConfig(
-        vocab_size=1,
-        hidden_size=hidden_dim,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=ffn_dim,
-        max_position_embeddings=max_positions,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        attn_implementation=attention,
-    )
-    model = BertModel(config, add_pooling_layer=pooler)
-    if attention == performer.NAME:  # each layer's features, drawn from the model's seed
-        seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        performer.add_projections(model, performer_features, seed)
-    return model
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

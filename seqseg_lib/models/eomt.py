@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seqseg_lib.memory import EncoderFootprint, Footprint
+
 
 @dataclass(frozen=True)
 class EomtSegmenterConfig:
@@ -62,11 +64,15 @@ class EomtSegmenterConfig:
     def ffn_dim(self) -> int:
         return 4 * self.hidden_dim  # ViT's MLP ratio
 
-    @property
-    def holds_attention_scores(self) -> bool:
-        """Its masked blocks build a float mask of every head's [N, N] scores (for the memory
-        estimate: as many values as eager attention's scores)."""
-        return True
+    def memory_footprint(self) -> Footprint:
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        # its masked blocks build a float mask of every head's [N, N] scores: as many values
+        # as eager attention's scores
+        encoder = EncoderFootprint(
+            *sizes, extra_tokens=self.num_queries, holds_attention_scores=True
+        )
+        queries, size = self.num_queries, self.image_size
+        return Footprint(self.num_classes, encoder, num_queries=queries, image_size=size)
 
     def to_hf(self, **loss: float):
         """The ``transformers.EomtConfig`` of these settings, with the loss's (``loss``:

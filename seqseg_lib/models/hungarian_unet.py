@@ -2,7 +2,7 @@
 
     images [B, 3, H, W]
       -> (optional) + 2 channels of pixel coordinates                  (ours: CoordConv)
-      -> UNetEncoder                      features, the last (bottleneck) [B, 16w, H/16, W/16]
+      -> UNetEncoder (``models.unet``)    features, the last (bottleneck) [B, 16w, H/16, W/16]
       -> (optional) BERT layers over the bottleneck's H/16 x W/16 positions       (Sec. 5)
       -> UNetDecoder with Q channels      pred_masks  [B, Q, H, W]      one mask per query
       class head                          pred_logits [B, Q, C + 1]     class of each query
@@ -22,14 +22,9 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
-from seqseg_lib.models.blocks import (
-    MaskedClassHead,
-    UNetDecoder,
-    UNetEncoder,
-    build_bert_encoder,
-    check_divisible,
-    check_sequence_length,
-)
+from seqseg_lib.memory import Footprint
+from seqseg_lib.models.blocks import MaskedClassHead, check_divisible, check_sequence_length
+from seqseg_lib.models.unet import UNetDecoder, UNetEncoder
 
 CLASS_HEADS = ("pooled", "masked")
 
@@ -62,6 +57,13 @@ class HungarianUNetConfig:
                 f"multiple of bottleneck_heads={self.bottleneck_heads}"
             )
 
+    def memory_footprint(self) -> Footprint:
+        # the bottleneck's BERT layers are left out: their H/16 x W/16 tokens hold little
+        # beside the U-Net's full-resolution feature maps
+        return Footprint(
+            num_classes=self.num_classes, base_width=self.base_width, num_queries=self.num_queries
+        )
+
 
 def add_coordinates(images: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, C + 2, H, W]: the row and column of every pixel, in [-1, 1]
@@ -89,6 +91,8 @@ class BottleneckTransformer(nn.Module):
 
     def __init__(self, width: int, num_layers: int, num_heads: int) -> None:
         super().__init__()
+        from seqseg_lib.models.encoders import build_bert_encoder  # transformers: when built
+
         self.encoder = build_bert_encoder(
             width, num_layers, num_heads, 4 * width, dropout=0.0, pooler=False
         )

@@ -22,14 +22,12 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
-from seqseg_lib.models.blocks import (
-    build_bert_encoder,
-    check_sequence_length,
-    patchify,
-)
-from seqseg_lib.models.encoders import ENCODERS, build_efficient_encoder
+from seqseg_lib.memory import EncoderFootprint, Footprint
+from seqseg_lib.models.blocks import patchify
 
 ATTENTIONS = ("sdpa", "eager", "performer")
+# "bert" (the report's), or an efficient Transformer of Sec. 2.4: ``build_encoder``
+ENCODERS = ("bert", "longformer", "bigbird", "reformer")
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class Seq2SegConfig:
     # "performer": FAVOR+ (``models.performer``), linear in the number of tokens
     attention: str = "sdpa"
     performer_features: int = 256  # "performer": random features per head
-    # "bert" (the report's), or an efficient Transformer of Sec. 2.4 (``models.encoders``)
+    # "bert" (the report's), or an efficient Transformer of Sec. 2.4 (``build_encoder``)
     encoder: str = "bert"
     window: int = 64  # "longformer": attention window; "reformer": LSH chunk length
     block_size: int = 16  # "bigbird": tokens per block
@@ -74,9 +72,39 @@ class Seq2SegConfig:
                 f"unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}"
             )
 
+    def memory_footprint(self) -> Footprint:
+        # every encoder counted at BERT's sizes, with its attention (an efficient Transformer's
+        # own saving is left out: notebook 10 measures it)
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        encoder = EncoderFootprint(*sizes, attention=self.attention, dropout=self.dropout)
+        return Footprint(self.num_classes, encoder)
 
-# Encoders that run in float32 even under bfloat16 autocast (``Seq2Seg.forward``)
-FLOAT32_ENCODERS = ("bigbird",)
+
+def build_encoder(config: Seq2SegConfig) -> nn.Module:
+    """Seq2Seg's encoder, ``config.encoder`` at the config's sizes (``models.encoders``):
+    ``forward(embedded [B, N, D]) -> hidden [B, N, D]``, the sum of its hidden states
+    (``skip``; the Reformer's two reversible streams) or the last one, checking the sequence's
+    length against its position embeddings."""
+    from seqseg_lib.models import encoders  # transformers' models: imported when one is built
+
+    sizes = encoders.Sizes(
+        config.hidden_dim,
+        config.num_layers,
+        config.num_heads,
+        config.ffn_dim,
+        config.max_positions,
+        config.dropout,
+    )
+    if config.encoder == "bert":
+        return encoders.BertEncoder.build(
+            sizes, config.skip, config.attention, config.performer_features
+        )
+    if config.encoder == "longformer":
+        return encoders.LongformerEncoder.build(sizes, config.skip, config.window)
+    if config.encoder == "bigbird":
+        return encoders.BigBirdEncoder.build(sizes, config.skip, config.block_size)
+    assert config.encoder == "reformer", config.encoder  # ``Seq2SegConfig`` checked the name
+    return encoders.ReformerEncoder.build(sizes, config.window)
 
 
 class Seq2Seg(nn.Module):
@@ -90,57 +118,15 @@ class Seq2Seg(nn.Module):
     def __init__(self, config: Seq2SegConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or Seq2SegConfig()
-        self.patch_size, self.skip = config.patch_size, config.skip
+        self.patch_size = config.patch_size
         self.patch_embed = nn.Linear(config.in_channels * config.patch_size**2, config.hidden_dim)
-        sizes = (config.hidden_dim, config.num_layers, config.num_heads, config.ffn_dim)
-        if config.encoder == "bert":
-            self.encoder = build_bert_encoder(
-                *sizes,
-                config.max_positions,
-                config.dropout,
-                config.attention,
-                performer_features=config.performer_features,
-            )
-        else:
-            self.encoder = build_efficient_encoder(
-                config.encoder,
-                *sizes,
-                config.max_positions,
-                config.dropout,
-                config.window,
-                config.block_size,
-            )
+        self.encoder = build_encoder(config)
         self.head = nn.ConvTranspose2d(
             config.hidden_dim, config.num_classes, config.patch_size, stride=config.patch_size
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens, grid = patchify(images, self.patch_size)  # (B, N, 3 s^2), (H/s, W/s)
-        check_sequence_length(tokens.shape[1], self.encoder.config.max_position_embeddings)
-        if self.config.encoder == "reformer" and tokens.shape[1] != self.config.max_positions:
-            raise ValueError(
-                f"the Reformer encoder trains on exactly max_positions="
-                f"{self.config.max_positions} tokens, the image gives {tokens.shape[1]}: set "
-                "max_positions to the number of patches"
-            )
-        embedded = self.patch_embed(tokens)  # (B, N, D)
-        if self.config.encoder in FLOAT32_ENCODERS and torch.is_autocast_enabled(
-            images.device.type
-        ):
-            # transformers' block-sparse attention scatters bfloat16 scores into a float32 buffer
-            # under autocast (5.24: "scatter(): Expected self.dtype to be equal to src.dtype"):
-            # this encoder runs in float32
-            with torch.autocast(images.device.type, enabled=False):
-                out = self.encoder(inputs_embeds=embedded.float(), output_hidden_states=True)
-        else:
-            out = self.encoder(inputs_embeds=embedded, output_hidden_states=True)
-        if self.config.encoder == "reformer":
-            # its two reversible streams, summed: the embedding twice and every layer's output
-            # (the hidden states it lists are outside the autograd graph of its layers)
-            hidden = sum(out.last_hidden_state.chunk(2, dim=-1))  # (B, N, D)
-        elif self.skip:
-            hidden = torch.stack(out.hidden_states).sum(0)  # (B, N, D)
-        else:
-            hidden = out.hidden_states[-1]  # (B, N, D): the last layer's
+        hidden = self.encoder(self.patch_embed(tokens))  # (B, N, D)
         hidden = hidden.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
         return self.head(hidden)  # (B, C, H, W)

@@ -50,12 +50,8 @@ import torch
 from torch import nn
 
 from seqseg_lib import paper
-from seqseg_lib.models.blocks import (
-    MaskedClassHead,
-    build_bert_encoder,
-    check_sequence_length,
-    patchify,
-)
+from seqseg_lib.memory import EncoderFootprint, Footprint
+from seqseg_lib.models.blocks import MaskedClassHead, check_sequence_length, patchify
 
 
 @dataclass(frozen=True)
@@ -102,9 +98,31 @@ class Seq2SegInstanceConfig:
                 f"patch grid image_size / patch_size = {self.image_size}/{self.patch_size}"
             )
 
+    def memory_footprint(self) -> Footprint:
+        sizes = (self.num_layers, self.num_heads, self.hidden_dim, self.ffn_dim, self.patch_size)
+        encoder = EncoderFootprint(*sizes, extra_tokens=self.num_queries, dropout=self.dropout)
+        queries, size = self.num_queries, self.image_size
+        return Footprint(self.num_classes, encoder, num_queries=queries, image_size=size)
+
 
 MASK_HEADS = ("linear", "dot")
 CLASS_HEADS = ("linear", "masked")
+
+
+class LinearMaskHead(nn.Linear):
+    """``forward(queries [B, Q, D], patches [B, N, D], grid (h, w)) -> [B, Q, m, m]``: a
+    linear map of each query's hidden state alone to its ``m x m`` mask (Sec. 3.2; the
+    patches are unused)."""
+
+    def __init__(self, hidden_dim: int, mask_size: int) -> None:
+        super().__init__(hidden_dim, mask_size**2)
+        self.mask_size = mask_size
+
+    def forward(
+        self, queries: torch.Tensor, patches: torch.Tensor, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        masks = super().forward(queries)  # (B, Q, m * m)
+        return masks.unflatten(2, (self.mask_size, self.mask_size))  # (B, Q, m, m)
 
 
 class DotProductMaskHead(nn.Module):
@@ -145,6 +163,8 @@ class Seq2SegInstance(nn.Module):
         hidden_dim = config.hidden_dim
         self.patch_embed = nn.Linear(config.in_channels * config.patch_size**2, hidden_dim)
         self.query_embed = nn.Parameter(torch.randn(config.num_queries, hidden_dim) * 0.02)
+        from seqseg_lib.models.encoders import build_bert_encoder  # transformers: when built
+
         self.encoder = build_bert_encoder(
             hidden_dim,
             config.num_layers,
@@ -162,7 +182,7 @@ class Seq2SegInstance(nn.Module):
             subgrid = config.mask_size * config.patch_size // config.image_size
             self.mask_head = DotProductMaskHead(hidden_dim, config.mask_dim, subgrid)
         else:
-            self.mask_head = nn.Linear(hidden_dim, config.mask_size**2)
+            self.mask_head = LinearMaskHead(hidden_dim, config.mask_size)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens, grid = patchify(images, self.patch_size)  # (B, N, s^2), (H/s, W/s)
@@ -177,12 +197,7 @@ class Seq2SegInstance(nn.Module):
         else:
             hidden = self.queries_join_late(queries, self.patch_embed(tokens))
         queries, patches = hidden[:, :num_queries], hidden[:, num_queries:]  # (B, Q|N, D)
-        if self.config.mask_head == "dot":
-            masks = self.mask_head(queries, patches, grid)  # (B, Q, h, w)
-        else:
-            masks = self.mask_head(queries).unflatten(
-                2, (self.mask_size, self.mask_size)
-            )  # (B, Q, h, w)
+        masks = self.mask_head(queries, patches, grid)  # (B, Q, h, w)
         logits = self.class_head(queries)  # (B, Q, C + 1)
         if self.config.class_head == "masked":
             features = patches.transpose(1, 2).unflatten(2, grid)  # (B, D, H/s, W/s)
