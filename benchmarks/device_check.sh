@@ -128,7 +128,12 @@ EOF
 echo "== device: $device_said"
 commit() {  # the code's commit: SEQSEG_COMMIT on a copy without .git
   [ -n "${SEQSEG_COMMIT:-}" ] && { echo "$SEQSEG_COMMIT"; return; }
-  git rev-parse --short HEAD 2>/dev/null || echo unknown
+  local head
+  head="$(git rev-parse --short HEAD 2>/dev/null)" || { echo unknown; return; }
+  # (what the stages write under reports/ is no change of the code)
+  [ -n "$(git status --porcelain --untracked-files=no -- . ':!reports' 2>/dev/null)" ] \
+    && head="$head+modified"
+  echo "$head"
 }
 
 # -- which stage ------------------------------------------------------------------------------

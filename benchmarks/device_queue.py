@@ -120,7 +120,7 @@ def wrote(out: Path) -> str:
             counted[part] = counted.get(part, 0) + 1
     runs = [p for p in (out / "runs").glob("*/") if (p / "config.json").is_file()]
     parts = named + [f"{n} in reports/{part}/" for part, n in sorted(counted.items())]
-    parts += [f"{len(runs)} runs"] if runs else []
+    parts += [f"{len(runs)} run{'s' if len(runs) > 1 else ''}"] if runs else []
     return ", ".join(parts) or "nothing"
 
 

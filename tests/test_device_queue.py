@@ -68,7 +68,7 @@ def test_mark_writes_the_row_into_out_and_record_puts_it_into_the_queue(tmp_path
     marked = device_queue.mark(out, "third", "done", queue, "cuda:0 (NVIDIA H100)", "def5678")
     assert marked.state == "done" and marked.device == "cuda:0 (NVIDIA H100)"
     assert marked.commit == "def5678" and marked.date.endswith(" UTC")
-    assert marked.wrote == "reports/benchmarks.csv, 1 in reports/tables/, 1 runs"
+    assert marked.wrote == "reports/benchmarks.csv, 1 in reports/tables/, 1 run"
     assert device_queue.read(out / "device_queue.md")[2] == marked
     assert queue.read_text() == QUEUE  # the machine's copy is what changed
     # what comes back is the archive alone
