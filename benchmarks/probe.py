@@ -354,7 +354,11 @@ def part_profile(args, device, rows: Rows, lines: list[str]) -> None:
         trainer.fit()
     events = holder["profiler"].key_averages()
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    busy_us = sum(getattr(event, key) for event in events)
+    if device.type == "cuda":  # the kernels' own events (an operator's would count them again)
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        busy_us = sum(e.self_device_time_total for e in kernels)
+    else:  # every operator's self time (none counts another's)
+        busy_us = sum(e.self_cpu_time_total for e in events)
     wall = holder["wall"]
     share = busy_us / 1e6 / wall
     where = "device" if device.type == "cuda" else "CPU (self time of every operation)"

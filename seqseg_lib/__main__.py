@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, help="the folder to write")
     pack.add_argument("--profile", choices=PROFILES, default="paper")
     pack.add_argument(
-        "--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val"]
+        "--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val", "test"]
     )
     pack.add_argument(
         "--float32",

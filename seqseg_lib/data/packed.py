@@ -1,8 +1,8 @@
 """CamVid packed at one resize: a folder of arrays small enough to travel with the repository.
 
 A GPU machine that receives only the working tree (tens of MB) cannot receive CamVid's PNGs
-(120 MB for train and val). ``pack_camvid`` writes each split's items after the resize of a
-profile (Sec. 2.2's resize before the crop; ``paper``: 140x187), in the stored types of the
+(180 MB; notebook 01's figures draw from the test split too). ``pack_camvid`` writes each
+split's items after the resize of a profile (Sec. 2.2's resize before the crop; ``paper``: 140x187), in the stored types of the
 file cache (``cache.stored``: labels uint8, void as ``IGNORE_INDEX``), images either as uint8
 (the default: rounded from the resize, a quarter of float32's bytes) or float32 (exactly the
 resize), into ``{split}.npz`` plus ``manifest.json`` (``MANIFEST``: the kind, the resize, the
@@ -64,7 +64,7 @@ def pack_camvid(
     data_root: str | os.PathLike,
     out: str | os.PathLike,
     resize: tuple[int, int],
-    splits: tuple[str, ...] = ("train", "val"),
+    splits: tuple[str, ...] = ("train", "val", "test"),
     image_type: str = "uint8",
 ) -> dict:
     """Write ``out/{split}.npz`` (``image`` [N, 3, H, W] of ``image_type``, ``labels``
