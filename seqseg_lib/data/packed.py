@@ -2,11 +2,12 @@
 
 A GPU machine that receives only the working tree (tens of MB) cannot receive CamVid's PNGs
 (180 MB; notebook 01's figures draw from the test split too). ``pack_camvid`` writes each
-split's items after the resize of a profile (Sec. 2.2's resize before the crop; ``paper``: 140x187), in the stored types of the
-file cache (``cache.stored``: labels uint8, void as ``IGNORE_INDEX``), images either as uint8
-(the default: rounded from the resize, a quarter of float32's bytes) or float32 (exactly the
-resize), into ``{split}.npz`` plus ``manifest.json`` (``MANIFEST``: the kind, the resize, the
-image type, each split's item names, and a fingerprint of the source files' contents).
+split's items after the resize of a profile (Sec. 2.2's resize before the crop; ``paper``:
+140x187), in the stored types of the file cache (``cache.stored``: labels uint8, void as
+``IGNORE_INDEX``), images either as uint8 (the default: rounded from the resize, a quarter of
+float32's bytes) or float32 (exactly the resize), into ``{split}.npz`` plus ``manifest.json``
+(``MANIFEST``: the kind, the resize, the image type, each split's item names, and a
+fingerprint of the source files' contents).
 
 ``CamVid(root=folder)`` recognises such a folder by its manifest and reads its items instead of
 the files; the crop, flip and their random draws are the same code as for the files, so a run
