@@ -6,6 +6,7 @@
 #
 #   options: [--device auto|cuda|cpu] [--max-steps N] [--repeats N]
 #            [--bench-profile paper|cpu|smoke] [--runs-dir DIR] [--stage-limit SECONDS]
+#            [--return DIR]
 #
 # The queue, benchmarks/device_queue.md, lists the stages in the order they run (what each
 # answers: benchmarks/README.md): probe, probe-modes (benchmarks/probe.py), dry-run-02-04,
@@ -23,10 +24,11 @@
 # (tables, figures, executed notebooks, benchmarks.md and .csv), runs/ (each run's config.json
 # and metrics.jsonl; checkpoints stay in --runs-dir, default runs/), log.txt, the queue with
 # the stage's row (device_queue.md, queue_row.json), and device_check.tar.gz holding all of it:
-# what comes back. There, python benchmarks/device_queue.py record DIR puts the row into the
-# queue. A stage still running after --stage-limit seconds (default 530) is stopped, so that
-# the archive is written within a 10-minute call; the seconds of every stage are printed at
-# the end whatever happened.
+# what comes back (--return DIR2 copies it and log.txt there too: the folder a machine sends
+# back). There, python benchmarks/device_queue.py record DIR puts the row into the queue.
+# A stage still running after --stage-limit seconds (default 530, all its steps together) is
+# stopped, so that the archive is written within a 10-minute call; the seconds of every stage
+# are printed at the end whatever happened.
 # Missing Python packages are named at once: on a machine with internet run
 # benchmarks/device_wheels.sh, which fills .whl/; this script installs .whl/ first.
 # On a CPU, benchmarks/device_check.sh --device cpu --max-steps 2 --bench-profile smoke
@@ -48,6 +50,7 @@ out="$PWD/scratch/device-check"
 stage_name=main
 next=""
 stage_limit=530
+return_dir=""
 usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     --stage) stage_name="$2"; shift 2 ;;
     --next) next=1; shift ;;
     --stage-limit) stage_limit="$2"; shift 2 ;;
+    --return) mkdir -p "$2"; return_dir="$(cd "$2" && pwd)"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "device_check.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -159,10 +163,15 @@ failed=0
 stage() {  # stage NAME COMMAND...: run it, say how it ended and in how many seconds
   local name="$1" start=$SECONDS status
   shift
+  local left=$((deadline - SECONDS))  # --stage-limit is the whole stage's, every step of it
   echo "== stage $name"
-  timeout --kill-after=15 "$stage_limit" "$@"
-  status=$?
-  [ $status -eq 124 ] && echo "== stage $name: stopped after --stage-limit $stage_limit s"
+  if [ $left -gt 0 ]; then
+    timeout --kill-after=15 "$left" "$@"
+    status=$?
+  else
+    status=124
+  fi
+  [ $status -eq 124 ] && echo "== stage $name: stopped at the stage's --stage-limit $stage_limit s"
   if [ $status -eq 0 ]; then
     timings+=("$name: $((SECONDS - start)) s")
   else
@@ -195,6 +204,7 @@ finish() {
   echo "== seconds per stage:"
   printf '   %s\n' "${timings[@]:-none ran}"
   echo "== outputs: $out"
+  [ -z "$return_dir" ] || { sleep 1; cp "$out/device_check.tar.gz" "$out/log.txt" "$return_dir/"; }
 }
 trap finish EXIT
 
@@ -222,6 +232,7 @@ notebooks_of() {  # notebooks_of NN...: their files
 }
 estimate --stage "$stage_name" --repeats "$repeats" --data-root "$camvid" "${max_steps[@]}"
 ran=1
+deadline=$((SECONDS + stage_limit))
 case "$stage_name" in
   main)
     stage "notebook 01 (paper, synthetic)" ./run_all.sh --profile paper --dataset synthetic \

@@ -99,8 +99,9 @@ def test_the_committed_queue_reads_and_the_check_knows_each_stage():
 
 @pytest.mark.slow
 def test_next_runs_the_first_stage_not_done_and_records_how_it_ended(tmp_path):
-    """A queue whose first stage is done and whose next is ``second`` at an unknown profile
-    (it fails at once): ``--next`` runs that one, and the archive brings back its row."""
+    """A queue whose first stage is done and whose next is ``second`` at an unknown profile,
+    stopped by its limit: ``--next`` runs that one, and the archive, copied to the folder that
+    comes back, brings back its row."""
     queue = tmp_path / "queue.md"
     queue.write_text(
         QUEUE.replace("| second | failed |", "| nothing-else | done |").replace(
@@ -113,7 +114,9 @@ def test_next_runs_the_first_stage_not_done_and_records_how_it_ended(tmp_path):
         "SEQSEG_DEVICE_QUEUE": str(queue),
         "SEQSEG_COMMIT": "feed123",
     }
+    back = tmp_path / "back"  # the folder a machine sends back
     args = ["--next", "--device", "cpu", "--bench-profile", "nonsense", "--out", str(out)]
+    args += ["--return", str(back), "--stage-limit", "1"]  # its two steps: 1 s for both
     result = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "device_check.sh"), *args],
         env=env,
@@ -126,7 +129,9 @@ def test_next_runs_the_first_stage_not_done_and_records_how_it_ended(tmp_path):
     assert "== next stage of the queue: second" in said
     assert "== estimate of stage second" in said
     assert "| second | failed | " in said  # the row to paste
-    with tarfile.open(out / "device_check.tar.gz") as tar:
+    assert said.count("stopped at the stage's --stage-limit 1 s") == 2
+    assert (back / "device_check.tar.gz").is_file() and (back / "log.txt").is_file()
+    with tarfile.open(back / "device_check.tar.gz") as tar:
         row = json.loads(tar.extractfile("queue_row.json").read())
     assert row["stage"] == "second" and row["state"] == "failed"
     assert row["commit"] == "feed123"
