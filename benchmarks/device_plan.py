@@ -1,7 +1,16 @@
 """How long each stage of ``device_check.sh`` takes on one H200, said before it runs.
 
-    python benchmarks/device_plan.py [--stage main|skip|second] [--limit-minutes 9]
-                                     [--max-steps N] [--repeats N]
+    python benchmarks/device_plan.py [--stage main|skip|second|STAGE] [--limit-minutes 9]
+                                     [--max-steps N] [--repeats N] [--data-root PATH]
+                                     [--benchmarks reports/benchmarks.csv]
+
+The stages of the queue (``benchmarks/device_queue.md``) are estimated by ``queue_seconds``:
+the probe from its own budget (``probe.budget``), the dry runs from their runs' count at an
+assumed ``DRY_RUN_S_PER_RUN``, the training stages from each run's steps at the H200's
+measured step times (``MEASURED``) or, for the experiments without one, at what
+``--benchmarks`` holds for CUDA at ``paper`` (the probe's rows), else at an assumed
+``UNMEASURED_STEP_S``, said as such; runs that share the GPU at the slowdown the probe measured
+for that many runs at once, else ``shared_slowdown``'s assumption.
 
 Every training run of a stage is at the ``paper`` profile on the synthetic scenes (the report's
 2,975 scenes, 123 steps per epoch, 45 and 30 epochs); its steps come from its config and its
@@ -102,18 +111,164 @@ def second_stage_seconds(repeats: int) -> float:
     return benchmarks + optimizations
 
 
+# -- the queue's stages (benchmarks/device_queue.md) -----------------------------------------
+
+DRY_RUN_S_PER_RUN = 10  # a dry run's run: process start, CUDA, one step, 8 images (assumed)
+# a paper step of an experiment nothing measured on a GPU yet: taken at Seq2Seg's (assumed;
+# the slowest of the H200 runs' steps)
+UNMEASURED_STEP_S = MEASURED["seq2seg"][0]
+DRY_RUN_NOTEBOOKS = {
+    "dry-run-02-04": ("02", "03", "04"),
+    "dry-run-05-06": ("05", "06"),
+    "dry-run-07": ("07",),
+    "dry-run-08-10": ("08", "09", "10"),
+}
+PROBE_PARTS = {
+    "probe": ("steps", "concurrent", "profile", "first-epoch", "eval"),
+    "probe-modes": ("modes",),
+}
+CAMVID_PACKED = "data/camvid-packed"
+MNIST_COPY = "data/mnist"
+
+
+def shared_slowdown(jobs: int, rows: list[dict]) -> tuple[float, str]:
+    """How much longer each of ``jobs`` runs at once takes than alone: the probe's Seq2Seg
+    measurement for that many runs (``concurrent`` rows of ``train_step_s``) where there is
+    one, else ``SHARED_SLOWDOWN`` for up to 3 runs and ``jobs / 2`` beyond (assumed)."""
+    from seqseg_lib.measured import latest
+
+    def median(count):
+        values = [
+            r["value"]
+            for r in latest(rows, device_type="cuda", profile="paper", experiment="seq2seg")
+            if r["quantity"] == "train_step_s" and r["mode"] == "eager" and r["concurrent"] == count
+        ]
+        return sorted(values)[len(values) // 2] if values else None
+
+    measured = [n for n in range(jobs, 0, -1) if median(n) is not None and n > 1]
+    if median(1) and measured:
+        n = measured[0]  # the most runs at once measured, up to jobs
+        return median(n) / median(1) * jobs / n, f"measured by the probe for {n} at once"
+    return max(SHARED_SLOWDOWN, jobs / 2), "assumed"
+
+
+def step_seconds(config, rows: list[dict]) -> tuple[float, float, str]:
+    """(seconds per step, seconds besides, where they come from) of a run."""
+    from seqseg_lib.measured import latest
+
+    if config.experiment in MEASURED:
+        per_step, rest = MEASURED[config.experiment]
+        return per_step, rest, "H200 run"
+    rest = MEASURED["seq2seg"][1]
+    matching = latest(rows, device_type="cuda", profile="paper", experiment=config.experiment)
+    for quantity in ("train_step_s", "step_s"):
+        values = [
+            r["value"]
+            for r in matching
+            if r["quantity"] == quantity and r["concurrent"] == 1 and r["mode"] == "eager"
+        ]
+        if values:
+            return values[-1], rest, f"probe's {quantity}"
+    return UNMEASURED_STEP_S, rest, "assumed, unmeasured"
+
+
+def training_seconds(runs, jobs: int, rows: list[dict]) -> float:
+    """Seconds of training ``runs`` (configs) ``jobs`` at a time, a line printed per run."""
+    from stage_runs import run_steps
+
+    seconds = []
+    for config in runs:
+        steps = run_steps(config)
+        per_step, rest, source = step_seconds(config, rows)
+        seconds.append(steps * per_step + rest)
+        print(
+            f"   {config.experiment} seed {config.seed}: {steps:,} steps of "
+            f"{per_step * 1e3:.1f} ms ({source}) and {rest:.0f} s besides: {seconds[-1]:.0f} s"
+        )
+    total = sum(seconds)
+    if jobs > 1 and len(runs) > 1:
+        slowdown, source = shared_slowdown(min(jobs, len(runs)), rows)
+        total = min(total, slowdown * max(seconds))
+        print(
+            f"   {min(jobs, len(runs))} at a time on the GPU: {total:.0f} s if sharing slows "
+            f"each by {slowdown:.2f}x ({source}; one at a time: {sum(seconds):.0f} s)"
+        )
+    return total
+
+
+def queue_runs(stage: str, max_steps: int | None, data_root: str | None):
+    """``(configs, notebooks regenerated)`` of a training stage of the queue."""
+    from stage_runs import stage_runs
+
+    from seqseg_lib.plan import notebook_runs
+
+    run = {} if max_steps is None else {"max_steps": max_steps}
+    if stage.startswith(("table1-camvid-seed", "skip-camvid-seed")):
+        study, seed = stage.split("-")[0], int(stage.rsplit("seed", 1)[1])
+        configs = stage_runs(study, seed, "paper", "camvid", data_root=data_root, **run)
+        notebooks = 2 if stage == "table1-camvid-seed0" else 0
+        return [config for config, _ in configs], notebooks
+    if stage.startswith("mnist-paper"):
+        root = MNIST_COPY if stage == "mnist-paper-idx" else None
+        planned = notebook_runs("03", "paper", "mnist", mnist_root=root, **run)
+        return [p.config for p in planned], 1
+    if stage == "panoptic-paper":
+        configs = stage_runs("panoptic", 0, "paper", "synthetic", **run)
+        return [config for config, _ in configs], 1
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def queue_seconds(stage: str, max_steps: int | None, data_root: str | None, rows) -> float:
+    """Seconds of a stage of the queue, a line printed per part or run."""
+    if stage in PROBE_PARTS:
+        from probe import budget
+
+        plan = budget(PROBE_PARTS[stage], 20, 3, (1, 2, 4))
+        for part, seconds in plan.items():
+            print(f"   probe part {part}: {seconds:.0f} s (its budget: probe.py --budget)")
+        return sum(plan.values())
+    if stage in DRY_RUN_NOTEBOOKS:
+        from seqseg_lib.plan import notebook_runs, unique
+
+        notebooks = DRY_RUN_NOTEBOOKS[stage]
+        runs = unique([p for n in notebooks for p in notebook_runs(n, "paper")], "runs")
+        print(
+            f"   notebooks {', '.join(notebooks)}: {len(runs)} runs of one step x "
+            f"{DRY_RUN_S_PER_RUN} s (assumed), one at a time: {len(runs) * DRY_RUN_S_PER_RUN} s"
+        )
+        print(f"   notebooks' own work: {NOTEBOOK_S * len(notebooks)} s")
+        return len(runs) * DRY_RUN_S_PER_RUN + NOTEBOOK_S * len(notebooks)
+    configs, notebooks = queue_runs(stage, max_steps, data_root)
+    total = training_seconds(configs, len(configs), rows)
+    if notebooks:
+        print(f"   notebooks' own work: {NOTEBOOK_S * notebooks} s")
+    return total + NOTEBOOK_S * notebooks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", choices=(*STAGES, "second"), default="main")
+    parser.add_argument("--stage", default="main", help="main, skip, second or a queue stage")
     parser.add_argument("--limit-minutes", type=float, default=9.0)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="the second stage's rounds")
+    parser.add_argument("--data-root", default=None, help="CamVid (default: the packed copy)")
+    parser.add_argument("--benchmarks", default="reports/benchmarks.csv")
     args = parser.parse_args()
     print(f"== estimate of stage {args.stage} on one H200, limit {args.limit_minutes:g} min")
     if args.stage == "second":
         total = second_stage_seconds(args.repeats)
-    else:
+    elif args.stage in STAGES:
         total = stage_seconds(*STAGES[args.stage], args.max_steps)
+    else:
+        from seqseg_lib import measured
+
+        data_root = args.data_root or CAMVID_PACKED
+        try:
+            rows = measured.read(args.benchmarks)
+            total = queue_seconds(args.stage, args.max_steps, data_root, rows)
+        except ValueError as error:
+            print(f"device_plan.py: {error}", file=sys.stderr)
+            return 2
     fits = total <= 60 * args.limit_minutes
     print(
         f"== stage {args.stage}: about {total / 60:.1f} min estimated "
@@ -123,5 +278,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.getcwd())
+    sys.path.insert(0, os.getcwd())  # (benchmarks/, this script's folder, is on it already)
     sys.exit(main())

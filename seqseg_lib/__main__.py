@@ -14,6 +14,8 @@
         [--partition P] [--time-minutes M] [--gpus-per-job G] [--cpus-per-job C] [--max-steps N]
     python -m seqseg_lib summarize [reports]
     python -m seqseg_lib names {experiments,profiles,datasets}... [--experiment NAME]
+    python -m seqseg_lib data pack-camvid --data-root PATH --out FOLDER [--profile paper] \
+        [--splits train val] [--float32]
 
 Running ``train`` again with the same ``--out`` continues the run from its checkpoint.
 ``torchrun --nproc_per_node=N -m seqseg_lib train ...`` trains on N processes (GPUs), the
@@ -24,6 +26,8 @@ train`` trains those and each experiment's runs (one per seed) that are not done
 as local processes or Slurm jobs (``seqseg_lib.launch``), and exits with 1 if one failed.
 ``evaluate`` writes nothing and prints JSON (``null`` for an undefined value). ``names``
 prints the valid names of each kind asked, one line per kind (``run_all.sh`` asks it).
+``data pack-camvid`` writes CamVid resized at a profile's size into a small folder of arrays
+(``seqseg_lib.data.packed``) that ``--data-root`` accepts in place of the files.
 """
 
 import argparse
@@ -171,7 +175,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
     names.add_argument("--experiment", choices=sorted(EXPERIMENT_NAMES), help="its datasets only")
+    data = commands.add_parser("data", help="prepare a dataset (pack-camvid)")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    pack = data_commands.add_parser(
+        "pack-camvid",
+        help="CamVid resized at a profile's size, as arrays --data-root accepts",
+        description="Write CamVid's splits after the profile's resize (before its crop) into "
+        "OUT (one .npz per split and manifest.json): a folder that --data-root accepts in "
+        "place of the files, small enough to travel with the repository.",
+    )
+    pack.add_argument("--data-root", required=True, help="CamVid in the SegNet layout")
+    pack.add_argument("--out", required=True, help="the folder to write")
+    pack.add_argument("--profile", choices=PROFILES, default="paper")
+    pack.add_argument(
+        "--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val", "test"]
+    )
+    pack.add_argument(
+        "--float32",
+        action="store_true",
+        help="images as float32, exactly the resize (default uint8: rounded, a quarter the size)",
+    )
     return parser
+
+
+def pack_camvid_command(args: argparse.Namespace) -> int:
+    """``data pack-camvid``: write the folder, say its size."""
+    from pathlib import Path
+
+    from seqseg_lib.data.packed import pack_camvid
+    from seqseg_lib.experiments import build_config
+
+    resize = build_config("unet", args.profile, "camvid", data_root=args.data_root).resize
+    image_type = "float32" if args.float32 else "uint8"
+    manifest = pack_camvid(args.data_root, args.out, resize, tuple(args.splits), image_type)
+    size = sum(p.stat().st_size for p in Path(args.out).iterdir() if p.is_file())
+    counts = ", ".join(f"{split} {v['count']}" for split, v in manifest["splits"].items())
+    print(
+        f"{args.out}: CamVid at {resize[0]}x{resize[1]} ({counts} images, {image_type}), "
+        f"{size / 1e6:.1f} MB, fingerprint {manifest['fingerprint']}"
+    )
+    return 0
 
 
 # ``runs [RUNS_DIR]`` lists runs; ``runs train ...`` trains them. argparse has no optional
@@ -663,6 +706,8 @@ def run_command(args: argparse.Namespace) -> int:
                     f"{row['state']:8s} epoch {row['epoch']:>3}/{row['epochs']:<3} step "
                     f"{row['step']:>6}  {row['run']}"
                 )
+        elif args.command == "data":
+            return pack_camvid_command(args)
         elif args.command == "names":
             for kind in args.kinds:
                 print(" ".join(valid_names(kind, args.experiment)))

@@ -1,10 +1,12 @@
 """CamVid (Brostow et al., 2008) in the SegNet layout: ``train/`` with ``trainannot/``, etc.
 
 Annotations are single-channel PNGs with class indices 0..10 and 11 for "Unlabelled",
-which becomes ``IGNORE_INDEX``. ``root`` may also come from ``CAMVID_ROOT``.
+which becomes ``IGNORE_INDEX``. ``root`` may also come from ``CAMVID_ROOT``, and may be a
+folder of CamVid packed at one resize (``seqseg_lib.data.packed``, recognised by its manifest).
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from seqseg_lib.data.io import (
     resolve_root,
 )
 from seqseg_lib.data.labels import CAMVID, IGNORE_INDEX
+from seqseg_lib.data.packed import PackedItems, is_packed
 
 SPLITS = ("train", "val", "test")
 VOID = 11
@@ -29,7 +32,8 @@ class CamVid(StreetFiles):
     (0..10, ``IGNORE_INDEX`` for void), ``name`` str. Same resize and crop as Cityscapes;
     ``num_images`` keeps the split's first images (None: all). The resized images and labels
     are cached on disk after their first decoding (``cache.ResizedItems``; ``cache_dir=False``
-    turns that off).
+    turns that off). A packed ``root`` (``data.packed``) gives its items at the resize it was
+    packed at (another resize is a ``ValueError``), through the same crop and flip.
     """
 
     label_space = CAMVID
@@ -51,6 +55,12 @@ class CamVid(StreetFiles):
         if split not in SPLITS:
             raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(SPLITS)}")
         self.root = resolve_root(root, "CAMVID_ROOT", "CamVid")
+        if is_packed(self.root):
+            packed = PackedItems(self.root, split, resize, num_images)
+            files = [(Path(f"{name}.png"),) for name in packed.names]  # item_name: the stem
+            super().__init__("camvid", files, split, resize, crop, train, hflip, seed, False)
+            self.items = packed
+            return
         image_dir, label_dir = self.root / split, self.root / f"{split}annot"
         for folder in (image_dir, label_dir):
             if not folder.is_dir():
