@@ -202,7 +202,7 @@ def pack_camvid_command(args: argparse.Namespace) -> int:
     """``data pack-camvid``: write the folder, say its size."""
     from pathlib import Path
 
-    from seqseg_lib.data.packed import pack_camvid
+    from seqseg_lib.data.camvid import pack_camvid
     from seqseg_lib.experiments import build_config
 
     resize = build_config("unet", args.profile, "camvid", data_root=args.data_root).resize

@@ -29,7 +29,12 @@ LAYERS = [
         "seqseg_lib.progress",
         "seqseg_lib.runs",
     ],
-    ["seqseg_lib.data.labels", "seqseg_lib.data.io", "seqseg_lib.data.transforms"],
+    [
+        "seqseg_lib.data.labels",
+        "seqseg_lib.data.io",
+        "seqseg_lib.data.transforms",
+        "seqseg_lib.data.packed",
+    ],
     [
         "seqseg_lib.data.cache",
         "seqseg_lib.data.synthetic_scenes",

@@ -9,7 +9,8 @@ from PIL import Image
 
 from seqseg_lib.__main__ import main
 from seqseg_lib.data import CamVid
-from seqseg_lib.data.packed import is_packed, pack_camvid
+from seqseg_lib.data.camvid import pack_camvid
+from seqseg_lib.data.packed import is_packed
 
 RESIZE, CROP = (24, 32), (16, 24)
 

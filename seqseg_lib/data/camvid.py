@@ -5,13 +5,16 @@ which becomes ``IGNORE_INDEX``. ``root`` may also come from ``CAMVID_ROOT``, and
 folder of CamVid packed at one resize (``seqseg_lib.data.packed``, recognised by its manifest).
 """
 
+import hashlib
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from seqseg_lib.data.cache import StreetFiles
+from seqseg_lib.data.cache import StreetFiles, stored
 from seqseg_lib.data.io import (
     check_max_value,
     check_same_size,
@@ -21,7 +24,15 @@ from seqseg_lib.data.io import (
     resolve_root,
 )
 from seqseg_lib.data.labels import CAMVID, IGNORE_INDEX
-from seqseg_lib.data.packed import PackedItems, is_packed
+from seqseg_lib.data.packed import (
+    FORMAT,
+    IMAGE_TYPES,
+    KIND,
+    MANIFEST,
+    PackedItems,
+    fingerprint,
+    is_packed,
+)
 
 SPLITS = ("train", "val", "test")
 VOID = 11
@@ -86,3 +97,48 @@ class CamVid(StreetFiles):
         check_max_value(labels, VOID, label_path, "class indices")
         labels = np.where(labels == VOID, IGNORE_INDEX, labels).astype(np.int64)
         return {"image": image_to_tensor(image), "labels": torch.from_numpy(labels)}
+
+
+def pack_camvid(
+    data_root: str | os.PathLike,
+    out: str | os.PathLike,
+    resize: tuple[int, int],
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    image_type: str = "uint8",
+) -> dict:
+    """Write ``out/{split}.npz`` (``image`` [N, 3, H, W] of ``image_type``, ``labels``
+    [N, H, W] uint8) and ``out/manifest.json`` for CamVid at ``data_root`` resized to
+    ``resize``; returns the manifest."""
+    if image_type not in IMAGE_TYPES:
+        raise ValueError(f"image type {image_type!r}: expected one of {', '.join(IMAGE_TYPES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "kind": KIND,
+        "format": FORMAT,
+        "resize": list(resize),
+        "image_type": image_type,
+        "source": str(Path(data_root).resolve()),
+        "splits": {},
+    }
+    digests = []
+    for split in splits:
+        dataset = CamVid(data_root, split, resize=resize, crop=None, train=False, cache_dir=False)
+
+        def item(index: int, dataset=dataset) -> dict[str, np.ndarray]:
+            values = stored(dataset.items.resized(index))
+            image = values["image"]
+            if image_type == "uint8":
+                image = image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+            return {"image": image.numpy(), "labels": values["labels"].numpy()}
+
+        with ThreadPoolExecutor(os.cpu_count()) as pool:  # decoding releases the GIL
+            items = list(pool.map(item, range(len(dataset))))
+        arrays = {key: np.stack([i[key] for i in items]) for key in ("image", "labels")}
+        np.savez_compressed(out / f"{split}.npz", **arrays)
+        names = [dataset.item_name(i) for i in range(len(dataset))]
+        digests.append(fingerprint(dataset.files))
+        manifest["splits"][split] = {"count": len(names), "names": names, "source": digests[-1]}
+    manifest["fingerprint"] = hashlib.sha256("".join(digests).encode()).hexdigest()[:24]
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

@@ -1,7 +1,7 @@
 """CamVid packed at one resize: a folder of arrays small enough to travel with the repository.
 
 A GPU machine that receives only the working tree (tens of MB) cannot receive CamVid's PNGs
-(180 MB; notebook 01's figures draw from the test split too). ``pack_camvid`` writes each
+(180 MB; notebook 01's figures draw from the test split too). ``camvid.pack_camvid`` writes each
 split's items after the resize of a profile (Sec. 2.2's resize before the crop; ``paper``:
 140x187), in the stored types of the file cache (``cache.stored``: labels uint8, void as
 ``IGNORE_INDEX``), images either as uint8 (the default: rounded from the resize, a quarter of
@@ -21,7 +21,6 @@ nearest 1/255 (at most 0.5/255 from it).
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ IMAGE_TYPES = ("uint8", "float32")
 
 
 def is_packed(root: str | os.PathLike | None) -> bool:
-    """Whether ``root`` is a folder that ``pack_camvid`` wrote."""
+    """Whether ``root`` is a folder that ``camvid.pack_camvid`` wrote."""
     if root is None:
         return False
     path = Path(root).expanduser() / MANIFEST
@@ -59,54 +58,6 @@ def fingerprint(files) -> str:
             digest.update(Path(path).name.encode() + b"\0")
             digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
     return digest.hexdigest()[:24]
-
-
-def pack_camvid(
-    data_root: str | os.PathLike,
-    out: str | os.PathLike,
-    resize: tuple[int, int],
-    splits: tuple[str, ...] = ("train", "val", "test"),
-    image_type: str = "uint8",
-) -> dict:
-    """Write ``out/{split}.npz`` (``image`` [N, 3, H, W] of ``image_type``, ``labels``
-    [N, H, W] uint8) and ``out/manifest.json`` for CamVid at ``data_root`` resized to
-    ``resize``; returns the manifest."""
-    from seqseg_lib.data.cache import stored
-    from seqseg_lib.data.camvid import CamVid
-
-    if image_type not in IMAGE_TYPES:
-        raise ValueError(f"image type {image_type!r}: expected one of {', '.join(IMAGE_TYPES)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "kind": KIND,
-        "format": FORMAT,
-        "resize": list(resize),
-        "image_type": image_type,
-        "source": str(Path(data_root).resolve()),
-        "splits": {},
-    }
-    digests = []
-    for split in splits:
-        dataset = CamVid(data_root, split, resize=resize, crop=None, train=False, cache_dir=False)
-
-        def item(index: int, dataset=dataset) -> dict[str, np.ndarray]:
-            values = stored(dataset.items.resized(index))
-            image = values["image"]
-            if image_type == "uint8":
-                image = image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
-            return {"image": image.numpy(), "labels": values["labels"].numpy()}
-
-        with ThreadPoolExecutor(os.cpu_count()) as pool:  # decoding releases the GIL
-            items = list(pool.map(item, range(len(dataset))))
-        arrays = {key: np.stack([i[key] for i in items]) for key in ("image", "labels")}
-        np.savez_compressed(out / f"{split}.npz", **arrays)
-        names = [dataset.item_name(i) for i in range(len(dataset))]
-        digests.append(fingerprint(dataset.files))
-        manifest["splits"][split] = {"count": len(names), "names": names, "source": digests[-1]}
-    manifest["fingerprint"] = hashlib.sha256("".join(digests).encode()).hexdigest()[:24]
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
 
 
 class PackedItems:
