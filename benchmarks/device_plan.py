@@ -153,23 +153,17 @@ def shared_slowdown(jobs: int, rows: list[dict]) -> tuple[float, str]:
 
 
 def step_seconds(config, rows: list[dict]) -> tuple[float, float, str]:
-    """(seconds per step, seconds besides, where they come from) of a run."""
-    from seqseg_lib.measured import latest
+    """(seconds per step, seconds besides, where they come from) of a run: what the plan reads
+    in ``rows`` (``plan.speeds_of``: the latest measurement on CUDA at ``paper``, the H200
+    runs' until the probe's), the rest of a run taken as Seq2Seg's H200 run's where it was
+    not measured; ``UNMEASURED_STEP_S`` for an experiment nothing measured."""
+    from seqseg_lib.plan import speeds_of
 
-    if config.experiment in MEASURED:
-        per_step, rest = MEASURED[config.experiment]
-        return per_step, rest, "H200 run"
     rest = MEASURED["seq2seg"][1]
-    matching = latest(rows, device_type="cuda", profile="paper", experiment=config.experiment)
-    for quantity in ("train_step_s", "step_s"):
-        values = [
-            r["value"]
-            for r in matching
-            if r["quantity"] == quantity and r["concurrent"] == 1 and r["mode"] == "eager"
-        ]
-        if values:
-            return values[-1], rest, f"probe's {quantity}"
-    return UNMEASURED_STEP_S, rest, "assumed, unmeasured"
+    speed = speeds_of(rows, "paper", "cuda").get(config.experiment)
+    if speed is None:
+        return UNMEASURED_STEP_S, rest, "assumed, unmeasured"
+    return speed.step_s, speed.overhead_s or rest, speed.source
 
 
 def training_seconds(runs, jobs: int, rows: list[dict]) -> float:

@@ -37,6 +37,8 @@ COLUMNS = (
 )
 QUANTITIES = {
     "step_s": "seconds per training step on dummy batches (forward, loss, backward, Adam)",
+    # (``rounds`` 1: a whole run's mean step, its first epoch's warm-up included; else the
+    # steps measured after it)
     "train_step_s": "seconds per training step in the engine's loop on the experiment's data",
     "run_overhead_s": "seconds of a run outside its training steps (start, data, validation)",
     "first_epoch_extra_s": "seconds the first epoch takes beyond its steps at the later rate",

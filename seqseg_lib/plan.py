@@ -248,9 +248,14 @@ def measured_speeds(path: str | Path, profile: str, device_type: str) -> dict[st
     dummy batches (``step_s``), on the device measured last, in its fastest mode; plus that
     mode's ``run_overhead_s`` (else eager's) and, for a compiled or captured step, its
     ``capture_s``."""
+    return speeds_of(measured.read(path), profile, device_type)
+
+
+def speeds_of(rows: list[dict[str, Any]], profile: str, device_type: str) -> dict[str, Speed]:
+    """``measured_speeds`` of benchmark rows already read."""
     precision = profile_precision(profile, device_type)
     rows = measured.latest(
-        measured.read(path),
+        rows,
         device_type=device_type,
         profile=profile,
         precision=precision,
@@ -271,6 +276,10 @@ def measured_speeds(path: str | Path, profile: str, device_type: str) -> dict[st
             overhead = on_device.get(("run_overhead_s", "eager"), 0.0)
         if step["mode"] != "eager":
             overhead += on_device.get(("capture_s", step["mode"]), 0.0)
+        # the first epoch's warm-up beyond its steps, where the probe measured it: its steps
+        # are at the later rate (a whole run's mean step, ``rounds`` 1, already holds it)
+        if step["quantity"] == "train_step_s" and step["rounds"] != 1:
+            overhead += on_device.get(("first_epoch_extra_s", step["mode"]), 0.0)
         source = f"{step['quantity']}, {precision}, {step['mode']}, {device}, {step['date']}"
         speeds[experiment] = Speed(step["value"], overhead, source)
     return speeds
