@@ -29,10 +29,11 @@ prints the valid names of each kind asked, one line per kind (``run_all.sh`` ask
 import argparse
 import json
 import math
+import re
 import sys
 from typing import Any
 
-from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES, Config
+from seqseg_lib.config import DATASET_NAMES, EXPERIMENT_NAMES, PROFILES, Config
 from seqseg_lib.runlock import RunLockedError, run_lock
 
 # torch, the experiments and the engine are imported when a command needs them, so that
@@ -49,19 +50,119 @@ def positive_int(text: str) -> int:
     return value
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog to the terminal, but keeps a paragraph
+    with indented lines (command lines, a list of commands) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if "\n  " in paragraph or paragraph.startswith("  "):
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
+
+
+class DeviceChoices:
+    """``--device``'s choices: ``auto``, ``cpu``, ``cuda`` and ``cuda:N`` (one GPU of several),
+    which a plain tuple of choices cannot list."""
+
+    NAMES = ("auto", "cpu", "cuda", "cuda:N")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.NAMES[:3] or bool(re.fullmatch(r"cuda:\d+", str(name)))
+
+    def __iter__(self):
+        return iter(self.NAMES)
+
+
+DEVICE_HELP = "auto (default): cuda where there is a GPU, else cpu; cuda:N picks GPU N"
+
+# Each command's help ends with an example (``tests/test_cli.py`` checks that every one has).
+MAIN_EPILOG = """\
+commands:
+  train EXPERIMENT --out DIR  train one run, or resume it from its checkpoint
+  evaluate DIR                loss and metrics of a run directory's checkpoint, as JSON
+  runs [RUNS_DIR]             the run directories: state, epoch and step of each
+  runs plan [NOTEBOOK...]     the runs the notebooks need: steps, estimated minutes, state
+  runs train [NOTEBOOK...]    train those not done, N at a time, here or as Slurm jobs
+  summarize [REPORTS_DIR]     write REPORTS_DIR/README.md from its tables
+  names KIND...               the valid experiments, profiles or datasets
+
+Each command's --help lists its options, their defaults and an example.
+
+example:
+  python -m seqseg_lib train unet --profile smoke --out runs/unet-smoke
+"""
+
+TRAIN_EPILOG = """\
+Running train again with the same --out resumes the run from its checkpoint.
+torchrun --nproc_per_node=N -m seqseg_lib train ... trains on N processes (GPUs), the
+profile's batch shared among them.
+
+example:
+  python -m seqseg_lib train seq2seg --profile smoke --out runs/seq2seg-smoke --max-steps 4
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    summary = __doc__.split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m seqseg_lib", description=summary)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train (or resume) an experiment")
-    train.add_argument("experiment", choices=sorted(EXPERIMENT_NAMES))
-    train.add_argument("--profile", choices=PROFILES, default="cpu")
-    train.add_argument("--dataset", default=None, help="default: the experiment's embedded data")
-    train.add_argument("--data-root", default=None, help="folder of the real dataset")
-    train.add_argument("--out", required=True, help="run directory (created or resumed)")
-    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    parser = argparse.ArgumentParser(
+        prog="python -m seqseg_lib",
+        description="Train, evaluate and list the runs of seqseg, a reproduction of the report "
+        '"Image Segmentation with Transformers", and summarize its reports.',
+        epilog=MAIN_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train (or resume) an experiment",
+        description="Train EXPERIMENT at a profile's preset sizes into the run directory --out, "
+        "or resume it from its checkpoint; prints the last epoch's record as JSON.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     train.add_argument(
-        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="steps"
+        "experiment",
+        choices=sorted(EXPERIMENT_NAMES),
+        metavar="EXPERIMENT",
+        help=f"what to train: {', '.join(sorted(EXPERIMENT_NAMES))}",
+    )
+    train.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="cpu",
+        help="preset sizes: smoke (seconds), cpu (minutes on 2 cores), paper (the report's, "
+        "for a GPU); default: cpu",
+    )
+    train.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        default=None,
+        help="default: the experiment's embedded data (synthetic street scenes, or MNIST "
+        "digits); python -m seqseg_lib names datasets --experiment EXPERIMENT lists its own",
+    )
+    train.add_argument(
+        "--data-root", default=None, metavar="PATH", help="folder of the real dataset"
+    )
+    train.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory (created or resumed)"
+    )
+    train.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N optimizer steps in all, with a checkpoint and a partial record "
+        "(default: train every epoch); the same command without it resumes",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="also a checkpoint every N steps (default: only at epochs' ends)",
     )
     train.add_argument(
         "--checkpoint-epochs",
@@ -77,8 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="validate every N epochs (and after the last); default 1, paper: 5",
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the weights, the data order and the augmentation (default 0)",
+    )
+    train.add_argument("--device", choices=DeviceChoices(), default="auto", help=DEVICE_HELP)
     train.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -134,26 +241,76 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=positive_int,
         default=None,
+        metavar="N",
         help="CPU threads for PyTorch (default: its own; 1 is faster on a shared machine)",
     )
-    evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", choices=("val", "train"), default="val")
-    evaluate.add_argument("--device", default="auto")
+    add_evaluate_parser(commands)
     runs_help = (
         "the run directories under RUNS_DIR: state, epoch and step of each; "
-        "`runs train --help`: train runs N at a time, here or on Slurm"
+        "runs plan and runs train (see their --help) plan and train the notebooks' runs"
     )
-    runs = commands.add_parser("runs", help=runs_help, description=runs_help)
-    runs.add_argument("runs_dir", nargs="?", default="runs")
-    summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
-    summarize.add_argument("reports_dir", nargs="?", default="reports")
+    runs = commands.add_parser(
+        "runs",
+        help=runs_help,
+        description=runs_help,
+        epilog=example("runs runs/"),
+        formatter_class=HelpFormatter,
+    )
+    runs.add_argument(
+        "runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs"
+    )
+    summarize = commands.add_parser(
+        "summarize",
+        help="write REPORTS_DIR/README.md",
+        description="Write REPORTS_DIR/README.md: the tables of REPORTS_DIR beside the "
+        "report's numbers, and the verdict on each of its claims.",
+        epilog=example("summarize reports/"),
+        formatter_class=HelpFormatter,
+    )
+    summarize.add_argument(
+        "reports_dir", nargs="?", default="reports", metavar="REPORTS_DIR", help="default: reports"
+    )
     names = commands.add_parser(
-        "names", help="the valid names of each KIND, one line per kind, separated by spaces"
+        "names",
+        help="the valid names of each KIND, one line per kind, separated by spaces",
+        description="The valid names of each KIND, one line per kind, separated by spaces "
+        "(run_all.sh reads them).",
+        epilog=example("names profiles datasets --experiment unet"),
+        formatter_class=HelpFormatter,
     )
-    names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
-    names.add_argument("--experiment", choices=sorted(EXPERIMENT_NAMES), help="its datasets only")
+    names.add_argument(
+        "kinds",
+        nargs="+",
+        choices=("experiments", "profiles", "datasets"),
+        metavar="KIND",
+        help="experiments, profiles or datasets",
+    )
+    names.add_argument(
+        "--experiment",
+        choices=sorted(EXPERIMENT_NAMES),
+        metavar="EXPERIMENT",
+        help="datasets: only those EXPERIMENT trains on",
+    )
     return parser
+
+
+def example(*commands: str) -> str:
+    """An epilog of example command lines, each ``python -m seqseg_lib COMMAND``."""
+    return "example:\n" + "".join(f"  python -m seqseg_lib {command}\n" for command in commands)
+
+
+def add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics of a run directory's checkpoint",
+        description="Loss and metrics of a run directory's checkpoint on a split, printed as "
+        "JSON (null for an undefined value). Writes nothing.",
+        epilog=example("evaluate runs/unet-smoke --split val"),
+        formatter_class=HelpFormatter,
+    )
+    evaluate.add_argument("run_dir", metavar="DIR", help="a run directory (train's --out)")
+    evaluate.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
+    evaluate.add_argument("--device", choices=DeviceChoices(), default="auto", help=DEVICE_HELP)
 
 
 # ``runs [RUNS_DIR]`` lists runs; ``runs train ...`` trains them. argparse has no optional
@@ -170,16 +327,26 @@ def sbatch_option(text: str) -> tuple[str, str]:
 
 def build_runs_parser() -> argparse.ArgumentParser:
     """``runs train``: the runs of each experiment and seed, through ``launch.train_runs``."""
-    parser = argparse.ArgumentParser(prog="python -m seqseg_lib runs")
+    parser = argparse.ArgumentParser(
+        prog="python -m seqseg_lib runs",
+        description="Plan and train the runs the notebooks need.",
+        epilog=example("runs plan 01 02 --profile smoke", "runs train 01 --profile smoke"),
+        formatter_class=HelpFormatter,
+    )
     parser.set_defaults(command="runs")
     commands = parser.add_subparsers(dest="runs_command", required=True)
     train = commands.add_parser(
         "train",
         help="train runs not done yet, N at a time, as local processes or Slurm jobs",
-        description="Train the runs that NOTEBOOKs need (their plan: `runs plan`) and each "
+        description="Train the runs that NOTEBOOKs need (their plan: runs plan) and each "
         "--experiment's runs (one per seed) that are not done yet in RUNS_DIR, N at a time, "
         "each in its own process: here, or as Slurm jobs. A job that reaches its time limit is "
-        "requeued and resumes from the run's last checkpoint.",
+        "requeued and resumes from the run's last checkpoint. Exits with 1 if a run failed.",
+        epilog=example(
+            "runs train 01 02 --profile smoke --jobs 2",
+            "runs train --experiment unet --seeds 3 --executor slurm --partition gpu",
+        ),
+        formatter_class=HelpFormatter,
     )
     add_notebooks(train)
     train.add_argument(
@@ -200,7 +367,12 @@ def build_runs_parser() -> argparse.ArgumentParser:
         "(default: here one per GPU, paper GPUs x the runs per GPU measured fastest in "
         "reports/benchmarks.csv, else 2; without GPUs one per core; Slurm: all)",
     )
-    train.add_argument("--executor", choices=("local", "slurm"), default="local")
+    train.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: processes on this machine (default); slurm: one Slurm job per run",
+    )
     train.add_argument("--partition", default=None, metavar="P", help="Slurm partition")
     train.add_argument(
         "--time-minutes",
@@ -233,7 +405,14 @@ def build_runs_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a further sbatch option, e.g. account=abc or qos=long (repeat for several)",
     )
-    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop each run after N steps (default: train every epoch); without it, the same "
+        "command resumes them",
+    )
     train.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -245,7 +424,7 @@ def build_runs_parser() -> argparse.ArgumentParser:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="autocast to bfloat16 (default: as `train` decides, on the device of this "
+        help="autocast to bfloat16 (default: as train decides, on the device of this "
         "machine: say --amp for paper runs on GPUs submitted from a machine without one)",
     )
     train.add_argument(
@@ -264,24 +443,33 @@ def add_notebooks(parser: argparse.ArgumentParser) -> None:
         "notebooks",
         nargs="*",
         metavar="NOTEBOOK",
-        help="01 ... 10, or a notebook's file name",
+        help="01 ... 10, or a notebook's file name (runs plan: default all)",
     )
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """What decides a notebook's runs: ``run_all.sh``'s parameters."""
-    parser.add_argument("--profile", choices=PROFILES, default="cpu")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="cpu", help="preset sizes (default: cpu)"
+    )
     parser.add_argument(
         "--dataset",
+        choices=DATASET_NAMES,
         default=None,
         help="street scenes (default: synthetic for notebooks, each experiment's embedded data)",
     )
-    parser.add_argument("--data-root", default=None, help="folder of the real dataset")
-    parser.add_argument("--mnist-root", default=None, help="folder of MNIST IDX files")
+    parser.add_argument(
+        "--data-root", default=None, metavar="PATH", help="folder of the real dataset"
+    )
+    parser.add_argument(
+        "--mnist-root", default=None, metavar="PATH", help="folder of MNIST IDX files"
+    )
     parser.add_argument(
         "--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 (default 1)"
     )
-    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument(
+        "--runs-dir", default="runs", metavar="DIR", help="where the runs are (default: runs)"
+    )
 
 
 def add_plan_parser(commands) -> None:
@@ -293,10 +481,17 @@ def add_plan_parser(commands) -> None:
         "experiment, steps, estimated minutes (from the measurements of BENCHMARKS on "
         "DEVICE_TYPE where the run has its experiment's preset sizes) and state (missing, "
         "partial, finished); then the minutes of each notebook and in all.",
+        epilog=example("runs plan", "runs plan 01 04 --profile paper --device-type cuda"),
+        formatter_class=HelpFormatter,
     )
     add_notebooks(plan)
     add_plan_options(plan)
-    plan.add_argument("--benchmarks", default="reports/benchmarks.csv", metavar="BENCHMARKS")
+    plan.add_argument(
+        "--benchmarks",
+        default="reports/benchmarks.csv",
+        metavar="BENCHMARKS",
+        help="the measured step times (default: reports/benchmarks.csv)",
+    )
     plan.add_argument(
         "--device-type",
         choices=("cpu", "cuda"),
