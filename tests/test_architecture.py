@@ -53,7 +53,7 @@ LAYERS = [
     ["seqseg_lib.losses", "seqseg_lib.metrics"],
     ["seqseg_lib.instance_metrics", "seqseg_lib.panoptic", "seqseg_lib.plotting"],
     ["seqseg_lib.experiments.base", "seqseg_lib.loading", "seqseg_lib.widgets"],
-    ["seqseg_lib.evaluation"],
+    ["seqseg_lib.evaluation", "seqseg_lib.tensorboard"],
     [
         "seqseg_lib.experiments.semantic",
         "seqseg_lib.experiments.instance",
