@@ -4,6 +4,7 @@ than SDPA, and the verdict on "did not yield satisfactory results", on hand-made
 import dataclasses
 
 import pandas as pd
+import pytest
 
 from seqseg_lib.claims import efficient
 from seqseg_lib.verdicts import BEYOND_THE_REPORT
@@ -109,3 +110,52 @@ def test_bigbird_s_block_sparse_attention_trains_under_bfloat16_autocast():
     logits.float().mean().backward()
     assert model.encoder.config.attention_type == "block_sparse"  # not the full fallback
     assert model.patch_embed.weight.grad is not None
+
+
+def lsh_buckets(model) -> list:
+    return [m.num_buckets for m in model.modules() if type(m).__name__ == "LSHSelfAttention"]
+
+
+@pytest.mark.parametrize(("tokens", "window"), [(128, 16), (2048, 64), (96, 32), (4096, 16)])
+def test_the_reformer_is_built_with_the_buckets_transformers_picks(tokens, window, capfd):
+    """``num_buckets`` given as ``transformers`` sets it at the first forward when it is not
+    (then saying so on each layer): the same computation, and nothing printed."""
+    import torch
+
+    from seqseg_lib.models.encoders import build_efficient_encoder, reformer_buckets
+
+    inputs = torch.rand(1, tokens, 8)
+    ours = build_efficient_encoder("reformer", 8, 2, 2, 16, tokens, 0.0, window, 16).eval()
+    ours(inputs_embeds=inputs)
+    assert capfd.readouterr().err == ""
+    theirs = build_efficient_encoder("reformer", 8, 2, 2, 16, tokens, 0.0, window, 16).eval()
+    for layer in theirs.modules():
+        if type(layer).__name__ == "LSHSelfAttention":
+            layer.num_buckets = None
+    theirs(inputs_embeds=inputs)
+    assert "num_buckets is not set" in capfd.readouterr().err
+    assert lsh_buckets(ours) == lsh_buckets(theirs) == [reformer_buckets(tokens, window)] * 2
+
+
+@pytest.mark.parametrize(("tokens", "block_size"), [(128, 16), (176, 16), (192, 16), (256, 32)])
+def test_bigbird_is_built_with_the_attention_it_would_switch_to(tokens, block_size, capfd):
+    """Full attention where the sequence is too short for block-sparse attention, as
+    ``BigBirdModel`` switches to at the first forward (saying so): the same outputs from the
+    same seed, and nothing printed."""
+    import torch
+
+    from seqseg_lib.models.encoders import build_efficient_encoder
+
+    inputs = torch.rand(1, tokens, 8)
+    torch.manual_seed(0)
+    ours = build_efficient_encoder("bigbird", 8, 1, 2, 16, tokens, 0.0, 64, block_size).eval()
+    expected = ours(inputs_embeds=inputs).last_hidden_state
+    assert capfd.readouterr().err == ""
+    torch.manual_seed(0)
+    theirs = build_efficient_encoder("bigbird", 8, 1, 2, 16, tokens, 0.0, 64, block_size).eval()
+    theirs.set_attention_type("block_sparse")
+    outputs = theirs(inputs_embeds=inputs).last_hidden_state
+    switched = "Changing attention type to 'original_full'" in capfd.readouterr().err
+    assert theirs.attention_type == ours.attention_type
+    assert switched == (ours.attention_type == "original_full")
+    assert torch.equal(outputs, expected)

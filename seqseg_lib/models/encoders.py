@@ -7,13 +7,15 @@ config at BERT's hidden size, depth, heads and feed-forward size, fed through
 - ``longformer``: each token attends to a window of ``window`` tokens around it (no global
   tokens: there is no [CLS]); sequences are padded to a multiple of the window inside the model.
 - ``bigbird``: block-sparse attention (blocks of ``block_size`` tokens: sliding, global and 3
-  random blocks); below about 9 blocks of tokens the model falls back to full attention, as
-  ``transformers`` implements it.
+  random blocks); at up to 11 blocks of tokens it is built with full attention, which
+  ``transformers`` would otherwise switch to at the first forward, saying so.
 - ``reformer``: LSH attention in chunks of ``window`` tokens, reversible layers, and axial
   position embeddings of two near-square factors of ``max_positions``: a Reformer trains on
   exactly ``max_positions`` tokens, so ``max_positions`` must be the image's number of patches.
   Its output is its two reversible residual streams side by side (``2 x hidden_dim``): their
   sum holds the embedding and every layer's output, as Seq2Seg's sum of hidden states does.
+  Its number of hash buckets is the one ``transformers`` would pick at the first forward
+  (``reformer_buckets``), given in the config so that it is not picked, and said, per layer.
 
 Longformer and BigBird list ``hidden_states`` (the embedding output, then each layer's) when
 called with ``output_hidden_states=True``, as BERT does.
@@ -31,6 +33,24 @@ def axial_shape(positions: int) -> tuple[int, int]:
     position embeddings): 32 -> (4, 8), 512 -> (16, 32)."""
     first = max(d for d in range(1, math.isqrt(positions) + 1) if positions % d == 0)
     return first, positions // first
+
+
+def reformer_buckets(sequence_length: int, chunk_length: int) -> int | list[int]:
+    """The LSH buckets of a Reformer attending ``sequence_length`` tokens (its
+    ``max_position_embeddings``) in chunks of ``chunk_length``: ``transformers``' own choice
+    when ``num_buckets`` is not set (``LSHSelfAttention._set_num_buckets``), about two per
+    chunk, a power of 2, factorised into two when it exceeds twice the larger of
+    sqrt(chunks) and ``chunk_length``."""
+    power = (2 * (sequence_length // chunk_length)).bit_length() - 1
+    limit = 2 * max(int((sequence_length // chunk_length) ** 0.5), chunk_length)
+    return 2**power if 2**power <= limit else [2 ** (power // 2), 2 ** (power - power // 2)]
+
+
+def bigbird_attention(sequence_length: int, block_size: int, random_blocks: int) -> str:
+    """``block_sparse``, or ``original_full`` where the sequence is too short for its global,
+    sliding and random blocks: ``transformers``' rule (``BigBirdModel.forward``)."""
+    too_short = sequence_length <= (5 + 2 * random_blocks) * block_size
+    return "original_full" if too_short else "block_sparse"
 
 
 def build_efficient_encoder(
@@ -77,7 +97,7 @@ def build_efficient_encoder(
             **common,
             intermediate_size=ffn_dim,
             attention_probs_dropout_prob=dropout,
-            attention_type="block_sparse",
+            attention_type=bigbird_attention(max_positions, block_size, 3),
             block_size=block_size,
             num_random_blocks=3,
             max_position_embeddings=max_positions,
@@ -98,6 +118,7 @@ def build_efficient_encoder(
             feed_forward_size=ffn_dim,
             attn_layers=["lsh"] * num_layers,
             lsh_attn_chunk_length=window,
+            num_buckets=reformer_buckets(max_positions, window),
             lsh_attention_probs_dropout_prob=dropout,
             axial_pos_embds=True,
             axial_pos_shape=(rows, cols),
