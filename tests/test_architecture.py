@@ -80,7 +80,7 @@ LAYERS = [
         "seqseg_lib.plan",
         "seqseg_lib.claims",
     ],
-    ["seqseg_lib.__main__"],
+    ["seqseg_lib.__main__", "seqseg_lib.execute"],
 ]
 LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}
 
