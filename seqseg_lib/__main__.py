@@ -115,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
         help="train (or resume) an experiment",
         description="Train EXPERIMENT at a profile's preset sizes into the run directory --out, "
         "or resume it from its checkpoint; prints the last epoch's record as JSON.",
         epilog=TRAIN_EPILOG,
-        formatter_class=HelpFormatter,
     )
     train.add_argument(
         "experiment",
@@ -249,34 +249,34 @@ def build_parser() -> argparse.ArgumentParser:
         "the run directories under RUNS_DIR: state, epoch and step of each; "
         "runs plan and runs train (see their --help) plan and train the notebooks' runs"
     )
-    runs = commands.add_parser(
+    runs = add_command(
+        commands,
         "runs",
         help=runs_help,
         description=runs_help,
         epilog=example("runs runs/"),
-        formatter_class=HelpFormatter,
     )
     runs.add_argument(
         "runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs"
     )
-    summarize = commands.add_parser(
+    summarize = add_command(
+        commands,
         "summarize",
         help="write REPORTS_DIR/README.md",
         description="Write REPORTS_DIR/README.md: the tables of REPORTS_DIR beside the "
         "report's numbers, and the verdict on each of its claims.",
         epilog=example("summarize reports/"),
-        formatter_class=HelpFormatter,
     )
     summarize.add_argument(
         "reports_dir", nargs="?", default="reports", metavar="REPORTS_DIR", help="default: reports"
     )
-    names = commands.add_parser(
+    names = add_command(
+        commands,
         "names",
         help="the valid names of each KIND, one line per kind, separated by spaces",
         description="The valid names of each KIND, one line per kind, separated by spaces "
         "(run_all.sh reads them).",
         epilog=example("names profiles datasets --experiment unet"),
-        formatter_class=HelpFormatter,
     )
     names.add_argument(
         "kinds",
@@ -294,19 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_command(commands, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser, its description and epilog (an ``example``) wrapped as written."""
+    return commands.add_parser(name, formatter_class=HelpFormatter, **kwargs)
+
+
 def example(*commands: str) -> str:
     """An epilog of example command lines, each ``python -m seqseg_lib COMMAND``."""
     return "example:\n" + "".join(f"  python -m seqseg_lib {command}\n" for command in commands)
 
 
 def add_evaluate_parser(commands) -> None:
-    evaluate = commands.add_parser(
+    evaluate = add_command(
+        commands,
         "evaluate",
         help="metrics of a run directory's checkpoint",
         description="Loss and metrics of a run directory's checkpoint on a split, printed as "
         "JSON (null for an undefined value). Writes nothing.",
         epilog=example("evaluate runs/unet-smoke --split val"),
-        formatter_class=HelpFormatter,
     )
     evaluate.add_argument("run_dir", metavar="DIR", help="a run directory (train's --out)")
     evaluate.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
@@ -335,7 +340,8 @@ def build_runs_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(command="runs")
     commands = parser.add_subparsers(dest="runs_command", required=True)
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
         help="train runs not done yet, N at a time, as local processes or Slurm jobs",
         description="Train the runs that NOTEBOOKs need (their plan: runs plan) and each "
@@ -346,7 +352,6 @@ def build_runs_parser() -> argparse.ArgumentParser:
             "runs train 01 02 --profile smoke --jobs 2",
             "runs train --experiment unet --seeds 3 --executor slurm --partition gpu",
         ),
-        formatter_class=HelpFormatter,
     )
     add_notebooks(train)
     train.add_argument(
@@ -473,7 +478,8 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_plan_parser(commands) -> None:
-    plan = commands.add_parser(
+    plan = add_command(
+        commands,
         "plan",
         help="list the runs notebooks need, without training: directory, steps, state",
         description="Every training run the NOTEBOOKs (default: all) need at these "
@@ -482,7 +488,6 @@ def add_plan_parser(commands) -> None:
         "DEVICE_TYPE where the run has its experiment's preset sizes) and state (missing, "
         "partial, finished); then the minutes of each notebook and in all.",
         epilog=example("runs plan", "runs plan 01 04 --profile paper --device-type cuda"),
-        formatter_class=HelpFormatter,
     )
     add_notebooks(plan)
     add_plan_options(plan)
