@@ -15,10 +15,11 @@ What the engine writes through ``TensorBoardLog``, every point at its global ste
 
 Rank 0 writes; the other processes hold a log that writes nothing. Each start or resumption
 opens a new event file (TensorBoard reads them all, in order) with a purge step: the events
-at or after the step it resumes from, which the stopped process may have written after its
-last checkpoint and the resumed one writes again, are hidden, so a resumed run shows each
-step once. A run resumed mid-epoch also hides the stopped process's partial record at that
-step, which the epoch's whole record replaces (as in ``metrics.jsonl``).
+after the checkpoint's step that it resumes from, which the stopped process may have written
+before it stopped and the resumed one writes again, are hidden, so a resumed run shows each
+step once. A run resumed mid-epoch hides the events at that step too: the stopped process's
+partial record, which the epoch's whole record replaces (as in ``metrics.jsonl``), and its
+training loss there.
 """
 
 import warnings
