@@ -112,12 +112,27 @@ def test_bigbird_s_block_sparse_attention_trains_under_bfloat16_autocast():
     assert model.patch_embed.weight.grad is not None
 
 
+@pytest.fixture
+def said():
+    """What ``transformers`` logs (warnings included) while the test runs, as a list of
+    messages: a handler of its own logger, whatever stream its handler writes to."""
+    import logging
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
 def lsh_buckets(model) -> list:
     return [m.num_buckets for m in model.modules() if type(m).__name__ == "LSHSelfAttention"]
 
 
 @pytest.mark.parametrize(("tokens", "window"), [(128, 16), (2048, 64), (96, 32), (4096, 16)])
-def test_the_reformer_is_built_with_the_buckets_transformers_picks(tokens, window, capfd):
+def test_the_reformer_is_built_with_the_buckets_transformers_picks(tokens, window, said):
     """``num_buckets`` given as ``transformers`` sets it at the first forward when it is not
     (then saying so on each layer): the same computation, and nothing printed."""
     import torch
@@ -127,35 +142,38 @@ def test_the_reformer_is_built_with_the_buckets_transformers_picks(tokens, windo
     inputs = torch.rand(1, tokens, 8)
     ours = build_efficient_encoder("reformer", 8, 2, 2, 16, tokens, 0.0, window, 16).eval()
     ours(inputs_embeds=inputs)
-    assert capfd.readouterr().err == ""
+    assert said == []
     theirs = build_efficient_encoder("reformer", 8, 2, 2, 16, tokens, 0.0, window, 16).eval()
     for layer in theirs.modules():
         if type(layer).__name__ == "LSHSelfAttention":
             layer.num_buckets = None
     theirs(inputs_embeds=inputs)
-    assert "num_buckets is not set" in capfd.readouterr().err
+    assert "num_buckets is not set" in " ".join(said)
     assert lsh_buckets(ours) == lsh_buckets(theirs) == [reformer_buckets(tokens, window)] * 2
 
 
 @pytest.mark.parametrize(("tokens", "block_size"), [(128, 16), (176, 16), (192, 16), (256, 32)])
-def test_bigbird_is_built_with_the_attention_it_would_switch_to(tokens, block_size, capfd):
-    """Full attention where the sequence is too short for block-sparse attention, as
-    ``BigBirdModel`` switches to at the first forward (saying so): the same outputs from the
-    same seed, and nothing printed."""
+def test_bigbird_switches_to_full_attention_where_transformers_would(tokens, block_size, said):
+    """Full attention where the sequence is too short for block-sparse attention, switched
+    before the forward as ``BigBirdModel`` switches it in its forward (saying so): the same
+    attention, the same outputs from the same seeds (dropout included: the same random draws),
+    and nothing printed."""
     import torch
 
-    from seqseg_lib.models.encoders import build_efficient_encoder
+    from seqseg_lib.models.encoders import build_efficient_encoder, fit_bigbird_attention
 
-    inputs = torch.rand(1, tokens, 8)
-    torch.manual_seed(0)
-    ours = build_efficient_encoder("bigbird", 8, 1, 2, 16, tokens, 0.0, 64, block_size).eval()
-    expected = ours(inputs_embeds=inputs).last_hidden_state
-    assert capfd.readouterr().err == ""
-    torch.manual_seed(0)
-    theirs = build_efficient_encoder("bigbird", 8, 1, 2, 16, tokens, 0.0, 64, block_size).eval()
-    theirs.set_attention_type("block_sparse")
-    outputs = theirs(inputs_embeds=inputs).last_hidden_state
-    switched = "Changing attention type to 'original_full'" in capfd.readouterr().err
-    assert theirs.attention_type == ours.attention_type
-    assert switched == (ours.attention_type == "original_full")
-    assert torch.equal(outputs, expected)
+    inputs = torch.rand(2, tokens, 8)
+    outputs = []
+    for ours in (True, False):
+        torch.manual_seed(0)
+        encoder = build_efficient_encoder("bigbird", 8, 2, 2, 16, 512, 0.1, 64, block_size)
+        torch.manual_seed(1)
+        if ours:
+            fit_bigbird_attention(encoder, tokens)
+        outputs.append((encoder(inputs_embeds=inputs).last_hidden_state, encoder.attention_type))
+        switched = "Changing attention type to 'original_full'" in " ".join(said)
+        assert switched == (not ours and tokens <= 11 * block_size)
+        said.clear()
+    (ours, our_attention), (theirs, their_attention) = outputs
+    assert our_attention == their_attention
+    assert torch.equal(ours, theirs)

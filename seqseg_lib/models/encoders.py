@@ -7,8 +7,9 @@ config at BERT's hidden size, depth, heads and feed-forward size, fed through
 - ``longformer``: each token attends to a window of ``window`` tokens around it (no global
   tokens: there is no [CLS]); sequences are padded to a multiple of the window inside the model.
 - ``bigbird``: block-sparse attention (blocks of ``block_size`` tokens: sliding, global and 3
-  random blocks); at up to 11 blocks of tokens it is built with full attention, which
-  ``transformers`` would otherwise switch to at the first forward, saying so.
+  random blocks); on a sequence of up to 11 blocks it falls back to full attention, as
+  ``transformers`` implements it. Seq2Seg switches it before the forward
+  (``fit_bigbird_attention``), where ``BigBirdModel`` would switch it itself, saying so.
 - ``reformer``: LSH attention in chunks of ``window`` tokens, reversible layers, and axial
   position embeddings of two near-square factors of ``max_positions``: a Reformer trains on
   exactly ``max_positions`` tokens, so ``max_positions`` must be the image's number of patches.
@@ -46,11 +47,15 @@ def reformer_buckets(sequence_length: int, chunk_length: int) -> int | list[int]
     return 2**power if 2**power <= limit else [2 ** (power // 2), 2 ** (power - power // 2)]
 
 
-def bigbird_attention(sequence_length: int, block_size: int, random_blocks: int) -> str:
-    """``block_sparse``, or ``original_full`` where the sequence is too short for its global,
-    sliding and random blocks: ``transformers``' rule (``BigBirdModel.forward``)."""
-    too_short = sequence_length <= (5 + 2 * random_blocks) * block_size
-    return "original_full" if too_short else "block_sparse"
+def fit_bigbird_attention(encoder: nn.Module, sequence_length: int) -> None:
+    """Switch a BigBird ``encoder`` to full attention where ``sequence_length`` tokens are too
+    few for its global, sliding and random blocks: what ``BigBirdModel.forward`` does by the
+    same rule at that point (and never back), with the same modules and random draws, but
+    without its warning on every model it switches."""
+    config = encoder.config
+    too_short = sequence_length <= (5 + 2 * config.num_random_blocks) * config.block_size
+    if too_short and encoder.attention_type == "block_sparse":
+        encoder.set_attention_type("original_full")
 
 
 def build_efficient_encoder(
@@ -97,7 +102,7 @@ def build_efficient_encoder(
             **common,
             intermediate_size=ffn_dim,
             attention_probs_dropout_prob=dropout,
-            attention_type=bigbird_attention(max_positions, block_size, 3),
+            attention_type="block_sparse",
             block_size=block_size,
             num_random_blocks=3,
             max_position_embeddings=max_positions,

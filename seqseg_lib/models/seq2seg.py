@@ -27,7 +27,7 @@ from seqseg_lib.models.blocks import (
     check_sequence_length,
     patchify,
 )
-from seqseg_lib.models.encoders import ENCODERS, build_efficient_encoder
+from seqseg_lib.models.encoders import ENCODERS, build_efficient_encoder, fit_bigbird_attention
 
 ATTENTIONS = ("sdpa", "eager", "performer")
 
@@ -124,6 +124,8 @@ class Seq2Seg(nn.Module):
                 "max_positions to the number of patches"
             )
         embedded = self.patch_embed(tokens)  # (B, N, D)
+        if self.config.encoder == "bigbird":
+            fit_bigbird_attention(self.encoder, tokens.shape[1])
         if self.config.encoder in FLOAT32_ENCODERS and torch.is_autocast_enabled(
             images.device.type
         ):
