@@ -228,6 +228,7 @@ trap 'rm -f "$started" "$marker"' EXIT
 # Paths are passed relative to the notebook's folder (its working directory), so that the
 # executed notebooks name no folder of the machine that ran them.
 relative() { realpath -m --relative-to="$1" "$2"; }
+counted() { if [ "$1" = 1 ]; then echo "1 $2"; else echo "$1 ${2}s"; fi; }  # counted N WORD
 common=(-p profile "$profile")
 [ -n "$max_steps" ] && common+=(-p max_steps "$max_steps")
 [ -n "$amp" ] && common+=(-p amp "$amp")
@@ -275,7 +276,8 @@ for notebook in "${notebooks[@]}"; do
   tables=$(find "$reports_dir/tables" -type f -name '*.csv' -newer "$marker" 2>/dev/null | wc -l)
   figures=$(find "$reports_dir/figures" -type f -newer "$marker" 2>/dev/null | wc -l)
   [ -n "$verbose" ] && printf '%s ' "$line"
-  echo "ok in $((SECONDS - start)) s: $tables tables, $figures figures, $output"
+  echo "ok in $((SECONDS - start)) s: $(counted "$tables" table), $(counted "$figures" figure)," \
+    "$output"
 done
 
 "$python" -m seqseg_lib summarize "$reports_dir" > /dev/null
