@@ -22,6 +22,7 @@ partial record, which the epoch's whole record replaces (as in ``metrics.jsonl``
 training loss there.
 """
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class TensorBoardLog:
                 )
                 self.run_dir = None
                 return None
+            wait_for_a_later_second(self.run_dir)
             self._writer = SummaryWriter(str(self.run_dir), purge_step=self.purge_step)
         return self._writer
 
@@ -123,6 +125,16 @@ class TensorBoardLog:
         grid = semantic_previews(model, dataset, config, device)
         if grid is not None:
             self.writer.add_image("val/predictions", grid, step, dataformats="HWC")
+
+
+def wait_for_a_later_second(run_dir: Path) -> None:
+    """Return once the clock is past the second the newest event file in ``run_dir`` was
+    opened in (at most a second): TensorBoard reads a directory's event files in the order of
+    their names, which begin with that second, so a resumption's file must sort after the
+    stopped process's, not by process id."""
+    seconds = [int(path.name.split(".")[3]) for path in run_dir.glob("events.out.tfevents.*")]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
 
 
 @torch.no_grad()
