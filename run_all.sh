@@ -16,6 +16,7 @@
 #
 # Each notebook prints one line: its name, seconds, ok or FAILED and where its executed
 # notebook went; --verbose logs its cells and their outputs as they run (papermill's log).
+#
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
 # Table 1 at the report's step budget), which take longer than the others together at the cpu
