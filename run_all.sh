@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Regenerate every table and figure of the report into reports/.
+# Regenerate every table and figure of the report into reports/; or set up and run the tests.
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--dataset synthetic|cityscapes|camvid]
 #                [--data-root PATH] [--mnist-root PATH] [--runs-dir DIR] [--reports-dir DIR]
 #                [--max-steps N] [--seeds N] [--jobs N] [--amp|--no-amp] [--fidelity]
-#                [--transformers] [--efficient] [--dry-run] [NOTEBOOK...]
+#                [--transformers] [--efficient] [--dry-run] [--verbose] [NOTEBOOK...]
+#   ./run_all.sh --tests [PYTEST_ARGUMENT...]
+#   ./run_all.sh --setup
+#
+# --tests sets up (as --setup does), then runs the test suite with .venv's Python, passing every
+# argument after it to pytest (e.g. ./run_all.sh --tests -x tests/test_cli.py); it exits with
+# pytest's status. --setup only sets up: .venv as below, and as root on Debian the system
+# packages the browser and Slurm tests need where they are missing (chromium, slurm-wlm, munge,
+# with apt-get, quietly); elsewhere those tests skip, saying how to get them.
+#
+# Each notebook prints one line: its name, seconds, ok or FAILED and where its executed
+# notebook went; --verbose logs its cells and their outputs as they run (papermill's log).
 #
 # Defaults: the cpu profile on the embedded synthetic data, every notebook of notebooks/ but
 # 07, 08, 09 and 10. --fidelity adds notebooks 07 and 09 (the report's claims at the report's scale,
@@ -61,6 +72,9 @@ transformers=""
 dry_run=""
 runs_dir=""
 reports_dir=""
+verbose=""
+mode=run
+pytest_args=()
 notebooks=()
 usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 # need OPTION WHAT [VALUE]: an option taking a value was given one (not the end of the line,
@@ -103,6 +117,9 @@ while [ $# -gt 0 ]; do
       need "$1" "a number of jobs (0: none)" "${@:2:1}"
       [[ "$2" =~ ^[0-9]+$ ]] || { echo "run_all.sh: --jobs needs a number of jobs (0: none), got '$2'" >&2; exit 2; }
       jobs="$2"; shift 2 ;;
+    --verbose) verbose=1; shift ;;
+    --setup) mode=setup; shift ;;
+    --tests) mode=tests; shift; pytest_args=("$@"); break ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run_all.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) notebooks+=("$1"); shift ;;
@@ -142,11 +159,47 @@ else
     [ -x "$python" ] || python3 -m venv .venv
     "$python" -m pip install --quiet --upgrade pip
     "$python" -m pip install --quiet -r requirements.txt
-    "$python" -m ipykernel install --sys-prefix --name seqseg --display-name "Python (seqseg)"
+    "$python" -m ipykernel install --sys-prefix --name seqseg --display-name "Python (seqseg)" \
+      > /dev/null
     echo "$wanted" > "$stamp"
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+# The Debian packages of the browser test (chromium) and the Slurm test (slurm-wlm, munge):
+# installed as root where missing, else named (the tests then skip, saying the same).
+setup_test_packages() {
+  local missing=() log
+  [ -x "${SEQSEG_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+  for command in slurmctld slurmd sbatch squeue scontrol scancel; do
+    command -v "$command" > /dev/null || { missing+=(slurm-wlm); break; }
+  done
+  { command -v munged && command -v mungekey; } > /dev/null || missing+=(munge)
+  [ ${#missing[@]} -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+    echo "== not installed: ${missing[*]}; tests/test_browser.py and tests/test_slurm.py skip" \
+      "without them (as root on Debian, ./run_all.sh --setup installs them)"
+    return 0
+  fi
+  echo "== installing Debian's ${missing[*]} with apt-get (for the browser and Slurm tests)"
+  log="$(mktemp)"
+  export DEBIAN_FRONTEND=noninteractive
+  # the package lists are updated only when the install fails without (as on a fresh image)
+  if ! apt-get install -y -q "${missing[@]}" > "$log" 2>&1; then
+    if ! { apt-get update -q && apt-get install -y -q "${missing[@]}"; } >> "$log" 2>&1; then
+      echo "run_all.sh: apt-get could not install ${missing[*]} (its output: $log);" \
+        "the tests that need them skip" >&2
+      return 0
+    fi
+  fi
+  rm -f "$log"
+}
+case "$mode" in
+  setup) setup_test_packages; echo "== set up: $python"; exit 0 ;;
+  tests)
+    setup_test_packages
+    exec "$python" -m pytest "${pytest_args[@]}" ;;
+esac
 
 # The valid names come from the library (one list of them, in seqseg_lib).
 check_name() {  # check_name WHAT VALUE NAME...
@@ -229,11 +282,13 @@ fi
 
 # -- notebooks --------------------------------------------------------------------------
 mkdir -p "$reports_dir/notebooks"
-marker="$(mktemp)"
-trap 'rm -f "$marker"' EXIT
+started="$(mktemp)"  # (its time: files newer were written by this run)
+marker="$(mktemp)"  # the current notebook's start
+trap 'rm -f "$started" "$marker"' EXIT
 # Paths are passed relative to the notebook's folder (its working directory), so that the
 # executed notebooks name no folder of the machine that ran them.
 relative() { realpath -m --relative-to="$1" "$2"; }
+counted() { if [ "$1" = 1 ]; then echo "1 $2"; else echo "$1 ${2}s"; fi; }  # counted N WORD
 common=(-p profile "$profile")
 [ -n "$max_steps" ] && common+=(-p max_steps "$max_steps")
 [ -n "$amp" ] && common+=(-p amp "$amp")
@@ -267,18 +322,27 @@ for notebook in "${notebooks[@]}"; do
   fi
   # relative to the repository, as papermill records it in the executed notebook
   output="$(relative "$PWD" "$reports_dir/notebooks/${name}_${nb_dataset}_${profile}.ipynb")"
-  echo "== [$index/$total] $name (profile $profile, dataset $nb_dataset)"
+  line="== [$index/$total] $name (profile $profile, dataset $nb_dataset)"
+  # one line per notebook, its end written when it ends (with --verbose, the cells between)
+  if [ -n "$verbose" ]; then echo "$line"; else printf '%s ' "$line"; fi
   start=$SECONDS
+  touch "$marker"
   stage="notebook $name"
-  if ! waited "$python" -m papermill "$(relative "$PWD" "$notebook")" "$output" "${parameters[@]}" \
-        --kernel python3 --cwd "$(dirname "$notebook")" --log-output --no-progress-bar; then
-    echo "== FAILED: $name; the executed notebook with the error is $output" >&2
+  if ! waited "$python" -m seqseg_lib.execute "$(relative "$PWD" "$notebook")" "$output" \
+        "${parameters[@]}" --cwd "$(dirname "$notebook")" ${verbose:+--verbose}; then
+    echo "== FAILED: $name after $((SECONDS - start)) s; the executed notebook with the error" \
+      "is $output" >&2
     exit 1
   fi
   stage=""
-  echo "== done: $name in $((SECONDS - start)) s"
+  tables=$(find "$reports_dir/tables" -type f -name '*.csv' -newer "$marker" 2>/dev/null | wc -l)
+  figures=$(find "$reports_dir/figures" -type f -newer "$marker" 2>/dev/null | wc -l)
+  [ -n "$verbose" ] && printf '%s ' "$line"
+  echo "ok in $((SECONDS - start)) s: $(counted "$tables" table), $(counted "$figures" figure)," \
+    "$output"
 done
 
 "$python" -m seqseg_lib summarize "$reports_dir" > /dev/null
-echo "== wrote:"
-find "$reports_dir" -type f -newer "$marker" | sort | sed 's/^/   /'
+echo "== wrote $(find "$reports_dir" -type f -newer "$started" | wc -l) files into" \
+  "$(relative "$PWD" "$reports_dir")/ (tables/, figures/, notebooks/); the results beside the" \
+  "report's: $(relative "$PWD" "$reports_dir")/README.md"

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from seqseg_lib.config import EXPERIMENT_NAMES, PROFILES, Config
+from seqseg_lib.config import DATASET_NAMES, EXPERIMENT_NAMES, PROFILES, Config
 from seqseg_lib.runlock import RunLockedError, run_lock
 
 # torch, the experiments and the engine are imported when a command needs them, so that
@@ -71,19 +71,107 @@ def jobs_count(text: str) -> int:
     return positive_int(text)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog to the terminal, but keeps a paragraph
+    with indented lines (command lines, a list of commands) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if "\n  " in paragraph or paragraph.startswith("  "):
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
+
+
+DEVICE_CHOICES = "{auto,cpu,cuda,cuda:N}"  # (cuda:N: no fixed list of choices)
+DEVICE_HELP = "auto (default), cpu, cuda or cuda:N: auto is cuda where there is a GPU, else cpu"
+
+# Each command's help ends with an example (``tests/test_cli.py`` checks that every one has).
+MAIN_EPILOG = """\
+commands:
+  train EXPERIMENT --out DIR  train one run, or resume it from its checkpoint
+  evaluate DIR                loss and metrics of a run directory's checkpoint, as JSON
+  runs [RUNS_DIR]             the run directories: state, epoch and step of each
+  runs plan [NOTEBOOK...]     the runs the notebooks need: steps, estimated minutes, state
+  runs train [NOTEBOOK...]    train those not done, N at a time, here or as Slurm jobs
+  summarize [REPORTS_DIR]     write REPORTS_DIR/README.md from its tables
+  names KIND...               the valid experiments, profiles or datasets
+
+Each command's --help lists its options, their defaults and an example.
+
+example:
+  python -m seqseg_lib train unet --profile smoke --out runs/unet-smoke
+"""
+
+TRAIN_EPILOG = """\
+Running train again with the same --out resumes the run from its checkpoint.
+torchrun --nproc_per_node=N -m seqseg_lib train ... trains on N processes (GPUs), the
+profile's batch shared among them.
+
+example:
+  python -m seqseg_lib train seq2seg --profile smoke --out runs/seq2seg-smoke --max-steps 4
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    summary = __doc__.split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m seqseg_lib", description=summary)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train (or resume) an experiment")
-    train.add_argument("experiment", choices=sorted(EXPERIMENT_NAMES))
-    train.add_argument("--profile", choices=PROFILES, default="cpu")
-    train.add_argument("--dataset", default=None, help="default: the experiment's embedded data")
-    train.add_argument("--data-root", default=None, help="folder of the real dataset")
-    train.add_argument("--out", required=True, help="run directory (created or resumed)")
-    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    parser = argparse.ArgumentParser(
+        prog="python -m seqseg_lib",
+        description="Train, evaluate and list the runs of seqseg, a reproduction of the report "
+        '"Image Segmentation with Transformers", and summarize its reports.',
+        epilog=MAIN_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = add_command(
+        commands,
+        "train",
+        help="train (or resume) an experiment",
+        description="Train EXPERIMENT at a profile's preset sizes into the run directory --out, "
+        "or resume it from its checkpoint; prints the last epoch's record as JSON.",
+        epilog=TRAIN_EPILOG,
+    )
     train.add_argument(
-        "--checkpoint-every", type=positive_int, default=None, metavar="N", help="steps"
+        "experiment",
+        choices=sorted(EXPERIMENT_NAMES),
+        metavar="EXPERIMENT",
+        help=f"what to train: {', '.join(sorted(EXPERIMENT_NAMES))}",
+    )
+    train.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="cpu",
+        help="preset sizes: smoke (seconds), cpu (minutes on 2 cores), paper (the report's, "
+        "for a GPU); default: cpu",
+    )
+    train.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        default=None,
+        help="default: the experiment's embedded data (synthetic street scenes, or MNIST "
+        "digits); python -m seqseg_lib names datasets --experiment EXPERIMENT lists its own",
+    )
+    train.add_argument(
+        "--data-root", default=None, metavar="PATH", help="folder of the real dataset"
+    )
+    train.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory (created or resumed)"
+    )
+    train.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N optimizer steps in all, with a checkpoint and a partial record "
+        "(default: train every epoch); the same command without it resumes",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="also a checkpoint every N steps (default: only at epochs' ends)",
     )
     train.add_argument(
         "--checkpoint-epochs",
@@ -99,8 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="validate every N epochs (and after the last); default 1, paper: 5",
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the weights, the data order and the augmentation (default 0)",
+    )
+    train.add_argument("--device", default="auto", metavar=DEVICE_CHOICES, help=DEVICE_HELP)
     train.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -156,39 +250,86 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=positive_int,
         default=None,
+        metavar="N",
         help="CPU threads for PyTorch (default: its own; 1 is faster on a shared machine)",
     )
-    evaluate = commands.add_parser("evaluate", help="metrics of a run directory's checkpoint")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", choices=("val", "train"), default="val")
-    evaluate.add_argument("--device", default="auto")
+    add_evaluate_parser(commands)
     runs_help = (
         "the run directories under RUNS_DIR: state, epoch and step of each; "
-        "`runs train --help`: train runs N at a time, here or on Slurm"
+        "runs plan and runs train (see their --help) plan and train the notebooks' runs"
     )
-    runs = commands.add_parser("runs", help=runs_help, description=runs_help)
-    runs.add_argument("runs_dir", nargs="?", default="runs")
-    summarize = commands.add_parser("summarize", help="write REPORTS_DIR/README.md")
-    summarize.add_argument("reports_dir", nargs="?", default="reports")
-    names = commands.add_parser(
-        "names", help="the valid names of each KIND, one line per kind, separated by spaces"
+    runs = add_command(
+        commands,
+        "runs",
+        help=runs_help,
+        description=runs_help,
+        epilog=example("runs runs/"),
     )
-    names.add_argument("kinds", nargs="+", choices=("experiments", "profiles", "datasets"))
-    names.add_argument("--experiment", choices=sorted(EXPERIMENT_NAMES), help="its datasets only")
-    data = commands.add_parser("data", help="prepare a dataset (pack-camvid)")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    pack = data_commands.add_parser(
+    runs.add_argument(
+        "runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs"
+    )
+    summarize = add_command(
+        commands,
+        "summarize",
+        help="write REPORTS_DIR/README.md",
+        description="Write REPORTS_DIR/README.md: the tables of REPORTS_DIR beside the "
+        "report's numbers, and the verdict on each of its claims.",
+        epilog=example("summarize reports/"),
+    )
+    summarize.add_argument(
+        "reports_dir", nargs="?", default="reports", metavar="REPORTS_DIR", help="default: reports"
+    )
+    names = add_command(
+        commands,
+        "names",
+        help="the valid names of each KIND, one line per kind, separated by spaces",
+        description="The valid names of each KIND, one line per kind, separated by spaces "
+        "(run_all.sh reads them).",
+        epilog=example("names profiles datasets --experiment unet"),
+    )
+    names.add_argument(
+        "kinds",
+        nargs="+",
+        choices=("experiments", "profiles", "datasets"),
+        metavar="KIND",
+        help="experiments, profiles or datasets",
+    )
+    names.add_argument(
+        "--experiment",
+        choices=sorted(EXPERIMENT_NAMES),
+        metavar="EXPERIMENT",
+        help="datasets: only those EXPERIMENT trains on",
+    )
+    data = add_command(
+        commands,
+        "data",
+        help="prepare a dataset (pack-camvid)",
+        description="Prepare a dataset: data pack-camvid packs CamVid at a profile's size.",
+        epilog=example("data pack-camvid --data-root /data/CamVid --out data/camvid-packed"),
+    )
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    pack = add_command(
+        data_commands,
         "pack-camvid",
         help="CamVid resized at a profile's size, as arrays --data-root accepts",
         description="Write CamVid's splits after the profile's resize (before its crop) into "
         "OUT (one .npz per split and manifest.json): a folder that --data-root accepts in "
         "place of the files, small enough to travel with the repository.",
+        epilog=example(
+            "data pack-camvid --data-root /data/CamVid --profile paper --out data/camvid-packed"
+        ),
     )
     pack.add_argument("--data-root", required=True, help="CamVid in the SegNet layout")
     pack.add_argument("--out", required=True, help="the folder to write")
-    pack.add_argument("--profile", choices=PROFILES, default="paper")
     pack.add_argument(
-        "--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val", "test"]
+        "--profile", choices=PROFILES, default="paper", help="whose resize (default: paper)"
+    )
+    pack.add_argument(
+        "--splits",
+        nargs="+",
+        choices=("train", "val", "test"),
+        default=["train", "val", "test"],
+        help="default: train val test (notebook 01's figures draw from test)",
     )
     pack.add_argument(
         "--float32",
@@ -217,6 +358,30 @@ def pack_camvid_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_command(commands, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser, its description and epilog (an ``example``) wrapped as written."""
+    return commands.add_parser(name, formatter_class=HelpFormatter, **kwargs)
+
+
+def example(*commands: str) -> str:
+    """An epilog of example command lines, each ``python -m seqseg_lib COMMAND``."""
+    return "example:\n" + "".join(f"  python -m seqseg_lib {command}\n" for command in commands)
+
+
+def add_evaluate_parser(commands) -> None:
+    evaluate = add_command(
+        commands,
+        "evaluate",
+        help="metrics of a run directory's checkpoint",
+        description="Loss and metrics of a run directory's checkpoint on a split, printed as "
+        "JSON (null for an undefined value). Writes nothing.",
+        epilog=example("evaluate runs/unet-smoke --split val"),
+    )
+    evaluate.add_argument("run_dir", metavar="DIR", help="a run directory (train's --out)")
+    evaluate.add_argument("--split", choices=("val", "train"), default="val", help="default: val")
+    evaluate.add_argument("--device", default="auto", metavar=DEVICE_CHOICES, help=DEVICE_HELP)
+
+
 # ``runs [RUNS_DIR]`` lists runs; ``runs train ...`` trains them. argparse has no optional
 # positional beside sub-commands, so ``parse_args`` hands ``runs train`` to its own parser.
 RUNS_COMMANDS = ("train", "plan")
@@ -231,16 +396,26 @@ def sbatch_option(text: str) -> tuple[str, str]:
 
 def build_runs_parser() -> argparse.ArgumentParser:
     """``runs train``: the runs of each experiment and seed, through ``launch.train_runs``."""
-    parser = argparse.ArgumentParser(prog="python -m seqseg_lib runs")
+    parser = argparse.ArgumentParser(
+        prog="python -m seqseg_lib runs",
+        description="Plan and train the runs the notebooks need.",
+        epilog=example("runs plan 01 02 --profile smoke", "runs train 01 --profile smoke"),
+        formatter_class=HelpFormatter,
+    )
     parser.set_defaults(command="runs")
     commands = parser.add_subparsers(dest="runs_command", required=True)
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
         help="train runs not done yet, N at a time, as local processes or Slurm jobs",
-        description="Train the runs that NOTEBOOKs need (their plan: `runs plan`) and each "
+        description="Train the runs that NOTEBOOKs need (their plan: runs plan) and each "
         "--experiment's runs (one per seed) that are not done yet in RUNS_DIR, N at a time, "
         "each in its own process: here, or as Slurm jobs. A job that reaches its time limit is "
-        "requeued and resumes from the run's last checkpoint.",
+        "requeued and resumes from the run's last checkpoint. Exits with 1 if a run failed.",
+        epilog=example(
+            "runs train 01 02 --profile smoke --jobs 2",
+            "runs train --experiment unet --seeds 3 --executor slurm --partition gpu",
+        ),
     )
     add_notebooks(train)
     train.add_argument(
@@ -261,7 +436,12 @@ def build_runs_parser() -> argparse.ArgumentParser:
         "(default: here one per GPU, paper GPUs x the runs per GPU measured fastest in "
         "reports/benchmarks.csv, else 2; without GPUs one per core; Slurm: all)",
     )
-    train.add_argument("--executor", choices=("local", "slurm"), default="local")
+    train.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: processes on this machine (default); slurm: one Slurm job per run",
+    )
     train.add_argument("--partition", default=None, metavar="P", help="Slurm partition")
     train.add_argument(
         "--time-minutes",
@@ -294,7 +474,14 @@ def build_runs_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a further sbatch option, e.g. account=abc or qos=long (repeat for several)",
     )
-    train.add_argument("--max-steps", type=positive_int, default=None, metavar="N")
+    train.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop each run after N steps (default: train every epoch); without it, the same "
+        "command resumes them",
+    )
     train.add_argument(
         "--checkpoint-every",
         type=positive_int,
@@ -306,7 +493,7 @@ def build_runs_parser() -> argparse.ArgumentParser:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="autocast to bfloat16 (default: as `train` decides, on the device of this "
+        help="autocast to bfloat16 (default: as train decides, on the device of this "
         "machine: say --amp for paper runs on GPUs submitted from a machine without one)",
     )
     train.add_argument(
@@ -325,28 +512,38 @@ def add_notebooks(parser: argparse.ArgumentParser) -> None:
         "notebooks",
         nargs="*",
         metavar="NOTEBOOK",
-        help="01 ... 10, or a notebook's file name",
+        help="01 ... 10, or a notebook's file name (runs plan: default all)",
     )
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """What decides a notebook's runs: ``run_all.sh``'s parameters."""
-    parser.add_argument("--profile", choices=PROFILES, default="cpu")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default="cpu", help="preset sizes (default: cpu)"
+    )
     parser.add_argument(
         "--dataset",
+        choices=DATASET_NAMES,
         default=None,
         help="street scenes (default: synthetic for notebooks, each experiment's embedded data)",
     )
-    parser.add_argument("--data-root", default=None, help="folder of the real dataset")
-    parser.add_argument("--mnist-root", default=None, help="folder of MNIST IDX files")
+    parser.add_argument(
+        "--data-root", default=None, metavar="PATH", help="folder of the real dataset"
+    )
+    parser.add_argument(
+        "--mnist-root", default=None, metavar="PATH", help="folder of MNIST IDX files"
+    )
     parser.add_argument(
         "--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 (default 1)"
     )
-    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument(
+        "--runs-dir", default="runs", metavar="DIR", help="where the runs are (default: runs)"
+    )
 
 
 def add_plan_parser(commands) -> None:
-    plan = commands.add_parser(
+    plan = add_command(
+        commands,
         "plan",
         help="list the runs notebooks need, without training: directory, steps, state",
         description="Every training run the NOTEBOOKs (default: all) need at these "
@@ -354,10 +551,16 @@ def add_plan_parser(commands) -> None:
         "experiment, steps, estimated minutes (from the measurements of BENCHMARKS on "
         "DEVICE_TYPE where the run has its experiment's preset sizes) and state (missing, "
         "partial, finished); then the minutes of each notebook and in all.",
+        epilog=example("runs plan", "runs plan 01 04 --profile paper --device-type cuda"),
     )
     add_notebooks(plan)
     add_plan_options(plan)
-    plan.add_argument("--benchmarks", default="reports/benchmarks.csv", metavar="BENCHMARKS")
+    plan.add_argument(
+        "--benchmarks",
+        default="reports/benchmarks.csv",
+        metavar="BENCHMARKS",
+        help="the measured step times (default: reports/benchmarks.csv)",
+    )
     plan.add_argument(
         "--device-type",
         choices=("cpu", "cuda"),

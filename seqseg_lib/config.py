@@ -33,6 +33,8 @@ EXPERIMENT_NAMES = (
     "seq2seg-panoptic",
     "eomt",
 )
+# The names of ``data.DATASETS`` (a test keeps them equal), for the command line likewise.
+DATASET_NAMES = ("synthetic", "cityscapes", "camvid", "mnist")
 # Fields that steer a run without changing what it computes: a run directory may be resumed
 # with different values for these.
 RUN_CONTROL_FIELDS = (

@@ -11,6 +11,9 @@ uninterrupted run and a resumed one end with the same weights on CPU, bit for bi
 - checkpoints, and ``metrics.jsonl`` when a resumption rewrites it, are written to a
   temporary file, then renamed: a crash while writing leaves the previous file intact.
 
+Each record, the training loss every few steps and a few validation predictions also go to
+TensorBoard event files beside ``metrics.jsonl`` (``seqseg_lib.tensorboard``).
+
 Under torchrun (``seqseg_lib.distributed``) every process trains its share of each global
 batch through ``DistributedDataParallel``; rank 0 alone writes the run directory, and the
 checkpoint holds every process's RNG state, so a killed multi-process run resumes as well.
@@ -92,6 +95,7 @@ from seqseg_lib.runs import (
     stopped_at,
     write_status,
 )
+from seqseg_lib.tensorboard import TensorBoardLog
 from seqseg_lib.tensors import (
     accumulate,
     batch_size,
@@ -224,6 +228,7 @@ class Trainer:
         whole = config.graphs and self.experiment.graphs == "whole"
         self.step = WholeStep(self._step, self.device) if whole else self._step
         self.model_graph_seconds: float | None = None  # ``graph_model``'s, once captured
+        self.tensorboard = TensorBoardLog(None, self.position, self.running)  # ``fit``'s
 
     def _step_mode(self, config: Config) -> dict[str, Any]:
         """``graphs`` and ``compile`` as this run uses them. Where ``graphs`` is None (and no
@@ -370,7 +375,10 @@ class Trainer:
         metrics so far and a validation), which resuming replaces by the whole epoch's."""
         config = self.config
         shown = config if distributed.is_main() else dataclasses.replace(config, progress=False)
-        with Progress(shown, self.position, len(self.loader(0))) as progress:
+        events = self.run_dir if distributed.is_main() else None  # TensorBoard's, beside
+        tensorboard = TensorBoardLog(events, self.position, self.running)
+        with Progress(shown, self.position, len(self.loader(0))) as progress, tensorboard:
+            self.tensorboard = tensorboard
             parameters = count_parameters(self.model)
             environment = self.environment()
             progress.note(
@@ -438,6 +446,10 @@ class Trainer:
             position["step_in_epoch"] += 1
             position["global_step"] += 1
             progress.step(self.running)
+            if position["global_step"] % config.check_every == 0:  # read by check_finite
+                self.tensorboard.train_step(
+                    position["global_step"], self.running, learning_rate(self.optimizer)
+                )
             if config.checkpoint_every and position["global_step"] % config.checkpoint_every == 0:
                 self.save()
 
@@ -545,7 +557,17 @@ class Trainer:
         if distributed.is_main():
             with open(self.run_dir / METRICS, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            self._log_record(record)
         return record
+
+    def _log_record(self, record: dict[str, Any]) -> None:
+        """A record's TensorBoard events (``seqseg_lib.tensorboard``): the training loss since
+        the last point, the record's scalars, and at a validation a few predictions."""
+        tensorboard, step = self.tensorboard, record["global_step"]
+        tensorboard.train_step(step, self.running, record["lr"])
+        tensorboard.record(record)
+        if "val" in record:
+            tensorboard.predictions(step, self.model, self.val_set, self.config, self.device)
 
     def _validates(self, epoch: int) -> bool:
         """Whether ``epoch``'s record holds a validation: every ``validate_every`` epochs, the

@@ -58,7 +58,7 @@ LAYERS = [
     ["seqseg_lib.losses", "seqseg_lib.metrics"],
     ["seqseg_lib.instance_metrics", "seqseg_lib.panoptic", "seqseg_lib.plotting"],
     ["seqseg_lib.experiments.base", "seqseg_lib.loading", "seqseg_lib.widgets"],
-    ["seqseg_lib.evaluation"],
+    ["seqseg_lib.evaluation", "seqseg_lib.tensorboard"],
     [
         "seqseg_lib.experiments.semantic",
         "seqseg_lib.experiments.instance",
@@ -85,7 +85,7 @@ LAYERS = [
         "seqseg_lib.plan",
         "seqseg_lib.claims",
     ],
-    ["seqseg_lib.__main__"],
+    ["seqseg_lib.__main__", "seqseg_lib.execute"],
 ]
 LAYER = {module: rank for rank, modules in enumerate(LAYERS) for module in modules}
 

@@ -1,7 +1,7 @@
 """The query inspectors of notebooks 03 and 04 in JupyterLab, in a real browser.
 
 JupyterLab runs headless on 127.0.0.1 with a token and a temporary root holding copies of the
-two notebooks under the ``smoke`` profile; Debian's Chromium (``apt-get install chromium``),
+two notebooks under the ``smoke`` profile; Debian's Chromium (``./run_all.sh --setup``),
 driven by Playwright's Python API, opens each, runs all cells, moves the inspector's controls
 and checks that the picture and its caption follow, with no error in the browser console.
 A screenshot of each inspector is saved beside the test's files, and into the folder named by
@@ -65,8 +65,8 @@ def lab(tmp_path_factory):
     """A JupyterLab server on the copies: ``(base url, token, root)``."""
     if not CHROMIUM.exists():
         missing(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` "
-            "(or point SEQSEG_CHROMIUM at a Chromium binary)"
+            f"Chromium not found at {CHROMIUM}: `./run_all.sh --setup` as root installs it "
+            "(Debian's chromium), or point SEQSEG_CHROMIUM at a Chromium binary"
         )
     tmp = tmp_path_factory.mktemp("lab")
     root, runs, reports = tmp / "root", tmp / "runs", tmp / "reports"
@@ -160,7 +160,7 @@ def test_inspector_in_jupyterlab(lab, name):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        missing("Playwright is not installed: pip install -r requirements.txt")
+        missing("Playwright is not installed: ./run_all.sh --setup installs requirements.txt")
     url, token, tmp = lab
     errors = []
     with sync_playwright() as playwright:

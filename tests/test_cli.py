@@ -1,5 +1,6 @@
 """The command line, in subprocesses: train, resume, evaluate, and refusals."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -62,7 +63,9 @@ def test_names_lists_the_valid_names(capsys):
     [
         (["train", "segformer", "--out", "x"], "invalid choice: 'segformer' (choose from"),
         (["train", "unet", "--profile", "gpu", "--out", "x"], "choose from 'smoke', 'cpu'"),
-        (["train", "unet", "--dataset", "ade", "--out", "x"], "valid: synthetic, cityscapes"),
+        (["train", "unet", "--dataset", "ade", "--out", "x"], "invalid choice: 'ade'"),
+        (["train", "unet", "--dataset", "mnist", "--out", "x"], "valid: synthetic, cityscapes"),
+        (["train", "unet", "--device", "tpu", "--out", "x"], "expected auto, cpu, cuda"),
         (["train", "unet", "--max-steps", "-3", "--out", "x"], "expected a positive integer"),
         (["train", "unet", "--max-steps", "ten", "--out", "x"], "expected a positive integer"),
         (["evaluate", "nowhere"], "is not a run directory"),
@@ -98,10 +101,12 @@ def test_train_says_its_size_and_where_it_stopped(tmp_path, capsys, monkeypatch)
 def test_help_and_argument_errors_need_no_torch():
     """The command line imports torch only for a command that needs it: ``--help`` and a
     mistyped argument answer at once, and list the registry's experiments."""
-    from seqseg_lib.config import EXPERIMENT_NAMES
+    from seqseg_lib.config import DATASET_NAMES, EXPERIMENT_NAMES
+    from seqseg_lib.data import DATASETS
     from seqseg_lib.experiments import EXPERIMENTS
 
     assert EXPERIMENT_NAMES == tuple(EXPERIMENTS)
+    assert DATASET_NAMES == tuple(DATASETS)
     probe = (
         "import sys\nfrom seqseg_lib import __main__ as cli\n"
         "try:\n    cli.main(['train', 'unet', '--profile', 'gpu', '--out', 'x'])\n"
@@ -112,6 +117,54 @@ def test_help_and_argument_errors_need_no_torch():
     )
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
     assert "invalid choice: 'gpu'" in result.stderr
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by its command line: the top level, its commands, and the
+    commands of ``runs`` (``plan``, ``train``), which have a parser of their own."""
+    from seqseg_lib.__main__ import build_parser, build_runs_parser
+
+    parsers = {"": build_parser()}
+    for prefix, parser in (("", parsers[""]), ("runs ", build_runs_parser())):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers |= {prefix + name: sub for name, sub in action.choices.items()}
+    return parsers
+
+
+def test_every_option_of_every_command_has_help_and_each_command_an_example():
+    parsers = command_parsers()
+    assert {"train", "evaluate", "runs", "runs plan", "runs train", "summarize", "names"} <= set(
+        parsers
+    )
+    for command, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help and action.help != argparse.SUPPRESS, (command, action.dest)
+        text = parser.format_help()
+        shown = command or "train"  # the top level's example trains
+        _, example, examples = text.partition("example:\n")
+        assert example and examples.startswith(f"  python -m seqseg_lib {shown}"), (command, text)
+        assert "`" not in text, f"reStructuredText in {command!r}'s help"
+    top = parsers[""].format_help()
+    for command in ("runs plan", "runs train", "evaluate DIR", "summarize", "names"):
+        assert f"\n  {command}" in top
+
+
+def test_train_help_shows_defaults_and_choices():
+    text = " ".join(command_parsers()["train"].format_help().split())
+    assert "--profile {smoke,cpu,paper}" in text and "default: cpu" in text
+    assert "--device {auto,cpu,cuda,cuda:N}" in text
+    assert "--dataset {synthetic,cityscapes,camvid,mnist}" in text
+    assert "(default 0)" in text  # --seed
+
+
+def test_device_accepts_one_gpu_of_several():
+    from seqseg_lib.__main__ import parse_args
+
+    args = parse_args(["train", "unet", "--device", "cuda:1", "--out", "x"])
+    assert args.device == "cuda:1"
 
 
 def test_runs_lists_each_run_s_state_without_loading_checkpoints(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import REPO, free_port
+from test_tensorboard import events
 
 from seqseg_lib import distributed, engine
 from seqseg_lib.experiments import build_config
@@ -112,6 +113,15 @@ def test_two_processes_train_the_weights_of_one(tmp_path, experiment):
     for key in ("accuracy", "dice_loss", "miou"):
         if key in records[0]["val"]:
             assert records[1]["val"][key] == pytest.approx(records[0]["val"][key], abs=1e-5)
+    # TensorBoard: rank 0 alone writes, the records those of one process
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
+    one, two = (events(tmp_path / name) for name in ("one", "two"))
+    assert [(e.step, pytest.approx(e.value, rel=1e-4)) for e in one.Scalars("train/loss")] == [
+        (e.step, e.value) for e in two.Scalars("train/loss")
+    ]
+    assert [e.step for e in one.Scalars("train_step/loss")] == [
+        e.step for e in two.Scalars("train_step/loss")
+    ]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ than SDPA, and the verdict on "did not yield satisfactory results", on hand-made
 import dataclasses
 
 import pandas as pd
+import pytest
 
 from seqseg_lib.claims import efficient
 from seqseg_lib.verdicts import BEYOND_THE_REPORT
@@ -109,3 +110,74 @@ def test_bigbird_s_block_sparse_attention_trains_under_bfloat16_autocast():
     logits.float().mean().backward()
     assert model.encoder.config.attention_type == "block_sparse"  # not the full fallback
     assert model.patch_embed.weight.grad is not None
+
+
+@pytest.fixture
+def said():
+    """What ``transformers`` logs (warnings included) while the test runs, as a list of
+    messages: a handler of its own logger, whatever stream its handler writes to."""
+    import logging
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
+def lsh_buckets(model) -> list:
+    return [m.num_buckets for m in model.modules() if type(m).__name__ == "LSHSelfAttention"]
+
+
+@pytest.mark.parametrize(("tokens", "window"), [(128, 16), (2048, 64), (96, 32), (4096, 16)])
+def test_the_reformer_is_built_with_the_buckets_transformers_picks(tokens, window, said):
+    """``num_buckets`` given as ``transformers`` sets it at the first forward when it is not
+    (then saying so on each layer): the same computation, and nothing printed."""
+    import torch
+    from transformers import ReformerModel
+
+    from seqseg_lib.models.encoders import ReformerEncoder, Sizes, reformer_buckets
+
+    inputs = torch.rand(1, tokens, 8)
+    sizes = Sizes(8, 2, 2, 16, tokens, 0.0)
+    ours = ReformerEncoder.build(sizes, window).eval()
+    ReformerModel.forward(ours, inputs_embeds=inputs)
+    assert said == []
+    theirs = ReformerEncoder.build(sizes, window).eval()
+    for layer in theirs.modules():
+        if type(layer).__name__ == "LSHSelfAttention":
+            layer.num_buckets = None
+    ReformerModel.forward(theirs, inputs_embeds=inputs)
+    assert "num_buckets is not set" in " ".join(said)
+    assert lsh_buckets(ours) == lsh_buckets(theirs) == [reformer_buckets(tokens, window)] * 2
+
+
+@pytest.mark.parametrize(("tokens", "block_size"), [(128, 16), (176, 16), (192, 16), (256, 32)])
+def test_bigbird_switches_to_full_attention_where_transformers_would(tokens, block_size, said):
+    """Full attention where the sequence is too short for block-sparse attention, switched
+    before the forward as ``BigBirdModel`` switches it in its forward (saying so): the same
+    attention, the same outputs from the same seeds (dropout included: the same random draws),
+    and nothing printed."""
+    import torch
+    from transformers import BigBirdModel
+
+    from seqseg_lib.models.encoders import BigBirdEncoder, Sizes, fit_bigbird_attention
+
+    inputs = torch.rand(2, tokens, 8)
+    outputs = []
+    for ours in (True, False):
+        torch.manual_seed(0)
+        encoder = BigBirdEncoder.build(Sizes(8, 2, 2, 16, 512, 0.1), True, block_size)
+        torch.manual_seed(1)
+        if ours:
+            fit_bigbird_attention(encoder, tokens)
+        hidden = BigBirdModel.forward(encoder, inputs_embeds=inputs).last_hidden_state
+        outputs.append((hidden, encoder.attention_type))
+        switched = "Changing attention type to 'original_full'" in " ".join(said)
+        assert switched == (not ours and tokens <= 11 * block_size)
+        said.clear()
+    (ours, our_attention), (theirs, their_attention) = outputs
+    assert our_attention == their_attention
+    assert torch.equal(ours, theirs)

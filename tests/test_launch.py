@@ -29,9 +29,14 @@ SMOKE = ["unet", "seq2seg"]
 
 
 def run_files(runs_dir) -> dict[str, dict[str, bytes]]:
-    """Every run directory's files (the launcher's .jobs and .locks aside), by name."""
+    """Every run directory's files (the launcher's .jobs and .locks aside), by name, but its
+    TensorBoard events (named and stamped by the time and process that wrote them)."""
     return {
-        run.name: {path.name: path.read_bytes() for path in sorted(run.iterdir())}
+        run.name: {
+            path.name: path.read_bytes()
+            for path in sorted(run.iterdir())
+            if not path.name.startswith("events.out.tfevents.")
+        }
         for run in sorted(runs_dir.iterdir())
         if not run.name.startswith(".")
     }

@@ -106,6 +106,37 @@ def test_notebook_runs_headless_under_smoke(path, tmp_path, kernel_env):
     assert trained == planned, (sorted(trained - planned), sorted(planned - trained))
 
 
+def test_a_notebook_runs_quietly_over_ipc_with_typed_parameters(tmp_path):
+    """``python -m seqseg_lib.execute``: the parameters typed as papermill's command line
+    types them, nothing printed (the kernel over IPC has no TCP warning to give), and
+    ``--verbose`` logs the cells."""
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("steps = 1\namp = False\nname = 'a'")
+    parameters.metadata["tags"] = ["parameters"]
+    shown = "print(repr(steps), repr(amp), repr(name))"
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(shown)]
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = kernelspec
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    for verbose in ([], ["--verbose"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "seqseg_lib.execute", "tiny.ipynb", "out.ipynb"]
+            + ["-p", "steps", "3", "-p", "amp", "True", "-p", "name", "b", *verbose],
+            cwd=tmp_path,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "without encryption" not in result.stdout + result.stderr
+        assert ("Executing Cell" in result.stdout + result.stderr) == bool(verbose)
+        if not verbose:
+            assert result.stdout + result.stderr == ""
+        executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+        assert executed.cells[-1].outputs[0]["text"] == "3 True 'b'\n"
+
+
 @pytest.mark.slow
 def test_run_all_fails_on_a_broken_notebook(tmp_path):
     notebook = nbformat.read(NOTEBOOKS[0], as_version=4)
@@ -158,6 +189,11 @@ def test_run_all_max_steps_draws_every_table_from_partial_epochs(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # one line for the notebook; no cell log, no kernel warning
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("== [1/1]")]
+    assert " ok in " in line and "1 table, 2 figures" in line, line
+    assert "Executing Cell" not in result.stdout + result.stderr
+    assert "without encryption" not in result.stdout + result.stderr
     table = (reports / "tables" / "table1_synthetic_smoke.csv").read_text()
     assert ",0.5" in table  # one step of an epoch of two (8 images, batch 4)
     for run in (tmp_path / "runs").glob("*-seed*"):  # run directories, not .locks/

@@ -12,6 +12,7 @@ import textwrap
 import pytest
 import torch
 from conftest import REPO, untimed
+from test_tensorboard import events, scalars
 
 from seqseg_lib import __main__ as cli
 from seqseg_lib import engine, runs
@@ -113,6 +114,12 @@ def test_sigkill_and_resume_is_bit_identical(experiment, tmp_path, straight):
     assert position["global_step"] == 3  # mid-epoch for every smoke preset
     assert train_here(*args) == 0
     assert_same_run(tmp_path, straight(experiment))
+    # TensorBoard: the records' events those of the straight run, each step once
+    resumed, whole = events(tmp_path), events(straight(experiment))
+    assert scalars(resumed, "val/loss") == scalars(whole, "val/loss")
+    steps = [step for step, _ in scalars(resumed, "train_step/loss")]
+    assert steps == sorted(set(steps))
+    assert steps[-1] == engine.read_metrics(tmp_path)[-1]["global_step"]
 
 
 @pytest.mark.slow

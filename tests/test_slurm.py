@@ -4,8 +4,9 @@ plan finish; a run signalled mid-training, as Slurm signals a job near its time 
 preempting it, is requeued and resumes from its last checkpoint to the weights of an
 uninterrupted run; a job that the cluster requeues itself runs again and is reported finished.
 
-Slurm and munge are installed with apt-get where they are missing and this is root; otherwise
-the test is skipped, saying why, and ``SEQSEG_REQUIRE_SLURM=1`` (CI) makes that a failure.
+The test installs nothing: where Slurm or munge is missing it is skipped, naming the command
+that installs them (``./run_all.sh --setup`` as root), and ``SEQSEG_REQUIRE_SLURM=1`` (CI) makes
+that a failure.
 There is no accounting daemon (slurmdbd): ``sacct`` answers nothing, and the launcher reads
 job states from ``squeue`` (``launch.QueueWatcher``).
 """
@@ -63,19 +64,15 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def install_slurm() -> None:
-    """apt-get install slurm-wlm and munge where a command is missing (root only)."""
-    if all(shutil.which(command) for command in COMMANDS):
-        return
-    if os.geteuid() != 0:
-        unavailable("slurm-wlm and munge are not installed, and installing them needs root")
-    install = ["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"]
-    for commands in ([install], [["apt-get", "update", "-q"], install]):
-        if all(
-            subprocess.run(c, capture_output=True, timeout=300).returncode == 0 for c in commands
-        ):
-            return
-    unavailable("apt-get could not install slurm-wlm and munge")
+def require_slurm() -> None:
+    """Skip (or under ``SEQSEG_REQUIRE_SLURM=1`` fail) where a command of Slurm or munge is
+    missing, saying how to install them."""
+    missing = [command for command in COMMANDS if shutil.which(command) is None]
+    if missing:
+        unavailable(
+            f"Slurm and munge are not installed (no {', '.join(missing)}): "
+            "`./run_all.sh --setup` as root installs them (Debian's slurm-wlm and munge)"
+        )
 
 
 def wait_for(condition, seconds: float, what: str):
@@ -99,7 +96,7 @@ def cluster(monkeypatch):
     a socket's path has at most 107 characters); ``SLURM_CONF`` names its configuration for
     this process and the ones it starts. Every job is cancelled and every daemon stopped
     after the test, however it ends."""
-    install_slurm()
+    require_slurm()
     if os.geteuid() != 0:
         unavailable("the test cluster's daemons run as root (SlurmUser=root)")
     folder = Path(tempfile.mkdtemp(prefix="slurm-"))

@@ -197,6 +197,28 @@ class LongformerEncoder(HiddenStatesEncoder, LongformerModel):
         return cls(config, skip)
 
 
+def reformer_buckets(sequence_length: int, chunk_length: int) -> int | list[int]:
+    """The LSH buckets of a Reformer attending ``sequence_length`` tokens (its
+    ``max_position_embeddings``) in chunks of ``chunk_length``: ``transformers``' own choice
+    when ``num_buckets`` is not set (``LSHSelfAttention._set_num_buckets``), about two per
+    chunk, a power of 2, factorised into two when it exceeds twice the larger of
+    sqrt(chunks) and ``chunk_length``."""
+    power = (2 * (sequence_length // chunk_length)).bit_length() - 1
+    limit = 2 * max(int((sequence_length // chunk_length) ** 0.5), chunk_length)
+    return 2**power if 2**power <= limit else [2 ** (power // 2), 2 ** (power - power // 2)]
+
+
+def fit_bigbird_attention(encoder: torch.nn.Module, sequence_length: int) -> None:
+    """Switch a BigBird ``encoder`` to full attention where ``sequence_length`` tokens are too
+    few for its global, sliding and random blocks: what ``BigBirdModel.forward`` does by the
+    same rule at that point (and never back), with the same modules and random draws, but
+    without its warning on every model it switches."""
+    config = encoder.config
+    too_short = sequence_length <= (5 + 2 * config.num_random_blocks) * config.block_size
+    if too_short and encoder.attention_type == "block_sparse":
+        encoder.set_attention_type("original_full")
+
+
 class BigBirdEncoder(HiddenStatesEncoder, BigBirdModel):
     """BigBird, block-sparse attention in blocks of ``block_size`` tokens, in float32 even
     under autocast."""
@@ -219,6 +241,7 @@ class BigBirdEncoder(HiddenStatesEncoder, BigBirdModel):
         return cls(config, skip)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        fit_bigbird_attention(self, embedded.shape[1])
         device = embedded.device.type
         if torch.is_autocast_enabled(device):
             # transformers' block-sparse attention scatters bfloat16 scores into a float32
@@ -256,6 +279,7 @@ class ReformerEncoder(TransformersInit, ReformerModel):
             feed_forward_size=ffn_dim,
             attn_layers=["lsh"] * num_layers,
             lsh_attn_chunk_length=window,
+            num_buckets=reformer_buckets(max_positions, window),
             lsh_attention_probs_dropout_prob=dropout,
             axial_pos_embds=True,
             axial_pos_shape=(rows, cols),
