@@ -21,6 +21,12 @@ PAPER_CHECKPOINT_EPOCHS = 5
 # study whose curves need more (notebook 09's, every ``semantic_scale.BUDGET_VALIDATE_STEPS``
 # steps) sets its own ``validate_every``.
 PAPER_VALIDATE_EPOCHS = PAPER_CHECKPOINT_EPOCHS
+# What the ``cpu`` and ``smoke`` presets change of ``paper``'s run control: float32 on every
+# machine (their numbers do not depend on the CPU), bit-identical kernels (on a GPU too), no
+# DataLoader workers (measured slower on 2 cores: ``benchmarks/workers.py``), a checkpoint and
+# a validation every epoch.
+CPU_RUN_CONTROL = {"amp": False, "deterministic": True, "num_workers": 0}
+CPU_RUN_CONTROL |= {"checkpoint_epochs": 1, "validate_every": 1}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from seqseg_lib.data.scattered_mnist import (
     compose,
 )
 from seqseg_lib.experiments.base import (
+    CPU_RUN_CONTROL,
     PAPER_CHECKPOINT_EPOCHS,
     PAPER_VALIDATE_EPOCHS,
     PAPER_WORKERS,
@@ -85,11 +86,7 @@ MNIST_EASY_CPU = replace(
     lr_milestones=((10, 1e-4),),
     warmup_steps=200,
     num_train=10_000,
-    amp=False,
-    deterministic=True,
-    num_workers=0,
-    checkpoint_epochs=1,
-    validate_every=1,
+    **CPU_RUN_CONTROL,
 )
 # ``smoke``: seconds, a one-layer, 32-wide encoder on 32 training and 8 validation images.
 MNIST_EASY_SMOKE = replace(
@@ -101,11 +98,7 @@ MNIST_EASY_SMOKE = replace(
     lr=1e-3,
     num_train=32,
     num_val=8,
-    amp=False,
-    deterministic=True,
-    num_workers=0,
-    checkpoint_epochs=1,
-    validate_every=1,
+    **CPU_RUN_CONTROL,
 )
 # The hard images differ only in the images: digits placed without constraint (Sec. 3.3).
 PRESETS = {

@@ -25,6 +25,7 @@ from seqseg_lib.data import build_street_datasets
 from seqseg_lib.data.labels import CITYSCAPES
 from seqseg_lib.data.targets import INSTANCE_OFFSET, collate_panoptic
 from seqseg_lib.experiments.base import (
+    CPU_RUN_CONTROL,
     PAPER_CHECKPOINT_EPOCHS,
     PAPER_VALIDATE_EPOCHS,
     PAPER_WORKERS,
@@ -90,8 +91,6 @@ HUNGARIAN_UNET_PAPER = Config(
 # and validations every epoch. Matching stays at 32x64, half the crop's resolution rather than
 # a quarter, so that small cars survive it. Where it stands (PQ, cars found, duplicates) and
 # what the ablation of notebook 04 changes: ``reports/README.md``, written from the runs.
-RUN_CONTROL_CPU = {"amp": False, "deterministic": True, "num_workers": 0}
-RUN_CONTROL_CPU |= {"checkpoint_epochs": 1, "validate_every": 1}
 HUNGARIAN_UNET_CPU = replace(
     HUNGARIAN_UNET_PAPER,
     profile="cpu",
@@ -101,7 +100,7 @@ HUNGARIAN_UNET_CPU = replace(
     crop=(64, 128),
     num_train=600,
     num_val=150,
-    **RUN_CONTROL_CPU,
+    **CPU_RUN_CONTROL,
 )
 # ``smoke``: seconds, 10 queries, a 4-wide U-Net, 32x64 crops, 8 training and 4 validation
 # images.
@@ -117,7 +116,7 @@ HUNGARIAN_UNET_SMOKE = replace(
     crop=(32, 64),
     num_train=8,
     num_val=4,
-    **RUN_CONTROL_CPU,
+    **CPU_RUN_CONTROL,
 )
 
 

@@ -10,6 +10,7 @@ from seqseg_lib.config import Config
 from seqseg_lib.data import build_street_datasets
 from seqseg_lib.data.targets import collate_semantic
 from seqseg_lib.experiments.base import (
+    CPU_RUN_CONTROL,
     PAPER_CHECKPOINT_EPOCHS,
     PAPER_VALIDATE_EPOCHS,
     PAPER_WORKERS,
@@ -71,8 +72,7 @@ SEQ2SEG_NOSKIP_PAPER = replace(
 # float32 and bit-identical kernels (also on a GPU); no workers, checkpoints and validations
 # every epoch.
 CPU_DATA = {"batch_size": 16, "resize": (70, 140), "crop": (64, 128)}
-CPU_DATA |= {"num_train": 600, "num_val": 150, "amp": False}
-CPU_DATA |= {"num_workers": 0, "checkpoint_epochs": 1, "validate_every": 1, "deterministic": True}
+CPU_DATA |= {"num_train": 600, "num_val": 150} | CPU_RUN_CONTROL
 # Seq2Seg keeps the report's sequence of 128 tokens (8x16 patches of 8x8 pixels on a 64x128
 # crop) with a 4-layer, 256-wide encoder (4 heads, FFN 1024). Being 12 times smaller than the
 # report's, it trains at 5 times the report's learning rates, keeping their ratios (at the
@@ -110,8 +110,7 @@ SEQ2SEG_NOSKIP_CPU = replace(
 # second at the report's first rate, tiny models (U-Net 4 wide, first at 1e-2; a 2-layer,
 # 32-wide encoder).
 SMOKE_DATA = {"epochs": 2, "batch_size": 4, "resize": (36, 72), "crop": (32, 64)}
-SMOKE_DATA |= {"num_train": 8, "num_val": 4, "amp": False}
-SMOKE_DATA |= {"num_workers": 0, "checkpoint_epochs": 1, "validate_every": 1, "deterministic": True}
+SMOKE_DATA |= {"num_train": 8, "num_val": 4} | CPU_RUN_CONTROL
 SMOKE_ENCODER = {"patch_size": 8, "hidden_dim": 32, "num_layers": 2, "num_heads": 2}
 SMOKE_ENCODER |= {"ffn_dim": 64}
 UNET_SMOKE = replace(
