@@ -23,6 +23,14 @@ from seqseg_lib.runlock import is_held
 STOPPED_WITHIN = 10.0  # seconds from the signal to the exit
 
 
+def terminal_signals() -> None:
+    """In the child: SIGINT and SIGTERM at their defaults, as a terminal's foreground job has
+    them (a signal ignored at a shell's start cannot be trapped, and a test process may have
+    inherited one ignored)."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def started(command: list[str], **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         command,
@@ -32,6 +40,7 @@ def started(command: list[str], **env: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=terminal_signals,
     )
 
 
