@@ -24,6 +24,7 @@ tests hold to the eager step's losses and weights. Capture needs one process (no
 torchrun: DistributedDataParallel's all-reduce is not captured here).
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -143,8 +144,6 @@ class WholeStep:
     def _capture(self, images: Any, targets: Any) -> None:
         """Record one step of the static inputs; its outputs become the static outputs. The
         capture runs no kernel: the replay that follows trains this batch."""
-        import time
-
         torch.cuda.synchronize(self.device)
         start = time.monotonic()
         self.graph = torch.cuda.CUDAGraph()
@@ -160,8 +159,6 @@ def graph_model(model: torch.nn.Module, sample_images: torch.Tensor) -> float:
     the eager forward. The capture's warm-up passes leave the model as they found it (buffers
     such as BatchNorm's running statistics, and the GPU's random state, are restored), and
     touch no gradient. Returns the seconds the capture took."""
-    import time
-
     device = sample_images.device
     buffers = [buffer.clone() for buffer in model.buffers()]
     rng = torch.cuda.get_rng_state(device)
